@@ -1,0 +1,230 @@
+//! The one error type of shmkit.
+//!
+//! Every variant names the object it is about (a segment name, an OS name or a file
+//! path) and the cause, so that `eprintln!("{err}")` alone tells a user what went wrong.
+
+use std::io;
+use std::time::Duration;
+
+/// Result alias used throughout shmkit.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in shmkit.
+///
+/// `object` fields hold the name the caller used (a shmkit name, a raw OS name or a
+/// file path), never a name invented by shmkit, so messages can be matched to the
+/// caller's own code.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The name cannot be used as a shared-memory name on this platform.
+    #[error("invalid name {name:?}: {reason}")]
+    InvalidName {
+        /// The rejected name.
+        name: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+
+    /// A size, offset or length argument is unusable.
+    #[error("{object}: invalid size: {reason}")]
+    InvalidSize {
+        /// The object the size was for.
+        object: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+
+    /// An option or argument makes no sense for this call.
+    #[error("{object}: {reason}")]
+    InvalidArgument {
+        /// The object the call was for.
+        object: String,
+        /// What was wrong.
+        reason: String,
+    },
+
+    /// `open` found no object with that name.
+    #[error("{object}: not found")]
+    NotFound {
+        /// The object that does not exist.
+        object: String,
+    },
+
+    /// `create` found that the name is already taken.
+    #[error("{object}: already exists")]
+    AlreadyExists {
+        /// The object that exists already.
+        object: String,
+    },
+
+    /// The operating system refused access.
+    #[error("{object}: permission denied ({op})")]
+    PermissionDenied {
+        /// The object access was refused for.
+        object: String,
+        /// What shmkit was doing.
+        op: &'static str,
+    },
+
+    /// The backing store (for example /dev/shm, or the disk) has no room for the
+    /// requested size. Reported at create time so that later accesses cannot fault.
+    #[error("{object}: not enough space to reserve {size} bytes")]
+    OutOfSpace {
+        /// The object being created or extended.
+        object: String,
+        /// The number of bytes that could not be reserved.
+        size: u64,
+    },
+
+    /// An access `[offset, offset + len)` falls outside the object.
+    #[error("{object}: range {offset}..{end} is out of bounds (size {size})", end = *offset as u128 + *len as u128)]
+    OutOfBounds {
+        /// The object accessed.
+        object: String,
+        /// Start of the access.
+        offset: u64,
+        /// Length of the access.
+        len: u64,
+        /// Size of the mapped region.
+        size: u64,
+    },
+
+    /// A write was attempted through a read-only mapping.
+    #[error("{object}: mapped read-only, cannot write")]
+    ReadOnly {
+        /// The object mapped read-only.
+        object: String,
+    },
+
+    /// An existing OS object has an owner or permissions that shmkit will not trust.
+    #[error("{object}: refusing insecure object: {reason}")]
+    Insecure {
+        /// The object refused.
+        object: String,
+        /// What was wrong with it.
+        reason: String,
+    },
+
+    /// The object does not start with a shmkit segment header.
+    #[error("{object}: not a shmkit segment ({reason})")]
+    NotShmkit {
+        /// The object examined.
+        object: String,
+        /// What did not match.
+        reason: String,
+    },
+
+    /// The segment was written by a newer (or unknown) shmkit layout version.
+    #[error("{object}: unsupported layout version {found} (this shmkit understands {supported})")]
+    UnsupportedVersion {
+        /// The segment examined.
+        object: String,
+        /// Version found in the header.
+        found: u32,
+        /// Version this build understands.
+        supported: u32,
+    },
+
+    /// The segment holds a different kind of object than the caller asked for.
+    #[error("{object}: is a {found}, not a {expected}")]
+    WrongKind {
+        /// The segment examined.
+        object: String,
+        /// What the header says it is.
+        found: String,
+        /// What the caller wanted.
+        expected: String,
+    },
+
+    /// A header field disagrees with the size of the mapped object, or is corrupt.
+    #[error("{object}: corrupt header: {reason}")]
+    CorruptHeader {
+        /// The segment examined.
+        object: String,
+        /// Which field disagreed and how.
+        reason: String,
+    },
+
+    /// The process that created the segment died before it finished initialising it.
+    #[error("{object}: creator process {pid} died before finishing initialisation")]
+    CreatorDied {
+        /// The segment examined.
+        object: String,
+        /// The creator's process id.
+        pid: u32,
+    },
+
+    /// The creator's initialisation function reported failure.
+    #[error("{object}: the creator failed to initialise the segment")]
+    InitFailed {
+        /// The segment examined.
+        object: String,
+    },
+
+    /// Waiting for the creator to finish initialising took longer than allowed.
+    #[error("{object}: still not initialised after {waited:?}")]
+    InitTimeout {
+        /// The segment examined.
+        object: String,
+        /// How long shmkit waited.
+        waited: Duration,
+    },
+
+    /// A mapped file became shorter than the access needs (someone truncated it).
+    #[error("{object}: file is now {file_size} bytes, too short for access {offset}..{end}", end = *offset as u128 + *len as u128)]
+    Truncated {
+        /// The file.
+        object: String,
+        /// Start of the refused access.
+        offset: u64,
+        /// Length of the refused access.
+        len: u64,
+        /// The file's current size.
+        file_size: u64,
+    },
+
+    /// The request cannot be served on this platform.
+    #[error("{object}: {what} is not supported on this platform")]
+    Unsupported {
+        /// The object concerned.
+        object: String,
+        /// The unsupported feature.
+        what: &'static str,
+    },
+
+    /// Any other operating-system failure, with the operation that failed.
+    #[error("{object}: {op} failed: {source}")]
+    Io {
+        /// The object concerned.
+        object: String,
+        /// The operation that failed (for example `mmap`).
+        op: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Error {
+    /// Turns an OS error into the most specific variant for `object`.
+    ///
+    /// `size` is reported by [`Error::OutOfSpace`] when the OS says the store is full.
+    pub(crate) fn from_io(object: &str, op: &'static str, source: io::Error, size: u64) -> Error {
+        let object = object.to_owned();
+        match source.kind() {
+            io::ErrorKind::NotFound => Error::NotFound { object },
+            io::ErrorKind::AlreadyExists => Error::AlreadyExists { object },
+            io::ErrorKind::PermissionDenied => Error::PermissionDenied { object, op },
+            io::ErrorKind::StorageFull | io::ErrorKind::OutOfMemory => {
+                Error::OutOfSpace { object, size }
+            }
+            _ => Error::Io { object, op, source },
+        }
+    }
+
+    /// The kind of an error that came from the OS, for callers that branch on it.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::NotFound { .. })
+    }
+}

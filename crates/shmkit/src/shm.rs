@@ -1,0 +1,420 @@
+//! Named shared memory: [`Shm`] and its builder [`ShmOptions`].
+
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::access::Access;
+use crate::error::{Error, Result};
+use crate::mapping::{Handle, Mapping};
+use crate::name::{self, Namespace};
+use crate::segment::{self, Lifetime, SegmentInfo, SegmentKind, Spec};
+use crate::sys::{self, CreateParams};
+
+/// A named shared-memory region that several processes map at once.
+///
+/// By default a `Shm` is a *managed segment*: a header in front of the data lets
+/// every opener check that it maps a shmkit segment of the right size and layout
+/// version, and lets exactly one of several racing processes initialise it (see
+/// [`ShmOptions::create_or_open_with`]). The *raw* constructors instead open any
+/// OS object by its exact name, to share memory with programs that do not use
+/// shmkit.
+///
+/// `Shm` dereferences to [`Mapping`], which has the byte access methods.
+///
+/// ```
+/// use shmkit::{Shm, ShmOptions};
+/// # fn main() -> shmkit::Result<()> {
+/// # let name = format!("doc-shm-{}", std::process::id());
+/// // Process A
+/// let a = Shm::create(&name, 1024)?;
+/// a.write_at(0, b"ping")?;
+///
+/// // Process B (here the same process, for the example)
+/// let b = Shm::open(&name)?;
+/// assert_eq!(b.read_vec(0, 4)?, b"ping");
+/// assert_eq!(b.len(), 1024);
+/// # Ok(()) }
+/// ```
+///
+/// # Platform notes
+///
+/// - **Linux**: objects live in /dev/shm as `shmkit.NAME` (raw: exactly the given
+///   name). They are created with mode 0600 (see [`ShmOptions::mode`]); their memory
+///   is reserved at creation, so a full /dev/shm fails the create with
+///   [`Error::OutOfSpace`] rather than killing a process with SIGBUS later.
+///   A new segment only becomes visible under its name once its header is written.
+/// - **Windows**: objects are pagefile-backed sections named `Local\shmkit.NAME`
+///   (or `Global\` with [`ShmOptions::namespace`]). Such sections vanish when the
+///   last handle closes, so [`Lifetime::Temporary`] is natural there;
+///   [`Lifetime::Persistent`] segments are backed by a file in
+///   `%TEMP%\shmkit-shm\` instead, which [`Shm::remove`] deletes. The size of a raw
+///   section opened by name is rounded up to the page size, since Windows does not
+///   report the exact size. Permissions come from the default security descriptor
+///   (the creating user); [`ShmOptions::mode`] is ignored.
+/// - **macOS**: names are limited to 31 bytes including the `shmkit.` prefix, and
+///   memory cannot be reserved up front.
+#[derive(Debug)]
+pub struct Shm {
+    mapping: Mapping,
+    name: String,
+    os_name: String,
+    info: Option<SegmentInfo>,
+    created: bool,
+}
+
+/// Options for creating or opening a [`Shm`].
+///
+/// ```
+/// use shmkit::{Access, Lifetime, ShmOptions};
+/// # fn main() -> shmkit::Result<()> {
+/// # let name = format!("doc-opts-{}", std::process::id());
+/// let shm = ShmOptions::new()
+///     .size(64 * 1024)
+///     .lifetime(Lifetime::Temporary)
+///     .create_or_open_with(&name, |bytes| {
+///         bytes[..5].copy_from_slice(b"hello"); // runs in exactly one process
+///         Ok::<(), std::convert::Infallible>(())
+///     })?;
+/// let reader = ShmOptions::new().access(Access::ReadOnly).open(&name)?;
+/// assert_eq!(reader.read_vec(0, 5)?, b"hello");
+/// assert!(reader.write_at(0, b"x").is_err());
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct ShmOptions {
+    size: Option<u64>,
+    access: Access,
+    lifetime: Lifetime,
+    mode: u32,
+    namespace: Namespace,
+    reserve: bool,
+    init_timeout: Duration,
+    accept_insecure: bool,
+}
+
+impl Default for ShmOptions {
+    fn default() -> Self {
+        ShmOptions {
+            size: None,
+            access: Access::ReadWrite,
+            lifetime: Lifetime::Temporary,
+            mode: 0o600,
+            namespace: Namespace::Local,
+            reserve: true,
+            init_timeout: Duration::from_secs(5),
+            accept_insecure: false,
+        }
+    }
+}
+
+impl ShmOptions {
+    /// Default options: read-write, temporary, mode 0600, memory reserved, a
+    /// 5-second wait for a creator that is still initialising.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Size in bytes of the data (excluding the header). Needed to create.
+    pub fn size(mut self, bytes: u64) -> Self {
+        self.size = Some(bytes);
+        self
+    }
+
+    /// How to map the region. Creating needs [`Access::ReadWrite`].
+    pub fn access(mut self, access: Access) -> Self {
+        self.access = access;
+        self
+    }
+
+    /// Whether the region outlives its users. See [`Lifetime`].
+    pub fn lifetime(mut self, lifetime: Lifetime) -> Self {
+        self.lifetime = lifetime;
+        self
+    }
+
+    /// Unix permission bits for a new object (default `0o600`: owner only). The
+    /// umask does not apply. Ignored on Windows.
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode & 0o777;
+        self
+    }
+
+    /// Windows object namespace (default [`Namespace::Local`]). Ignored on Unix.
+    pub fn namespace(mut self, namespace: Namespace) -> Self {
+        self.namespace = namespace;
+        self
+    }
+
+    /// Whether to reserve the memory at creation (default `true`). Without it a
+    /// huge sparse region can be created cheaply, but touching a page when the store
+    /// is full kills the process with SIGBUS (Unix).
+    pub fn reserve(mut self, reserve: bool) -> Self {
+        self.reserve = reserve;
+        self
+    }
+
+    /// How long `open` waits for a creator that is still initialising (default 5 s).
+    pub fn init_timeout(mut self, timeout: Duration) -> Self {
+        self.init_timeout = timeout;
+        self
+    }
+
+    /// Accept existing objects owned by another user or writable by every user
+    /// (refused by default with [`Error::Insecure`]). Unix only.
+    pub fn accept_insecure(mut self, yes: bool) -> Self {
+        self.accept_insecure = yes;
+        self
+    }
+
+    fn spec<'a>(&self, name: &'a str, os_name: &'a str) -> Spec<'a> {
+        Spec {
+            name,
+            os_name,
+            kind: SegmentKind::Bytes,
+            access: self.access,
+            lifetime: self.lifetime,
+            mode: self.mode,
+            reserve: self.reserve,
+            init_timeout: self.init_timeout,
+            accept_insecure: self.accept_insecure,
+        }
+    }
+
+    fn required_size(&self, object: &str) -> Result<u64> {
+        self.size.ok_or_else(|| Error::InvalidArgument {
+            object: object.to_owned(),
+            reason: "a size is needed to create shared memory".into(),
+        })
+    }
+
+    /// Creates a new segment filled with zeros; fails with [`Error::AlreadyExists`]
+    /// if the name is taken.
+    pub fn create(&self, name: &str) -> Result<Shm> {
+        self.create_with(name, |_| Ok::<(), std::convert::Infallible>(()))
+    }
+
+    /// Like [`create`](Self::create), running `init` on the data before any other
+    /// process can open the segment.
+    pub fn create_with<E: std::fmt::Display>(
+        &self,
+        name: &str,
+        init: impl FnOnce(&mut [u8]) -> std::result::Result<(), E>,
+    ) -> Result<Shm> {
+        let os = name::os_name(name, self.namespace)?;
+        let size = self.required_size(name)?;
+        let mut init = once(init);
+        segment::create(&self.spec(name, &os), size, &mut init).map(|s| Shm::managed(name, os, s))
+    }
+
+    /// Opens an existing segment; fails with [`Error::NotFound`] if there is none.
+    /// The size is the creator's; a size set here is ignored.
+    pub fn open(&self, name: &str) -> Result<Shm> {
+        let os = name::os_name(name, self.namespace)?;
+        segment::open(&self.spec(name, &os)).map(|s| Shm::managed(name, os, s))
+    }
+
+    /// Opens the segment, or creates it if it does not exist;
+    /// [`Shm::created`] tells which happened.
+    pub fn create_or_open(&self, name: &str) -> Result<Shm> {
+        self.create_or_open_with(name, |_| Ok::<(), std::convert::Infallible>(()))
+    }
+
+    /// Opens the segment, or creates it and runs `init` on its data. Of several
+    /// processes racing here, exactly one runs `init`; the others wait (up to
+    /// [`init_timeout`](Self::init_timeout)) until it has finished, and get
+    /// [`Error::CreatorDied`] if the initialiser's process dies first, or
+    /// [`Error::InitFailed`] if `init` returns an error.
+    pub fn create_or_open_with<E: std::fmt::Display>(
+        &self,
+        name: &str,
+        init: impl FnOnce(&mut [u8]) -> std::result::Result<(), E>,
+    ) -> Result<Shm> {
+        let os = name::os_name(name, self.namespace)?;
+        let size = self.required_size(name)?;
+        let mut init = once(init);
+        segment::create_or_open(&self.spec(name, &os), size, &mut init)
+            .map(|s| Shm::managed(name, os, s))
+    }
+
+    /// Creates an OS object with the exact name `os_name` and no shmkit header,
+    /// for other programs to open (`"/name"` on Unix, `"Local\\name"` on Windows).
+    ///
+    /// [`Lifetime::Temporary`] applies among shmkit users of the object only: each
+    /// of them must open it with the same lifetime, and programs that do not use
+    /// shmkit do not count as users.
+    pub fn create_raw(&self, os_name: &str) -> Result<Shm> {
+        name::validate_raw(os_name)?;
+        let size = self.required_size(os_name)?;
+        if self.access != Access::ReadWrite {
+            return Err(Error::InvalidArgument {
+                object: os_name.to_owned(),
+                reason: format!("cannot create an object with {:?} access", self.access),
+            });
+        }
+        if size == 0 {
+            return Err(Error::InvalidSize {
+                object: os_name.to_owned(),
+                reason: "size must be at least 1 byte".into(),
+            });
+        }
+        let params = CreateParams {
+            size,
+            mode: self.mode,
+            reserve: self.reserve,
+            persistent: self.lifetime == Lifetime::Persistent,
+        };
+        let obj = sys::shm_create(os_name, &params)
+            .map_err(|e| Error::from_io(os_name, "create", e, size))?;
+        let spec = self.spec(os_name, os_name);
+        segment::check_trust(&spec, &obj, true)?;
+        obj.publish()
+            .map_err(|e| Error::from_io(os_name, "publish", e, size))?;
+        let temporary = self.lifetime == Lifetime::Temporary;
+        let handle = Arc::new(Handle::new(obj, os_name.to_owned(), temporary));
+        let mapping = Mapping::new(handle, 0, size, Access::ReadWrite, false)?;
+        Ok(Shm::raw(os_name, mapping, true))
+    }
+
+    /// Opens an OS object by its exact name, without expecting a shmkit header.
+    /// The whole object is mapped.
+    pub fn open_raw(&self, os_name: &str) -> Result<Shm> {
+        name::validate_raw(os_name)?;
+        let obj = sys::shm_open(os_name, self.access.needs_writable_object())
+            .map_err(|e| Error::from_io(os_name, "open", e, 0))?;
+        let spec = self.spec(os_name, os_name);
+        segment::check_trust(&spec, &obj, false)?;
+        obj.share()
+            .map_err(|e| Error::from_io(os_name, "flock", e, 0))?;
+        let size = obj
+            .size()
+            .map_err(|e| Error::from_io(os_name, "fstat", e, 0))?;
+        let temporary = self.lifetime == Lifetime::Temporary;
+        let handle = Arc::new(Handle::new(obj, os_name.to_owned(), temporary));
+        let mapping = Mapping::new(handle, 0, size, self.access, false)?;
+        Ok(Shm::raw(os_name, mapping, false))
+    }
+}
+
+/// Adapts a `FnOnce` initialiser to the segment layer's `FnMut`.
+fn once<E: std::fmt::Display>(
+    init: impl FnOnce(&mut [u8]) -> std::result::Result<(), E>,
+) -> impl FnMut(&mut [u8]) -> std::result::Result<(), String> {
+    let mut init = Some(init);
+    move |bytes| match init.take() {
+        Some(f) => f(bytes).map_err(|e| e.to_string()),
+        None => Err("initialiser already ran".into()),
+    }
+}
+
+impl Shm {
+    /// Creates a temporary, read-write segment of `size` bytes named `name`.
+    /// Shorthand for `ShmOptions::new().size(size).create(name)`.
+    pub fn create(name: &str, size: u64) -> Result<Shm> {
+        ShmOptions::new().size(size).create(name)
+    }
+
+    /// Opens the existing segment `name` for reading and writing.
+    pub fn open(name: &str) -> Result<Shm> {
+        ShmOptions::new().open(name)
+    }
+
+    /// Options for anything beyond the defaults.
+    pub fn options() -> ShmOptions {
+        ShmOptions::new()
+    }
+
+    /// Removes the segment `name`. Processes that have it open keep their mapping;
+    /// new opens fail with [`Error::NotFound`].
+    ///
+    /// On Windows, only persistent segments can be removed; a temporary one lives
+    /// until its last handle closes, and removing it gives [`Error::Unsupported`].
+    pub fn remove(name: &str) -> Result<()> {
+        let os = name::os_name(name, Namespace::Local)?;
+        sys::shm_unlink(&os).map_err(|e| Error::from_io(name, "remove", e, 0))
+    }
+
+    /// Removes the OS object named exactly `os_name`.
+    pub fn remove_raw(os_name: &str) -> Result<()> {
+        name::validate_raw(os_name)?;
+        sys::shm_unlink(os_name).map_err(|e| Error::from_io(os_name, "remove", e, 0))
+    }
+
+    /// Reads the header of segment `name` without waiting for its initialisation.
+    pub fn inspect(name: &str) -> Result<SegmentInfo> {
+        let os = name::os_name(name, Namespace::Local)?;
+        let opts = ShmOptions::new().access(Access::ReadOnly);
+        segment::inspect(&opts.spec(name, &os))
+    }
+
+    /// Names of the shmkit segments that exist now (Linux only: other platforms
+    /// have no way to list shared-memory objects, and give [`Error::Unsupported`]).
+    pub fn list() -> Result<Vec<String>> {
+        let all = sys::shm_list().map_err(|e| match e.kind() {
+            std::io::ErrorKind::Unsupported => Error::Unsupported {
+                object: "shared memory".into(),
+                what: "listing objects",
+            },
+            _ => Error::from_io("shared memory", "list", e, 0),
+        })?;
+        Ok(all
+            .iter()
+            .filter_map(|os| name::strip_os_prefix(os))
+            .filter(|n| name::validate(n).is_ok())
+            .map(str::to_owned)
+            .collect())
+    }
+
+    fn managed(name: &str, os_name: String, seg: segment::Segment) -> Shm {
+        Shm {
+            mapping: seg.data,
+            name: name.to_owned(),
+            os_name,
+            info: Some(seg.info),
+            created: seg.created,
+        }
+    }
+
+    fn raw(os_name: &str, mapping: Mapping, created: bool) -> Shm {
+        Shm {
+            mapping,
+            name: os_name.to_owned(),
+            os_name: os_name.to_owned(),
+            info: None,
+            created,
+        }
+    }
+
+    /// The name this segment was opened by.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The OS object's name (for example `/shmkit.NAME` on Linux).
+    pub fn os_name(&self) -> &str {
+        &self.os_name
+    }
+
+    /// Whether this handle created the segment (as opposed to opening it).
+    pub fn created(&self) -> bool {
+        self.created
+    }
+
+    /// The header's description of a managed segment; `None` for raw objects.
+    pub fn info(&self) -> Option<&SegmentInfo> {
+        self.info.as_ref()
+    }
+}
+
+impl Deref for Shm {
+    type Target = Mapping;
+    fn deref(&self) -> &Mapping {
+        &self.mapping
+    }
+}
+
+impl DerefMut for Shm {
+    fn deref_mut(&mut self) -> &mut Mapping {
+        &mut self.mapping
+    }
+}

@@ -1,0 +1,43 @@
+//! The operating-system layer: the only place in shmkit that calls the OS.
+//!
+//! Each platform module offers the same set of crate-private items:
+//!
+//! - `Object`: an open shared-memory object or file that can be mapped;
+//! - `shm_create` / `shm_open` / `shm_unlink` / `shm_list` for named objects;
+//! - `RawMap`, a mapped range that unmaps itself when dropped;
+//! - `allocation_granularity`, and process identity (`current_process`,
+//!   `process_alive`).
+//!
+//! Errors are plain `std::io::Error`s; the layers above add the object's name.
+
+#[cfg(unix)]
+mod unix;
+#[cfg(unix)]
+pub(crate) use unix::*;
+
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+pub(crate) use windows::*;
+
+/// Parameters for creating a named shared-memory object.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CreateParams {
+    /// Size of the object in bytes.
+    pub size: u64,
+    /// Unix permission bits; ignored on Windows, where the default DACL applies.
+    pub mode: u32,
+    /// Reserve the memory now so that a full store fails here, not later.
+    pub reserve: bool,
+    /// Windows only: back the object by a file so that it outlives its users.
+    #[cfg_attr(unix, allow(dead_code))]
+    pub persistent: bool,
+}
+
+/// Identity of a process that survives PID reuse: its id and start time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ProcessIdentity {
+    pub pid: u32,
+    /// Platform-specific start time; 0 when the platform cannot tell.
+    pub start_time: u64,
+}
