@@ -28,8 +28,7 @@ impl Access {
 
 /// Expected access pattern, passed to the OS as a hint (`madvise` on Unix).
 ///
-/// On Windows only [`Advice::WillNeed`] has an effect (`PrefetchVirtualMemory`); the
-/// other hints are accepted and ignored, because Windows has no equivalent call.
+/// On Windows the hints are accepted and ignored: Windows has no `madvise`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Advice {
     /// No special treatment.

@@ -30,7 +30,9 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 #[cfg(target_endian = "big")]
-compile_error!("shmkit's shared-memory layouts are little-endian; big-endian targets are not supported");
+compile_error!(
+    "shmkit's shared-memory layouts are little-endian; big-endian targets are not supported"
+);
 
 mod access;
 mod error;

@@ -43,7 +43,6 @@ impl Handle {
     pub(crate) fn obj(&self) -> &sys::Object {
         self.obj.as_ref().expect("object present until drop")
     }
-
 }
 
 impl Drop for Handle {
@@ -182,7 +181,9 @@ impl Mapping {
         let at = self.check(offset, buf.len())?;
         // SAFETY: check() proved at..at+len lies inside the window, which lies
         // inside the live mapping; buf is a distinct, writable Rust buffer.
-        unsafe { std::ptr::copy_nonoverlapping(self.as_ptr().add(at), buf.as_mut_ptr(), buf.len()) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.as_ptr().add(at), buf.as_mut_ptr(), buf.len())
+        };
         Ok(())
     }
 
@@ -201,7 +202,13 @@ impl Mapping {
         let at = self.check(offset, data.len())?;
         // SAFETY: check() proved the range lies inside the writable window; data
         // is a Rust slice, which cannot overlap memory we mapped.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.map.ptr().add(self.start + at), data.len()) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                data.as_ptr(),
+                self.map.ptr().add(self.start + at),
+                data.len(),
+            )
+        };
         Ok(())
     }
 
@@ -318,6 +325,7 @@ impl Mapping {
         let at = self.check_range_only(offset, len)?;
         self.map
             .flush(self.start + at, len, true)
+            .and_then(|()| self.handle.obj().sync_data())
             .map_err(|e| Error::from_io(&self.handle.name, "flush", e, 0))
     }
 

@@ -101,7 +101,9 @@ pub(crate) fn validate_raw(os: &str) -> Result<()> {
             return bad("name is empty after the leading '/'");
         }
         if rest.contains('/') {
-            return bad("a raw POSIX shared-memory name must not contain '/' after the first character");
+            return bad(
+                "a raw POSIX shared-memory name must not contain '/' after the first character",
+            );
         }
         if rest == "." || rest == ".." {
             return bad("'.' and '..' are not object names");
@@ -142,7 +144,13 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_names() {
-        for n in ["a", "sensor-feed", "x_1.2", "ünïcode", &"n".repeat(MAX_NAME_LEN)] {
+        for n in [
+            "a",
+            "sensor-feed",
+            "x_1.2",
+            "ünïcode",
+            &"n".repeat(MAX_NAME_LEN),
+        ] {
             validate(n).unwrap();
         }
     }

@@ -208,9 +208,11 @@ pub(crate) fn create_or_open(spec: &Spec, data_size: u64, init: Init) -> Result<
         }
         match open(spec) {
             // Removed (or found stale) between our create and our open: try again.
-            Err(Error::NotFound { .. }) => last = Some(Error::NotFound {
-                object: spec.name.to_owned(),
-            }),
+            Err(Error::NotFound { .. }) => {
+                last = Some(Error::NotFound {
+                    object: spec.name.to_owned(),
+                })
+            }
             other => return other,
         }
     }
@@ -254,7 +256,13 @@ fn create_once(spec: &Spec, data_size: u64, init: Init) -> Result<Segment> {
     check_trust(spec, &obj, true)?;
     let temporary = spec.lifetime == Lifetime::Temporary;
     let handle = Arc::new(Handle::new(obj, spec.name.to_owned(), temporary));
-    let head = Mapping::new(Arc::clone(&handle), 0, HEADER_BLOCK, Access::ReadWrite, false)?;
+    let head = Mapping::new(
+        Arc::clone(&handle),
+        0,
+        HEADER_BLOCK,
+        Access::ReadWrite,
+        false,
+    )?;
 
     let me = sys::current_process();
     let mut h = Header::zeroed();
@@ -362,7 +370,12 @@ fn read_header(head: &Mapping) -> Result<Header> {
 }
 
 /// Checks a header copy against the object's real size and the wanted kind.
-fn validate(spec_name: &str, h: &Header, actual_size: u64, kind: Option<SegmentKind>) -> Result<()> {
+fn validate(
+    spec_name: &str,
+    h: &Header,
+    actual_size: u64,
+    kind: Option<SegmentKind>,
+) -> Result<()> {
     let corrupt = |reason: String| {
         Err(Error::CorruptHeader {
             object: spec_name.to_owned(),
@@ -383,7 +396,10 @@ fn validate(spec_name: &str, h: &Header, actual_size: u64, kind: Option<SegmentK
         });
     }
     if h.header_size as usize != HEADER_SIZE {
-        return corrupt(format!("header size {} (expected {HEADER_SIZE})", h.header_size));
+        return corrupt(format!(
+            "header size {} (expected {HEADER_SIZE})",
+            h.header_size
+        ));
     }
     if h.total_size != actual_size {
         return corrupt(format!(
@@ -392,7 +408,10 @@ fn validate(spec_name: &str, h: &Header, actual_size: u64, kind: Option<SegmentK
         ));
     }
     if h.data_offset != HEADER_BLOCK {
-        return corrupt(format!("data offset {} (expected {HEADER_BLOCK})", h.data_offset));
+        return corrupt(format!(
+            "data offset {} (expected {HEADER_BLOCK})",
+            h.data_offset
+        ));
     }
     if h.data_size == 0 || h.data_size > h.total_size - HEADER_BLOCK {
         return corrupt(format!(

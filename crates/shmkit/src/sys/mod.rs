@@ -26,8 +26,10 @@ pub(crate) struct CreateParams {
     /// Size of the object in bytes.
     pub size: u64,
     /// Unix permission bits; ignored on Windows, where the default DACL applies.
+    #[cfg_attr(windows, allow(dead_code))]
     pub mode: u32,
     /// Reserve the memory now so that a full store fails here, not later.
+    #[cfg_attr(windows, allow(dead_code))]
     pub reserve: bool,
     /// Windows only: back the object by a file so that it outlives its users.
     #[cfg_attr(unix, allow(dead_code))]

@@ -193,6 +193,11 @@ impl Object {
         Ok(fstat(self.fd.as_raw_fd())?.st_size as u64)
     }
 
+    /// `msync(MS_SYNC)` already wrote the pages to the file: nothing more to do.
+    pub(crate) fn sync_data(&self) -> io::Result<()> {
+        Ok(())
+    }
+
     /// Owner uid and permission bits (always known on Unix).
     pub(crate) fn owner_and_mode(&self) -> io::Result<Option<(u32, u32)>> {
         let st = fstat(self.fd.as_raw_fd())?;

@@ -1,0 +1,505 @@
+//! Windows backend: named sections (`CreateFileMappingW`), views (`MapViewOfFile`).
+//!
+//! Pagefile-backed sections vanish when their last handle closes: that is
+//! shmkit's temporary lifetime. A persistent object is a section over a file in
+//! `%TEMP%\shmkit-shm\`; `shm_open` falls back to that file when no section of the
+//! name is open, and `shm_unlink` deletes it.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle, RawHandle};
+use std::path::PathBuf;
+use std::ptr::NonNull;
+
+use windows_sys::Win32::Foundation::{
+    CloseHandle, GetLastError, ERROR_ALREADY_EXISTS, ERROR_COMMITMENT_LIMIT, ERROR_DISK_FULL,
+    ERROR_FILE_NOT_FOUND, FILETIME, HANDLE, INVALID_HANDLE_VALUE, STILL_ACTIVE,
+};
+use windows_sys::Win32::Storage::FileSystem::FlushFileBuffers;
+use windows_sys::Win32::System::Memory::{
+    CreateFileMappingW, FlushViewOfFile, MapViewOfFile, OpenFileMappingW, UnmapViewOfFile,
+    VirtualQuery, FILE_MAP_COPY, FILE_MAP_READ, FILE_MAP_WRITE, MEMORY_BASIC_INFORMATION,
+    MEMORY_MAPPED_VIEW_ADDRESS, PAGE_PROTECTION_FLAGS, PAGE_READONLY, PAGE_READWRITE,
+    PAGE_WRITECOPY,
+};
+use windows_sys::Win32::System::SystemInformation::{GetSystemInfo, SYSTEM_INFO};
+use windows_sys::Win32::System::Threading::{
+    GetCurrentProcess, GetCurrentProcessId, GetExitCodeProcess, GetProcessTimes, OpenProcess,
+    PROCESS_QUERY_LIMITED_INFORMATION,
+};
+
+use super::{CreateParams, ProcessIdentity};
+use crate::access::{Access, Advice};
+
+/// Sections are named at creation, before the creator can fill them.
+pub(crate) const ATOMIC_PUBLISH: bool = false;
+/// A file-backed section can carry a name.
+pub(crate) const NAMED_FILE_SECTIONS: bool = true;
+/// Windows refuses to shrink a file that has a mapped section.
+pub(crate) const FILES_CAN_SHRINK_WHILE_MAPPED: bool = false;
+
+fn wide(s: &str) -> Vec<u16> {
+    s.encode_utf16().chain(std::iter::once(0)).collect()
+}
+
+/// The last OS error, with "store full" codes mapped to `StorageFull`.
+fn last_error() -> io::Error {
+    let e = io::Error::last_os_error();
+    match e.raw_os_error().map(|c| c as u32) {
+        Some(ERROR_COMMITMENT_LIMIT) | Some(ERROR_DISK_FULL) => {
+            io::Error::new(io::ErrorKind::StorageFull, e)
+        }
+        _ => e,
+    }
+}
+
+fn split(n: u64) -> (u32, u32) {
+    ((n >> 32) as u32, n as u32)
+}
+
+/// The allocation granularity (64 KiB on x86-64): view offsets are aligned to it.
+pub(crate) fn allocation_granularity() -> usize {
+    // SAFETY: SYSTEM_INFO is plain data; GetSystemInfo fills it and cannot fail.
+    let info = unsafe {
+        let mut info: SYSTEM_INFO = std::mem::zeroed();
+        GetSystemInfo(&mut info);
+        info
+    };
+    info.dwAllocationGranularity.max(4096) as usize
+}
+
+/// Windows has no uids; ownership is checked through the default DACL instead.
+pub(crate) fn current_uid() -> u32 {
+    0
+}
+
+/// An open section, plus the file behind it if any.
+#[derive(Debug)]
+pub(crate) struct Object {
+    section: OwnedHandle,
+    file: Option<File>,
+}
+
+fn owned(h: HANDLE) -> io::Result<OwnedHandle> {
+    if h.is_null() || h == INVALID_HANDLE_VALUE {
+        return Err(last_error());
+    }
+    // SAFETY: h is a valid handle that we own from here on.
+    Ok(unsafe { OwnedHandle::from_raw_handle(h as RawHandle) })
+}
+
+fn create_section(
+    file: Option<&File>,
+    protect: PAGE_PROTECTION_FLAGS,
+    size: u64,
+    name: Option<&str>,
+) -> io::Result<OwnedHandle> {
+    let (hi, lo) = split(size);
+    let name = name.map(wide);
+    let file_handle = file.map_or(INVALID_HANDLE_VALUE, |f| f.as_raw_handle() as HANDLE);
+    // SAFETY: all pointers are valid or null; a null name makes an unnamed section.
+    let h = unsafe {
+        CreateFileMappingW(
+            file_handle,
+            std::ptr::null(),
+            protect,
+            hi,
+            lo,
+            name.as_ref().map_or(std::ptr::null(), |n| n.as_ptr()),
+        )
+    };
+    // SAFETY: GetLastError has no preconditions; it must be read before other calls.
+    let existed = !h.is_null() && unsafe { GetLastError() } == ERROR_ALREADY_EXISTS;
+    let section = owned(h)?;
+    if existed {
+        drop(section);
+        return Err(io::ErrorKind::AlreadyExists.into());
+    }
+    Ok(section)
+}
+
+impl Object {
+    /// Size of the section, rounded up to the page size.
+    pub(crate) fn size(&self) -> io::Result<u64> {
+        // SAFETY: maps the whole section read-only, queries, and unmaps it again.
+        unsafe {
+            let view = MapViewOfFile(
+                self.section.as_raw_handle() as HANDLE,
+                FILE_MAP_READ,
+                0,
+                0,
+                0,
+            );
+            if view.Value.is_null() {
+                return Err(last_error());
+            }
+            let mut info: MEMORY_BASIC_INFORMATION = std::mem::zeroed();
+            let n = VirtualQuery(
+                view.Value,
+                &mut info,
+                std::mem::size_of::<MEMORY_BASIC_INFORMATION>(),
+            );
+            let err = last_error();
+            UnmapViewOfFile(view);
+            if n == 0 {
+                return Err(err);
+            }
+            Ok(info.RegionSize as u64)
+        }
+    }
+
+    /// Windows objects have no Unix owner and mode.
+    pub(crate) fn owner_and_mode(&self) -> io::Result<Option<(u32, u32)>> {
+        Ok(None)
+    }
+
+    /// Sections are reference counted by the kernel: there is no lifetime lock.
+    pub(crate) fn is_exclusive(&self) -> bool {
+        false
+    }
+
+    pub(crate) fn share(&self) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Sections are named when created.
+    pub(crate) fn publish(&self) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// The kernel removes a pagefile-backed section with its last handle.
+    pub(crate) fn close_and_remove_if_last(self) {}
+
+    pub(crate) fn unlink_exclusive(&self) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Writes the file's buffers to disk (after `FlushViewOfFile`).
+    pub(crate) fn sync_data(&self) -> io::Result<()> {
+        if let Some(f) = &self.file {
+            // SAFETY: a valid file handle.
+            if unsafe { FlushFileBuffers(f.as_raw_handle() as HANDLE) } == 0 {
+                return Err(last_error());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// File that backs the persistent object `os_name`. Names are percent-encoded,
+/// since object names may hold characters file names cannot.
+fn backing_path(os_name: &str) -> PathBuf {
+    let mut file = String::new();
+    for b in os_name.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_' {
+            file.push(b as char);
+        } else {
+            file.push_str(&format!("%{b:02X}"));
+        }
+    }
+    backing_dir().join(file)
+}
+
+fn backing_dir() -> PathBuf {
+    std::env::temp_dir().join("shmkit-shm")
+}
+
+fn decode_backing_name(file: &str) -> Option<String> {
+    let mut out = Vec::new();
+    let b = file.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = file.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Creates a named section of `params.size` bytes; `AlreadyExists` if the name is
+/// taken by a section or a persistent object.
+pub(crate) fn shm_create(os_name: &str, params: &CreateParams) -> io::Result<Object> {
+    let path = backing_path(os_name);
+    if path.exists() {
+        return Err(io::ErrorKind::AlreadyExists.into());
+    }
+    if !params.persistent {
+        let section = create_section(None, PAGE_READWRITE, params.size, Some(os_name))?;
+        return Ok(Object {
+            section,
+            file: None,
+        });
+    }
+    std::fs::create_dir_all(backing_dir())?;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    let made = file
+        .set_len(params.size)
+        .and_then(|()| create_section(Some(&file), PAGE_READWRITE, params.size, Some(os_name)));
+    match made {
+        Ok(section) => Ok(Object {
+            section,
+            file: Some(file),
+        }),
+        Err(e) => {
+            drop(file);
+            let _ = std::fs::remove_file(&path);
+            Err(e)
+        }
+    }
+}
+
+/// Opens a named section, or the file of a persistent object nobody has open.
+pub(crate) fn shm_open(os_name: &str, writable: bool) -> io::Result<Object> {
+    let access = if writable {
+        FILE_MAP_READ | FILE_MAP_WRITE
+    } else {
+        FILE_MAP_READ | FILE_MAP_COPY
+    };
+    let name = wide(os_name);
+    // SAFETY: name is a NUL-terminated UTF-16 string.
+    let h = unsafe { OpenFileMappingW(access, 0, name.as_ptr()) };
+    match owned(h) {
+        Ok(section) => Ok(Object {
+            section,
+            file: None,
+        }),
+        Err(e) if e.raw_os_error() == Some(ERROR_FILE_NOT_FOUND as i32) => {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(writable)
+                .open(backing_path(os_name))?;
+            let protect = if writable {
+                PAGE_READWRITE
+            } else {
+                PAGE_READONLY
+            };
+            // The name may have appeared meanwhile: then CreateFileMappingW returns
+            // that section, which is the same object.
+            let (hi, lo) = split(file.metadata()?.len());
+            // SAFETY: valid file handle and NUL-terminated name.
+            let h = unsafe {
+                CreateFileMappingW(
+                    file.as_raw_handle() as HANDLE,
+                    std::ptr::null(),
+                    protect,
+                    hi,
+                    lo,
+                    name.as_ptr(),
+                )
+            };
+            Ok(Object {
+                section: owned(h)?,
+                file: Some(file),
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Deletes a persistent object's file. A pagefile-backed section cannot be
+/// removed; it goes with its last handle.
+pub(crate) fn shm_unlink(os_name: &str) -> io::Result<()> {
+    match std::fs::remove_file(backing_path(os_name)) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let name = wide(os_name);
+            // SAFETY: name is a NUL-terminated UTF-16 string.
+            let h = unsafe { OpenFileMappingW(FILE_MAP_READ, 0, name.as_ptr()) };
+            if owned(h).is_ok() {
+                Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "a pagefile-backed section goes away when its last handle closes",
+                ))
+            } else {
+                Err(e)
+            }
+        }
+        other => other,
+    }
+}
+
+/// OS names of the persistent objects (temporary sections cannot be listed).
+pub(crate) fn shm_list() -> io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    let dir = match std::fs::read_dir(backing_dir()) {
+        Ok(d) => d,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(names),
+        Err(e) => return Err(e),
+    };
+    for entry in dir {
+        if let Some(n) = entry?.file_name().to_str().and_then(decode_backing_name) {
+            names.push(n);
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Makes a section over `file`, named if `name` is given.
+pub(crate) fn file_object(
+    file: File,
+    size: u64,
+    access: Access,
+    name: Option<&str>,
+) -> io::Result<Object> {
+    let protect = match access {
+        Access::ReadOnly => PAGE_READONLY,
+        Access::ReadWrite => PAGE_READWRITE,
+        Access::CopyOnWrite => PAGE_WRITECOPY,
+    };
+    let section = create_section(Some(&file), protect, size, name)?;
+    Ok(Object {
+        section,
+        file: Some(file),
+    })
+}
+
+/// Windows allocates file blocks when the file is extended.
+pub(crate) fn reserve_file(_file: &File, _len: u64) -> io::Result<()> {
+    Ok(())
+}
+
+/// A mapped view; unmapped on drop.
+#[derive(Debug)]
+pub(crate) struct RawMap {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: RawMap is an address range owned by this value; access to the bytes is
+// governed by the safe wrappers above it.
+unsafe impl Send for RawMap {}
+// SAFETY: as for Send.
+unsafe impl Sync for RawMap {}
+
+/// Maps `len` bytes of `obj` from `offset` (a multiple of the allocation granularity).
+pub(crate) fn map(obj: &Object, offset: u64, len: usize, access: Access) -> io::Result<RawMap> {
+    if len == 0 {
+        return Ok(RawMap {
+            ptr: NonNull::dangling(),
+            len: 0,
+        });
+    }
+    let flags = match access {
+        Access::ReadOnly => FILE_MAP_READ,
+        Access::ReadWrite => FILE_MAP_READ | FILE_MAP_WRITE,
+        Access::CopyOnWrite => FILE_MAP_COPY,
+    };
+    let (hi, lo) = split(offset);
+    // SAFETY: maps a fresh view chosen by the system over a valid section handle.
+    let view = unsafe { MapViewOfFile(obj.section.as_raw_handle() as HANDLE, flags, hi, lo, len) };
+    match NonNull::new(view.Value.cast::<u8>()) {
+        Some(ptr) => Ok(RawMap { ptr, len }),
+        None => Err(last_error()),
+    }
+}
+
+impl RawMap {
+    pub(crate) fn ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// Writes the range's dirty pages to the file (the caller syncs the file).
+    pub(crate) fn flush(&self, offset: usize, len: usize, _sync: bool) -> io::Result<()> {
+        if len == 0 || self.len == 0 {
+            return Ok(());
+        }
+        let len = len.min(self.len - offset);
+        // SAFETY: the range lies inside our view.
+        let ok = unsafe { FlushViewOfFile(self.ptr.as_ptr().add(offset).cast(), len) };
+        if ok == 0 {
+            return Err(last_error());
+        }
+        Ok(())
+    }
+
+    /// Windows has no `madvise`; hints are accepted and ignored.
+    pub(crate) fn advise(&self, _offset: usize, _len: usize, _advice: Advice) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for RawMap {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            // SAFETY: the address MapViewOfFile returned, unmapped only here.
+            unsafe {
+                UnmapViewOfFile(MEMORY_MAPPED_VIEW_ADDRESS {
+                    Value: self.ptr.as_ptr().cast(),
+                })
+            };
+        }
+    }
+}
+
+fn creation_time(process: HANDLE) -> Option<u64> {
+    let zero = FILETIME {
+        dwLowDateTime: 0,
+        dwHighDateTime: 0,
+    };
+    let (mut created, mut exited, mut kernel, mut user) = (zero, zero, zero, zero);
+    // SAFETY: valid process handle and pointers to local FILETIMEs.
+    let ok = unsafe { GetProcessTimes(process, &mut created, &mut exited, &mut kernel, &mut user) };
+    (ok != 0).then(|| (created.dwHighDateTime as u64) << 32 | created.dwLowDateTime as u64)
+}
+
+/// This process's identity.
+pub(crate) fn current_process() -> ProcessIdentity {
+    // SAFETY: GetCurrentProcessId and the pseudo-handle need no cleanup.
+    let (pid, me) = unsafe { (GetCurrentProcessId(), GetCurrentProcess()) };
+    ProcessIdentity {
+        pid,
+        start_time: creation_time(me).unwrap_or(0),
+    }
+}
+
+/// Whether the process `id` names still runs (a reused PID has another start time).
+pub(crate) fn process_alive(id: ProcessIdentity) -> bool {
+    // SAFETY: OpenProcess returns null or a handle we close below.
+    let h = unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, id.pid) };
+    if h.is_null() {
+        // Access denied means it exists; anything else means it does not.
+        return io::Error::last_os_error().kind() == io::ErrorKind::PermissionDenied;
+    }
+    let mut code = 0u32;
+    // SAFETY: valid process handle and out pointer.
+    let running = unsafe { GetExitCodeProcess(h, &mut code) } != 0 && code == STILL_ACTIVE as u32;
+    let same = id.start_time == 0 || creation_time(h) == Some(id.start_time);
+    // SAFETY: h came from OpenProcess and is closed once.
+    unsafe { CloseHandle(h) };
+    running && same
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backing_names_round_trip() {
+        for n in ["Local\\shmkit.a b:c*?", "Global\\shmkit.ünï"] {
+            let p = backing_path(n);
+            let file = p.file_name().unwrap().to_str().unwrap();
+            assert!(!file.contains('\\') && !file.contains(':'));
+            assert_eq!(decode_backing_name(file).as_deref(), Some(n));
+        }
+    }
+
+    #[test]
+    fn this_process_is_alive_and_a_reused_pid_is_not() {
+        let me = current_process();
+        assert!(me.start_time != 0);
+        assert!(process_alive(me));
+        assert!(!process_alive(ProcessIdentity {
+            start_time: me.start_time + 1,
+            ..me
+        }));
+    }
+}

@@ -1,0 +1,205 @@
+//! Helpers shared by the integration tests: unique names that are removed even
+//! when a test fails, and child processes made by re-running the test binary.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Environment variable that tells a re-run test binary which child role to play.
+pub const ROLE_VAR: &str = "SHMKIT_TEST_ROLE";
+
+/// A name no other test (or test run) uses; the segment is removed on drop.
+pub struct TestName {
+    pub name: String,
+    raw: bool,
+}
+
+impl TestName {
+    pub fn new(tag: &str) -> TestName {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        TestName {
+            name: format!("t-{tag}-{}-{n}", std::process::id()),
+            raw: false,
+        }
+    }
+
+    /// Exactly `name`, removed on drop.
+    pub fn new_exact(name: &str) -> TestName {
+        TestName {
+            name: name.to_owned(),
+            raw: false,
+        }
+    }
+
+    /// A raw OS name (`/t-…` on Unix, `Local\t-…` on Windows).
+    pub fn raw(tag: &str) -> TestName {
+        let base = TestName::new(tag);
+        let name = if cfg!(windows) {
+            format!("Local\\{}", base.name)
+        } else {
+            format!("/{}", base.name)
+        };
+        std::mem::forget(base);
+        TestName { name, raw: true }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for TestName {
+    fn drop(&mut self) {
+        let _ = if self.raw {
+            shmkit::Shm::remove_raw(&self.name)
+        } else {
+            shmkit::Shm::remove(&self.name)
+        };
+    }
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("shmkit-{tag}-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process running `role` of this test binary. Killed on drop.
+pub struct ChildProc {
+    pub child: Child,
+    stdout: BufReader<ChildStdout>,
+    stdin: Option<ChildStdin>,
+}
+
+/// Starts this test binary again, running only the test `entry`, which dispatches on
+/// [`ROLE_VAR`]. Lines the child prints with a `@@ ` prefix can be read with
+/// [`ChildProc::expect_line`]; the rest (libtest's own output) is skipped.
+pub fn spawn(entry: &str, role: &str, args: &[&str]) -> ChildProc {
+    start(command(entry, role, args))
+}
+
+/// Like [`spawn`], running the child as user `uid` (and group `uid`).
+#[cfg(unix)]
+pub fn spawn_as(entry: &str, role: &str, args: &[&str], uid: u32) -> ChildProc {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = command(entry, role, args);
+    cmd.uid(uid).gid(uid);
+    start(cmd)
+}
+
+fn command(entry: &str, role: &str, args: &[&str]) -> Command {
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = Command::new(exe);
+    cmd.args([entry, "--exact", "--nocapture", "--test-threads=1"])
+        .env(
+            ROLE_VAR,
+            std::iter::once(role)
+                .chain(args.iter().copied())
+                .collect::<Vec<_>>()
+                .join("\u{1f}"),
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    cmd
+}
+
+fn start(mut cmd: Command) -> ChildProc {
+    let mut child = cmd.spawn().unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let stdin = child.stdin.take();
+    ChildProc {
+        child,
+        stdout,
+        stdin,
+    }
+}
+
+/// In a child: the role and its arguments, if this process is a child.
+pub fn role() -> Option<Vec<String>> {
+    std::env::var(ROLE_VAR)
+        .ok()
+        .map(|v| v.split('\u{1f}').map(str::to_owned).collect())
+}
+
+/// In a child: tells the parent something.
+pub fn say(msg: &str) {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "@@ {msg}").unwrap();
+    out.flush().unwrap();
+}
+
+/// In a child: waits for the parent's next line on stdin.
+pub fn hear() -> String {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).unwrap();
+    line.trim_end().to_owned()
+}
+
+impl ChildProc {
+    /// Next `@@` line from the child, or a panic if it ends first.
+    pub fn expect_line(&mut self) -> String {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = self.stdout.read_line(&mut line).unwrap();
+            assert!(n > 0, "child ended without saying anything more");
+            // libtest prints "test NAME ... " without a newline first.
+            if let Some((_, msg)) = line.trim_end().split_once("@@ ") {
+                return msg.to_owned();
+            }
+        }
+    }
+
+    pub fn tell(&mut self, msg: &str) {
+        let stdin = self.stdin.as_mut().unwrap();
+        writeln!(stdin, "{msg}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Waits for the child to exit by itself, within `limit`.
+    pub fn wait_success(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "child failed: {status}");
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "child did not exit within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// SIGKILL on Unix, TerminateProcess on Windows; then reaps the child.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ChildProc {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            self.kill();
+        }
+    }
+}
