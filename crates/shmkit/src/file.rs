@@ -152,13 +152,32 @@ impl MappedFileOptions {
                 reason: format!("cannot create a file with {:?} access", self.access),
             });
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(writable)
-            .create_new(mode == OpenMode::New)
-            .create(mode == OpenMode::Either)
-            .open(path)
-            .map_err(|e| Error::from_io(&shown, "open", e, 0))?;
+        let open = |create_new| {
+            OpenOptions::new()
+                .read(true)
+                .write(writable)
+                .create_new(create_new)
+                .open(path)
+        };
+        let (file, created) = match mode {
+            OpenMode::Existing => (open(false), false),
+            OpenMode::New => (open(true), true),
+            OpenMode::Either => match open(true) {
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => (open(false), false),
+                other => (other, true),
+            },
+        };
+        let file = file.map_err(|e| Error::from_io(&shown, "open", e, 0))?;
+        let result = self.map_file(file, path, shown);
+        if result.is_err() && created {
+            // A failed create leaves nothing behind.
+            let _ = std::fs::remove_file(path);
+        }
+        result
+    }
+
+    fn map_file(&self, file: std::fs::File, path: &Path, shown: String) -> Result<MappedFile> {
+        let writable = self.access.needs_writable_object();
         let meta = file
             .metadata()
             .map_err(|e| Error::from_io(&shown, "stat", e, 0))?;

@@ -296,6 +296,16 @@ impl ShmOptions {
     }
 }
 
+fn remove_error(object: &str, e: std::io::Error) -> Error {
+    match e.kind() {
+        std::io::ErrorKind::Unsupported => Error::Unsupported {
+            object: object.to_owned(),
+            what: "removing a temporary (pagefile-backed) segment",
+        },
+        _ => Error::from_io(object, "remove", e, 0),
+    }
+}
+
 /// Adapts a `FnOnce` initialiser to the segment layer's `FnMut`.
 fn once<E: std::fmt::Display>(
     init: impl FnOnce(&mut [u8]) -> std::result::Result<(), E>,
@@ -327,17 +337,19 @@ impl Shm {
     /// Removes the segment `name`. Processes that have it open keep their mapping;
     /// new opens fail with [`Error::NotFound`].
     ///
-    /// On Windows, only persistent segments can be removed; a temporary one lives
-    /// until its last handle closes, and removing it gives [`Error::Unsupported`].
+    /// On Windows, removing a persistent segment deletes its backing file, but a
+    /// section that processes still have open keeps answering to its name until its
+    /// last handle closes. A temporary segment cannot be removed there at all (it
+    /// goes with its last handle): removing it gives [`Error::Unsupported`].
     pub fn remove(name: &str) -> Result<()> {
         let os = name::os_name(name, Namespace::Local)?;
-        sys::shm_unlink(&os).map_err(|e| Error::from_io(name, "remove", e, 0))
+        sys::shm_unlink(&os).map_err(|e| remove_error(name, e))
     }
 
     /// Removes the OS object named exactly `os_name`.
     pub fn remove_raw(os_name: &str) -> Result<()> {
         name::validate_raw(os_name)?;
-        sys::shm_unlink(os_name).map_err(|e| Error::from_io(os_name, "remove", e, 0))
+        sys::shm_unlink(os_name).map_err(|e| remove_error(os_name, e))
     }
 
     /// Reads the header of segment `name` without waiting for its initialisation.
@@ -347,8 +359,9 @@ impl Shm {
         segment::inspect(&opts.spec(name, &os))
     }
 
-    /// Names of the shmkit segments that exist now (Linux only: other platforms
-    /// have no way to list shared-memory objects, and give [`Error::Unsupported`]).
+    /// Names of the shmkit segments that exist now. On Windows only persistent
+    /// segments can be listed (Windows has no call that lists sections); on macOS
+    /// and FreeBSD nothing can, and this gives [`Error::Unsupported`].
     pub fn list() -> Result<Vec<String>> {
         let all = sys::shm_list().map_err(|e| match e.kind() {
             std::io::ErrorKind::Unsupported => Error::Unsupported {

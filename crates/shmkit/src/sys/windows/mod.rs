@@ -78,6 +78,8 @@ pub(crate) fn current_uid() -> u32 {
 pub(crate) struct Object {
     section: OwnedHandle,
     file: Option<File>,
+    /// Exact size of the backing file of a persistent object opened by name.
+    backing_len: Option<u64>,
 }
 
 fn owned(h: HANDLE) -> io::Result<OwnedHandle> {
@@ -119,8 +121,15 @@ fn create_section(
 }
 
 impl Object {
-    /// Size of the section, rounded up to the page size.
+    /// Size of the section: exact for file-backed sections (a view may not extend
+    /// past the file), rounded up to the page size for pagefile-backed ones.
     pub(crate) fn size(&self) -> io::Result<u64> {
+        if let Some(f) = &self.file {
+            return Ok(f.metadata()?.len());
+        }
+        if let Some(len) = self.backing_len {
+            return Ok(len);
+        }
         // SAFETY: maps the whole section read-only, queries, and unmaps it again.
         unsafe {
             let view = MapViewOfFile(
@@ -233,6 +242,7 @@ pub(crate) fn shm_create(os_name: &str, params: &CreateParams) -> io::Result<Obj
         return Ok(Object {
             section,
             file: None,
+            backing_len: None,
         });
     }
     std::fs::create_dir_all(backing_dir())?;
@@ -248,6 +258,7 @@ pub(crate) fn shm_create(os_name: &str, params: &CreateParams) -> io::Result<Obj
         Ok(section) => Ok(Object {
             section,
             file: Some(file),
+            backing_len: None,
         }),
         Err(e) => {
             drop(file);
@@ -271,6 +282,9 @@ pub(crate) fn shm_open(os_name: &str, writable: bool) -> io::Result<Object> {
         Ok(section) => Ok(Object {
             section,
             file: None,
+            backing_len: std::fs::metadata(backing_path(os_name))
+                .ok()
+                .map(|m| m.len()),
         }),
         Err(e) if e.raw_os_error() == Some(ERROR_FILE_NOT_FOUND as i32) => {
             let file = OpenOptions::new()
@@ -299,6 +313,7 @@ pub(crate) fn shm_open(os_name: &str, writable: bool) -> io::Result<Object> {
             Ok(Object {
                 section: owned(h)?,
                 file: Some(file),
+                backing_len: None,
             })
         }
         Err(e) => Err(e),
@@ -359,6 +374,7 @@ pub(crate) fn file_object(
     Ok(Object {
         section,
         file: Some(file),
+        backing_len: None,
     })
 }
 
