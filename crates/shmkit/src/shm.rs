@@ -85,7 +85,8 @@ pub struct Shm {
 pub struct ShmOptions {
     size: Option<u64>,
     access: Access,
-    lifetime: Lifetime,
+    /// `None`: temporary for managed segments, persistent for raw objects.
+    lifetime: Option<Lifetime>,
     mode: u32,
     namespace: Namespace,
     reserve: bool,
@@ -98,7 +99,7 @@ impl Default for ShmOptions {
         ShmOptions {
             size: None,
             access: Access::ReadWrite,
-            lifetime: Lifetime::Temporary,
+            lifetime: None,
             mode: 0o600,
             namespace: Namespace::Local,
             reserve: true,
@@ -127,10 +128,21 @@ impl ShmOptions {
         self
     }
 
-    /// Whether the region outlives its users. See [`Lifetime`].
+    /// Whether the region outlives its users. See [`Lifetime`]. The default is
+    /// [`Lifetime::Temporary`] for managed segments and [`Lifetime::Persistent`] for
+    /// raw objects, so that shmkit never removes another program's object unless
+    /// asked to.
     pub fn lifetime(mut self, lifetime: Lifetime) -> Self {
-        self.lifetime = lifetime;
+        self.lifetime = Some(lifetime);
         self
+    }
+
+    fn managed_lifetime(&self) -> Lifetime {
+        self.lifetime.unwrap_or(Lifetime::Temporary)
+    }
+
+    fn raw_lifetime(&self) -> Lifetime {
+        self.lifetime.unwrap_or(Lifetime::Persistent)
     }
 
     /// Unix permission bits for a new object (default `0o600`: owner only). The
@@ -173,7 +185,7 @@ impl ShmOptions {
             os_name,
             kind: SegmentKind::Bytes,
             access: self.access,
-            lifetime: self.lifetime,
+            lifetime: self.managed_lifetime(),
             mode: self.mode,
             reserve: self.reserve,
             init_timeout: self.init_timeout,
@@ -240,9 +252,10 @@ impl ShmOptions {
     /// Creates an OS object with the exact name `os_name` and no shmkit header,
     /// for other programs to open (`"/name"` on Unix, `"Local\\name"` on Windows).
     ///
-    /// [`Lifetime::Temporary`] applies among shmkit users of the object only: each
-    /// of them must open it with the same lifetime, and programs that do not use
-    /// shmkit do not count as users.
+    /// Raw objects are persistent unless [`lifetime`](Self::lifetime) says
+    /// otherwise. [`Lifetime::Temporary`] applies among shmkit users of the object
+    /// only: each of them must open it with the same lifetime, and programs that do
+    /// not use shmkit do not count as users.
     pub fn create_raw(&self, os_name: &str) -> Result<Shm> {
         name::validate_raw(os_name)?;
         let size = self.required_size(os_name)?;
@@ -262,7 +275,7 @@ impl ShmOptions {
             size,
             mode: self.mode,
             reserve: self.reserve,
-            persistent: self.lifetime == Lifetime::Persistent,
+            persistent: self.raw_lifetime() == Lifetime::Persistent,
         };
         let obj = sys::shm_create(os_name, &params)
             .map_err(|e| Error::from_io(os_name, "create", e, size))?;
@@ -270,7 +283,7 @@ impl ShmOptions {
         segment::check_trust(&spec, &obj, true)?;
         obj.publish()
             .map_err(|e| Error::from_io(os_name, "publish", e, size))?;
-        let temporary = self.lifetime == Lifetime::Temporary;
+        let temporary = self.raw_lifetime() == Lifetime::Temporary;
         let handle = Arc::new(Handle::new(obj, os_name.to_owned(), temporary));
         let mapping = Mapping::new(handle, 0, size, Access::ReadWrite, false)?;
         Ok(Shm::raw(os_name, mapping, true))
@@ -289,7 +302,7 @@ impl ShmOptions {
         let size = obj
             .size()
             .map_err(|e| Error::from_io(os_name, "fstat", e, 0))?;
-        let temporary = self.lifetime == Lifetime::Temporary;
+        let temporary = self.raw_lifetime() == Lifetime::Temporary;
         let handle = Arc::new(Handle::new(obj, os_name.to_owned(), temporary));
         let mapping = Mapping::new(handle, 0, size, self.access, false)?;
         Ok(Shm::raw(os_name, mapping, false))

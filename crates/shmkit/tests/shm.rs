@@ -342,6 +342,21 @@ fn raw_objects_have_no_header() {
 }
 
 #[test]
+fn raw_objects_are_never_removed_by_default() {
+    let n = TestName::raw("rawkeep");
+    let a = ShmOptions::new().size(100).create_raw(n.as_str()).unwrap();
+    a.write_at(0, b"theirs").unwrap();
+    let b = ShmOptions::new().open_raw(n.as_str()).unwrap();
+    drop(b);
+    // On Windows a section lives only while a handle is open, so keep `a` there.
+    if cfg!(unix) {
+        drop(a);
+    }
+    let c = ShmOptions::new().open_raw(n.as_str()).unwrap();
+    assert_eq!(c.read_vec(0, 6).unwrap(), b"theirs");
+}
+
+#[test]
 fn raw_names_are_checked() {
     let bad = if cfg!(windows) { "" } else { "no-slash" };
     let e = ShmOptions::new().size(10).create_raw(bad).unwrap_err();

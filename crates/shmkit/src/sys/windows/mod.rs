@@ -10,6 +10,7 @@ use std::io;
 use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle, RawHandle};
 use std::path::PathBuf;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use windows_sys::Win32::Foundation::{
     CloseHandle, GetLastError, ERROR_ALREADY_EXISTS, ERROR_COMMITMENT_LIMIT, ERROR_DISK_FULL,
@@ -80,6 +81,10 @@ pub(crate) struct Object {
     file: Option<File>,
     /// Exact size of the backing file of a persistent object opened by name.
     backing_len: Option<u64>,
+    /// The page-rounded size `size()` reported from `VirtualQuery` (0: none). A
+    /// view that reaches it is mapped "to the end of the section" instead, since
+    /// the exact end is unknown and a longer view of a file section is refused.
+    queried_size: AtomicU64,
 }
 
 fn owned(h: HANDLE) -> io::Result<OwnedHandle> {
@@ -153,7 +158,9 @@ impl Object {
             if n == 0 {
                 return Err(err);
             }
-            Ok(info.RegionSize as u64)
+            let size = info.RegionSize as u64;
+            self.queried_size.store(size, Ordering::Relaxed);
+            Ok(size)
         }
     }
 
@@ -243,6 +250,7 @@ pub(crate) fn shm_create(os_name: &str, params: &CreateParams) -> io::Result<Obj
             section,
             file: None,
             backing_len: None,
+            queried_size: AtomicU64::new(0),
         });
     }
     std::fs::create_dir_all(backing_dir())?;
@@ -259,6 +267,7 @@ pub(crate) fn shm_create(os_name: &str, params: &CreateParams) -> io::Result<Obj
             section,
             file: Some(file),
             backing_len: None,
+            queried_size: AtomicU64::new(0),
         }),
         Err(e) => {
             drop(file);
@@ -314,6 +323,7 @@ pub(crate) fn shm_open(os_name: &str, writable: bool) -> io::Result<Object> {
                 section: owned(h)?,
                 file: Some(file),
                 backing_len: None,
+                queried_size: AtomicU64::new(0),
             })
         }
         Err(e) => Err(e),
@@ -375,6 +385,7 @@ pub(crate) fn file_object(
         section,
         file: Some(file),
         backing_len: None,
+        queried_size: AtomicU64::new(0),
     })
 }
 
@@ -410,8 +421,15 @@ pub(crate) fn map(obj: &Object, offset: u64, len: usize, access: Access) -> io::
         Access::CopyOnWrite => FILE_MAP_COPY,
     };
     let (hi, lo) = split(offset);
+    let queried = obj.queried_size.load(Ordering::Relaxed);
+    let count = if queried != 0 && offset + len as u64 == queried {
+        0 // to the end of the section
+    } else {
+        len
+    };
     // SAFETY: maps a fresh view chosen by the system over a valid section handle.
-    let view = unsafe { MapViewOfFile(obj.section.as_raw_handle() as HANDLE, flags, hi, lo, len) };
+    let view =
+        unsafe { MapViewOfFile(obj.section.as_raw_handle() as HANDLE, flags, hi, lo, count) };
     match NonNull::new(view.Value.cast::<u8>()) {
         Some(ptr) => Ok(RawMap { ptr, len }),
         None => Err(last_error()),

@@ -1,0 +1,167 @@
+//! The inspection and editing commands.
+
+use std::io::{Read, Write};
+
+use shmkit::{Access, Lifetime, Shm, ShmOptions};
+
+use crate::{hexdump, size};
+
+pub type CmdResult = Result<(), Box<dyn std::error::Error>>;
+
+fn open(name: &str, raw: bool, access: Access) -> shmkit::Result<Shm> {
+    let opts = ShmOptions::new().access(access);
+    if raw {
+        opts.open_raw(name)
+    } else {
+        opts.open(name)
+    }
+}
+
+pub fn ls() -> CmdResult {
+    let names = Shm::list()?;
+    if names.is_empty() {
+        println!("no shmkit segments");
+        return Ok(());
+    }
+    println!(
+        "{:<32} {:<10} {:>12} {:<10} {:>8} {:<8}",
+        "NAME", "KIND", "SIZE", "LIFETIME", "CREATOR", "ALIVE"
+    );
+    for name in names {
+        match Shm::inspect(&name) {
+            Ok(i) => println!(
+                "{:<32} {:<10} {:>12} {:<10} {:>8} {:<8}",
+                name,
+                i.kind.to_string(),
+                size::show(i.size),
+                lifetime(i.lifetime),
+                i.creator_pid,
+                if i.stale {
+                    "stale"
+                } else if i.creator_alive {
+                    "yes"
+                } else {
+                    "no"
+                }
+            ),
+            // One unreadable entry must not hide the others.
+            Err(e) => println!("{name:<32} ({e})"),
+        }
+    }
+    Ok(())
+}
+
+fn lifetime(l: Lifetime) -> &'static str {
+    match l {
+        Lifetime::Temporary => "temporary",
+        Lifetime::Persistent => "persistent",
+    }
+}
+
+pub fn info(name: &str, raw: bool) -> CmdResult {
+    if raw {
+        let s = open(name, true, Access::ReadOnly)?;
+        println!("os name:   {}", s.os_name());
+        println!(
+            "size:      {} ({} bytes)",
+            size::show(s.len() as u64),
+            s.len()
+        );
+        return Ok(());
+    }
+    let i = Shm::inspect(name)?;
+    let created = i
+        .created
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    println!("name:      {}", i.name);
+    println!("kind:      {}", i.kind);
+    println!("size:      {} ({} bytes)", size::show(i.size), i.size);
+    println!("total:     {} bytes with header", i.total_size);
+    println!("lifetime:  {}", lifetime(i.lifetime));
+    println!("state:     {:?}", i.state);
+    println!(
+        "creator:   pid {} ({})",
+        i.creator_pid,
+        if i.creator_alive { "running" } else { "exited" }
+    );
+    println!("created:   {created} (seconds since 1970)");
+    println!("layout:    version {}", i.layout_version);
+    if i.stale {
+        println!("stale:     yes (every user died; the next open removes it)");
+    }
+    Ok(())
+}
+
+pub fn create(name: &str, size: u64, mode: u32, raw: bool) -> CmdResult {
+    let opts = ShmOptions::new()
+        .size(size)
+        .mode(mode)
+        .lifetime(Lifetime::Persistent);
+    let s = if raw {
+        opts.create_raw(name)?
+    } else {
+        opts.create(name)?
+    };
+    println!(
+        "created {name}: {} ({} bytes), persistent, as {}",
+        size::show(size),
+        size,
+        s.os_name()
+    );
+    Ok(())
+}
+
+pub fn rm(name: &str, raw: bool) -> CmdResult {
+    if raw {
+        Shm::remove_raw(name)?;
+    } else {
+        Shm::remove(name)?;
+    }
+    println!("removed {name}");
+    Ok(())
+}
+
+pub fn cat(name: &str, offset: u64, len: Option<u64>, hex: bool, raw: bool) -> CmdResult {
+    let s = open(name, raw, Access::ReadOnly)?;
+    let total = s.len() as u64;
+    let len = match len {
+        Some(l) => l,
+        None => total
+            .checked_sub(offset)
+            .ok_or_else(|| format!("{name}: offset {offset} is past the end (size {total})"))?,
+    };
+    // Checks the whole range before printing anything.
+    s.view(offset, len)?;
+    let mut out = std::io::stdout().lock();
+    const CHUNK: u64 = 1 << 20;
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(CHUNK) as usize;
+        let bytes = s.read_vec(offset + done, n)?;
+        if hex {
+            out.write_all(hexdump::format(offset + done, &bytes).as_bytes())?;
+        } else {
+            out.write_all(&bytes)?;
+        }
+        done += n as u64;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+pub fn write(name: &str, data: Option<String>, offset: u64, raw: bool) -> CmdResult {
+    let bytes = match data {
+        Some(d) => d.into_bytes(),
+        None => {
+            let mut buf = Vec::new();
+            std::io::stdin().read_to_end(&mut buf)?;
+            buf
+        }
+    };
+    let s = open(name, raw, Access::ReadWrite)?;
+    s.write_at(offset, &bytes)?;
+    println!("wrote {} bytes to {name} at offset {offset}", bytes.len());
+    Ok(())
+}

@@ -1,0 +1,140 @@
+//! `shmkit`: inspect, create, remove, read and write shared memory from the shell.
+//!
+//! Every command takes a shmkit name; with `--raw` it takes the exact OS name of an
+//! object made by another program instead (`/psm_1234`, `Local\MyMap`). Errors are
+//! one line on stderr and exit status 1.
+
+mod commands;
+mod demo;
+mod hexdump;
+mod size;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Named shared memory from the command line.
+#[derive(Parser)]
+#[command(name = "shmkit", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List shmkit segments: name, kind, size, lifetime, creator and whether it runs.
+    Ls,
+    /// Show what a segment's header says (or an object's size, with --raw).
+    Info {
+        /// Segment name.
+        name: String,
+        /// NAME is an exact OS name; no shmkit header is expected.
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Create a persistent segment; it outlives this command until `shmkit rm`.
+    Create {
+        /// Segment name.
+        name: String,
+        /// Size of the data, e.g. 4096, 64KiB, 1GiB.
+        #[arg(long, value_parser = size::parse)]
+        size: u64,
+        /// Unix permission bits in octal (default 600: owner only).
+        #[arg(long, value_parser = parse_mode, default_value = "600")]
+        mode: u32,
+        /// NAME is an exact OS name; create the object without a shmkit header.
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Remove a segment. Processes that have it open keep their mapping.
+    Rm {
+        /// Segment name.
+        name: String,
+        /// NAME is an exact OS name.
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Print a segment's bytes (all of them, or --len bytes from --offset).
+    Cat {
+        /// Segment name.
+        name: String,
+        /// First byte to print.
+        #[arg(long, value_parser = size::parse, default_value = "0")]
+        offset: u64,
+        /// Number of bytes (default: to the end).
+        #[arg(long, value_parser = size::parse)]
+        len: Option<u64>,
+        /// Print a hex dump instead of raw bytes.
+        #[arg(long)]
+        hex: bool,
+        /// NAME is an exact OS name.
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Write DATA (or standard input) into a segment at --offset.
+    Write {
+        /// Segment name.
+        name: String,
+        /// Bytes to write; read from standard input when absent.
+        data: Option<String>,
+        /// Where to write.
+        #[arg(long, value_parser = size::parse, default_value = "0")]
+        offset: u64,
+        /// NAME is an exact OS name.
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Two processes sharing memory: this one creates a segment, a second one
+    /// (this program again) writes a message into it, and this one prints it.
+    Demo {
+        /// Internal: run as the demo's second process, on this segment.
+        #[arg(long, hide = true)]
+        peer: Option<String>,
+    },
+}
+
+fn parse_mode(s: &str) -> Result<u32, String> {
+    let mode = u32::from_str_radix(s, 8).map_err(|_| format!("{s:?} is not an octal mode"))?;
+    if mode > 0o777 {
+        return Err(format!("mode {s} has bits beyond 777"));
+    }
+    Ok(mode)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Ls => commands::ls(),
+        Command::Info { name, raw } => commands::info(&name, raw),
+        Command::Create {
+            name,
+            size,
+            mode,
+            raw,
+        } => commands::create(&name, size, mode, raw),
+        Command::Rm { name, raw } => commands::rm(&name, raw),
+        Command::Cat {
+            name,
+            offset,
+            len,
+            hex,
+            raw,
+        } => commands::cat(&name, offset, len, hex, raw),
+        Command::Write {
+            name,
+            data,
+            offset,
+            raw,
+        } => commands::write(&name, data, offset, raw),
+        Command::Demo { peer: None } => demo::run(),
+        Command::Demo { peer: Some(name) } => demo::peer(&name),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("shmkit: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! The `shmkit` binary, run as a user would run it.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn shmkit(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_shmkit"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = shmkit(args);
+    assert!(
+        out.status.success(),
+        "shmkit {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs a failing command; returns its one-line error.
+fn fails(args: &[&str]) -> String {
+    let out = shmkit(args);
+    assert!(!out.status.success(), "shmkit {args:?} succeeded");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(out.stdout.is_empty(), "printed output on failure");
+    err
+}
+
+/// A segment name unique to this test, removed at the end even on failure.
+struct Name(String, bool);
+
+impl Name {
+    fn new(tag: &str) -> Name {
+        Name(format!("cli-{tag}-{}", std::process::id()), false)
+    }
+    fn raw(tag: &str) -> Name {
+        let base = format!("cli-{tag}-{}", std::process::id());
+        let os = if cfg!(windows) {
+            format!("Local\\{base}")
+        } else {
+            format!("/{base}")
+        };
+        Name(os, true)
+    }
+}
+
+impl Drop for Name {
+    fn drop(&mut self) {
+        let mut args = vec!["rm", self.0.as_str()];
+        if self.1 {
+            args.push("--raw");
+        }
+        let _ = shmkit(&args);
+    }
+}
+
+#[test]
+fn create_write_cat_info_ls_rm() {
+    let n = Name::new("life");
+    let name = n.0.as_str();
+    let out = ok(&["create", name, "--size", "64KiB"]);
+    assert!(
+        out.contains("65536 bytes") && out.contains("persistent"),
+        "{out}"
+    );
+    // Persistent: it outlived the create command.
+    ok(&["write", name, "hello shared world", "--offset", "100"]);
+    let bytes = shmkit(&["cat", name, "--offset", "100", "--len", "18"]).stdout;
+    assert_eq!(bytes, b"hello shared world");
+    let hex = ok(&["cat", name, "--offset", "96", "--len", "16", "--hex"]);
+    assert!(
+        hex.starts_with("00000060  00 00 00 00 68 65 6c 6c"),
+        "{hex}"
+    );
+    assert!(hex.contains("|....hello shared|"), "{hex}");
+    let whole = shmkit(&["cat", name]).stdout;
+    assert_eq!(whole.len(), 65536);
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shmkit"))
+        .args(["write", name, "--offset", "1KiB"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"from stdin")
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(
+        shmkit(&["cat", name, "--offset", "1024", "--len", "10"]).stdout,
+        b"from stdin"
+    );
+
+    let info = ok(&["info", name]);
+    for want in [
+        "kind:      bytes",
+        "64.0 KiB",
+        "persistent",
+        "Ready",
+        "exited",
+    ] {
+        assert!(info.contains(want), "{want:?} missing from\n{info}");
+    }
+    let ls = ok(&["ls"]);
+    let row = ls
+        .lines()
+        .find(|l| l.starts_with(name))
+        .unwrap_or_else(|| panic!("{ls}"));
+    assert!(
+        row.contains("bytes") && row.contains("persistent") && row.contains("no"),
+        "{row}"
+    );
+
+    assert!(ok(&["rm", name]).contains("removed"));
+    let err = fails(&["cat", name]);
+    assert_eq!(err, format!("shmkit: {name}: not found\n"));
+}
+
+#[test]
+fn errors_are_one_clear_line() {
+    let n = Name::new("errs");
+    let name = n.0.as_str();
+    ok(&["create", name, "--size", "4096"]);
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["create", name, "--size", "4096"], "already exists"),
+        (
+            vec!["write", name, "x", "--offset", "4096"],
+            "out of bounds",
+        ),
+        (vec!["cat", name, "--offset", "5000"], "past the end"),
+        (vec!["cat", name, "--len", "4097"], "out of bounds"),
+        (
+            vec!["create", "bad/name", "--size", "1"],
+            "must not contain '/'",
+        ),
+        (vec!["create", "zero", "--size", "0"], "at least 1 byte"),
+        (vec!["info", "no-such-segment-at-all"], "not found"),
+        (vec!["rm", "no-such-segment-at-all"], "not found"),
+    ];
+    for (args, want) in cases {
+        let err = fails(&args);
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("shmkit: "), "{err}");
+    }
+    // Argument errors come from clap, with exit status 2.
+    for args in [
+        vec!["create", name, "--size", "12XB"],
+        vec!["create", name, "--size", "1", "--mode", "999"],
+        vec!["cat"],
+    ] {
+        let out = shmkit(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+}
+
+#[test]
+fn raw_objects_by_os_name() {
+    let n = Name::raw("raw");
+    let name = n.0.as_str();
+    ok(&["create", name, "--size", "100", "--raw"]);
+    ok(&["write", name, "raw!", "--raw"]);
+    assert_eq!(
+        shmkit(&["cat", name, "--raw", "--len", "4"]).stdout,
+        b"raw!"
+    );
+    assert!(ok(&["info", name, "--raw"]).contains("os name"));
+    // Not a shmkit segment: the managed commands refuse it.
+    if cfg!(unix) {
+        let err = fails(&["info", &name[1..]]);
+        assert!(err.contains("not found"), "{err}");
+    }
+    ok(&["rm", name, "--raw"]);
+}
+
+#[test]
+fn demo_shows_two_processes_sharing_memory() {
+    let out = ok(&["demo"]);
+    assert!(out.contains("created segment"), "{out}");
+    assert!(out.contains("peer wrote"), "{out}");
+    let received = out.lines().find(|l| l.contains("received")).unwrap();
+    assert!(received.contains("hello from process"), "{out}");
+}
