@@ -631,7 +631,8 @@ mod tests {
     #[test]
     fn validation_names_each_problem() {
         validate("s", &good(), 8192, Some(SegmentKind::Bytes)).unwrap();
-        let cases: Vec<(Box<dyn Fn(&mut Header)>, &str)> = vec![
+        type Mutation = Box<dyn Fn(&mut Header)>;
+        let cases: Vec<(Mutation, &str)> = vec![
             (Box::new(|h| h.magic = *b"notours!"), "not a shmkit segment"),
             (Box::new(|h| h.version = 2), "unsupported layout version 2"),
             (Box::new(|h| h.header_size = 7), "header size 7"),

@@ -162,7 +162,7 @@ fn large_files_map_read_only() {
     }
     let w = MappedFile::options().reserve(false).open(&p).unwrap();
     w.write_at(size - 4, b"tail").unwrap();
-    w.flush_range((size - 4096) as u64, 4096).unwrap();
+    w.flush_range(size - 4096, 4096).unwrap();
     drop(w);
     let r = MappedFile::open_read_only(&p).unwrap();
     assert_eq!(r.len() as u64, size);

@@ -126,6 +126,15 @@ fn create_section(
 }
 
 impl Object {
+    fn new(section: OwnedHandle, file: Option<File>, backing_len: Option<u64>) -> Object {
+        Object {
+            section,
+            file,
+            backing_len,
+            queried_size: AtomicU64::new(0),
+        }
+    }
+
     /// Size of the section: exact for file-backed sections (a view may not extend
     /// past the file), rounded up to the page size for pagefile-backed ones.
     pub(crate) fn size(&self) -> io::Result<u64> {
@@ -246,12 +255,7 @@ pub(crate) fn shm_create(os_name: &str, params: &CreateParams) -> io::Result<Obj
     }
     if !params.persistent {
         let section = create_section(None, PAGE_READWRITE, params.size, Some(os_name))?;
-        return Ok(Object {
-            section,
-            file: None,
-            backing_len: None,
-            queried_size: AtomicU64::new(0),
-        });
+        return Ok(Object::new(section, None, None));
     }
     std::fs::create_dir_all(backing_dir())?;
     let file = OpenOptions::new()
@@ -263,12 +267,7 @@ pub(crate) fn shm_create(os_name: &str, params: &CreateParams) -> io::Result<Obj
         .set_len(params.size)
         .and_then(|()| create_section(Some(&file), PAGE_READWRITE, params.size, Some(os_name)));
     match made {
-        Ok(section) => Ok(Object {
-            section,
-            file: Some(file),
-            backing_len: None,
-            queried_size: AtomicU64::new(0),
-        }),
+        Ok(section) => Ok(Object::new(section, Some(file), None)),
         Err(e) => {
             drop(file);
             let _ = std::fs::remove_file(&path);
@@ -288,13 +287,13 @@ pub(crate) fn shm_open(os_name: &str, writable: bool) -> io::Result<Object> {
     // SAFETY: name is a NUL-terminated UTF-16 string.
     let h = unsafe { OpenFileMappingW(access, 0, name.as_ptr()) };
     match owned(h) {
-        Ok(section) => Ok(Object {
+        Ok(section) => Ok(Object::new(
             section,
-            file: None,
-            backing_len: std::fs::metadata(backing_path(os_name))
+            None,
+            std::fs::metadata(backing_path(os_name))
                 .ok()
                 .map(|m| m.len()),
-        }),
+        )),
         Err(e) if e.raw_os_error() == Some(ERROR_FILE_NOT_FOUND as i32) => {
             let file = OpenOptions::new()
                 .read(true)
@@ -319,12 +318,7 @@ pub(crate) fn shm_open(os_name: &str, writable: bool) -> io::Result<Object> {
                     name.as_ptr(),
                 )
             };
-            Ok(Object {
-                section: owned(h)?,
-                file: Some(file),
-                backing_len: None,
-                queried_size: AtomicU64::new(0),
-            })
+            Ok(Object::new(owned(h)?, Some(file), None))
         }
         Err(e) => Err(e),
     }
@@ -381,12 +375,7 @@ pub(crate) fn file_object(
         Access::CopyOnWrite => PAGE_WRITECOPY,
     };
     let section = create_section(Some(&file), protect, size, name)?;
-    Ok(Object {
-        section,
-        file: Some(file),
-        backing_len: None,
-        queried_size: AtomicU64::new(0),
-    })
+    Ok(Object::new(section, Some(file), None))
 }
 
 /// Windows allocates file blocks when the file is extended.

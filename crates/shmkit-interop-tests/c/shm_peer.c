@@ -1,0 +1,93 @@
+/* A plain C program that shares memory the classic way, without shmkit:
+ * shm_open + mmap on POSIX, CreateFileMappingA + MapViewOfFile on Windows.
+ *
+ *   shm_peer create NAME SIZE TEXT   create NAME, write TEXT at 0, print "ready",
+ *                                    keep it until a line arrives on stdin
+ *   shm_peer read NAME OFFSET LEN    print LEN bytes from OFFSET
+ *   shm_peer write NAME OFFSET TEXT  write TEXT at OFFSET
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef _WIN32
+#include <windows.h>
+
+static char *map_existing(const char *name, int writable, size_t len)
+{
+    HANDLE h = OpenFileMappingA(writable ? FILE_MAP_WRITE : FILE_MAP_READ, FALSE, name);
+    if (!h) { fprintf(stderr, "OpenFileMapping(%s): %lu\n", name, GetLastError()); exit(1); }
+    char *p = MapViewOfFile(h, writable ? FILE_MAP_WRITE : FILE_MAP_READ, 0, 0, len);
+    if (!p) { fprintf(stderr, "MapViewOfFile: %lu\n", GetLastError()); exit(1); }
+    return p;
+}
+
+static char *map_new(const char *name, size_t size)
+{
+    HANDLE h = CreateFileMappingA(INVALID_HANDLE_VALUE, NULL, PAGE_READWRITE, 0, (DWORD)size, name);
+    if (!h || GetLastError() == ERROR_ALREADY_EXISTS) { fprintf(stderr, "CreateFileMapping(%s) failed\n", name); exit(1); }
+    char *p = MapViewOfFile(h, FILE_MAP_WRITE, 0, 0, size);
+    if (!p) { fprintf(stderr, "MapViewOfFile: %lu\n", GetLastError()); exit(1); }
+    return p;
+}
+#else
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char *map_existing(const char *name, int writable, size_t len)
+{
+    int fd = shm_open(name, writable ? O_RDWR : O_RDONLY, 0);
+    if (fd < 0) { perror("shm_open"); exit(1); }
+    struct stat st;
+    fstat(fd, &st);
+    size_t size = (size_t)st.st_size;
+    if (len > size) { fprintf(stderr, "%s has only %zu bytes\n", name, size); exit(1); }
+    char *p = mmap(NULL, size, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) { perror("mmap"); exit(1); }
+    close(fd);
+    return p;
+}
+
+static char *map_new(const char *name, size_t size)
+{
+    int fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR, 0600);
+    if (fd < 0) { perror("shm_open"); exit(1); }
+    if (ftruncate(fd, (off_t)size) != 0) { perror("ftruncate"); exit(1); }
+    char *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) { perror("mmap"); exit(1); }
+    close(fd);
+    return p;
+}
+#endif
+
+int main(int argc, char **argv)
+{
+    if (argc != 5) { fprintf(stderr, "usage: see shm_peer.c\n"); return 2; }
+    const char *cmd = argv[1], *name = argv[2];
+    size_t num = strtoul(argv[3], NULL, 10);
+    if (strcmp(cmd, "create") == 0) {
+        char *p = map_new(name, num);
+        memcpy(p, argv[4], strlen(argv[4]));
+        printf("ready\n");
+        fflush(stdout);
+        char line[64];
+        if (!fgets(line, sizeof line, stdin)) { /* EOF also ends the wait */ }
+        return 0;
+    }
+    if (strcmp(cmd, "read") == 0) {
+        size_t len = strtoul(argv[4], NULL, 10);
+        char *p = map_existing(name, 0, num + len);
+        fwrite(p + num, 1, len, stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "write") == 0) {
+        size_t len = strlen(argv[4]);
+        char *p = map_existing(name, 1, num + len);
+        memcpy(p + num, argv[4], len);
+        return 0;
+    }
+    fprintf(stderr, "unknown command %s\n", cmd);
+    return 2;
+}
