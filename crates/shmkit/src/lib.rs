@@ -50,3 +50,8 @@ pub use mapping::Mapping;
 pub use name::{Namespace, MAX_NAME_LEN};
 pub use segment::{InitState, Lifetime, SegmentInfo, SegmentKind, HEADER_BLOCK, LAYOUT_VERSION};
 pub use shm::{Shm, ShmOptions};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

@@ -90,8 +90,12 @@ fn open_name(os_name: &str, flags: libc::c_int, mode: libc::mode_t) -> io::Resul
     #[cfg(not(target_os = "linux"))]
     let fd = {
         let name = cstring(os_name)?;
+        // macOS declares shm_open variadic (the mode is promoted to an int);
+        // elsewhere it takes a mode_t.
+        #[cfg(target_vendor = "apple")]
+        let mode = mode as libc::c_uint;
         // SAFETY: name is a valid C string; shm_open sets FD_CLOEXEC itself.
-        unsafe { libc::shm_open(name.as_ptr(), flags, mode as libc::c_uint) }
+        unsafe { libc::shm_open(name.as_ptr(), flags, mode) }
     };
     let fd = cvt(fd)?;
     // SAFETY: fd was just returned by open/shm_open and is owned by nobody else.
