@@ -156,10 +156,13 @@ pub enum Error {
     },
 
     /// The creator's initialisation function reported failure.
-    #[error("{object}: the creator failed to initialise the segment")]
+    #[error("{object}: the creator failed to initialise the segment: {reason}")]
     InitFailed {
         /// The segment examined.
         object: String,
+        /// The initialiser's error, as the creator saw it; openers cannot know it
+        /// and say so.
+        reason: String,
     },
 
     /// Waiting for the creator to finish initialising took longer than allowed.

@@ -303,7 +303,8 @@ fn create_once(spec: &Spec, data_size: u64, init: Init) -> Result<Segment> {
             let _ = sys::shm_unlink(spec.os_name);
         }
         return Err(Error::InitFailed {
-            object: format!("{} ({reason})", spec.name),
+            object: spec.name.to_owned(),
+            reason,
         });
     }
     state.store(STATE_READY, std::sync::atomic::Ordering::Release);
@@ -536,6 +537,7 @@ pub(crate) fn open(spec: &Spec) -> Result<Segment> {
                 STATE_FAILED => {
                     return Err(Error::InitFailed {
                         object: spec.name.to_owned(),
+                        reason: "its initialiser returned an error in the creating process".into(),
                     })
                 }
                 STATE_UNWRITTEN | STATE_INITIALISING => {

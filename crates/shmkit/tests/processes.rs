@@ -27,6 +27,17 @@ fn child_entry() {
                 })
                 .unwrap();
         }
+        "fail-init" => {
+            let e = ShmOptions::new()
+                .size(4096)
+                .create_or_open_with(a(1), |_| {
+                    say("initialising");
+                    std::thread::sleep(Duration::from_millis(500));
+                    Err("sensor calibration failed")
+                })
+                .unwrap_err();
+            assert!(e.to_string().contains("sensor calibration failed"), "{e}");
+        }
         "hold" => {
             let lifetime = if a(2) == "persistent" {
                 Lifetime::Persistent
@@ -158,6 +169,19 @@ fn a_creator_killed_while_initialising_is_reported() {
     let err = opener.join().unwrap().unwrap_err();
     assert!(matches!(err, Error::CreatorDied { .. }), "{err:?}");
     assert!(err.to_string().contains("died"), "{err}");
+}
+
+#[test]
+fn openers_waiting_on_a_failed_initialiser_are_told() {
+    let n = TestName::new("initfailproc");
+    let mut child = spawn(ENTRY, "fail-init", &[n.as_str()]);
+    assert_eq!(child.expect_line(), "initialising");
+    let err = ShmOptions::new()
+        .init_timeout(Duration::from_secs(60))
+        .open(n.as_str())
+        .unwrap_err();
+    assert!(matches!(err, Error::InitFailed { .. }), "{err:?}");
+    child.wait_success(Duration::from_secs(30));
 }
 
 #[test]

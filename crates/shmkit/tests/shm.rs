@@ -28,6 +28,14 @@ fn create_then_open_shares_bytes() {
 }
 
 #[test]
+fn handles_can_move_between_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Shm>();
+    send_sync::<shmkit::MappedFile>();
+    send_sync::<shmkit::Mapping>();
+}
+
+#[test]
 fn new_segments_are_zeroed() {
     let n = TestName::new("zero");
     let a = Shm::create(n.as_str(), 5000).unwrap();
