@@ -54,6 +54,16 @@ use crate::sys::{self, CreateParams};
 ///   (the creating user); [`ShmOptions::mode`] is ignored.
 /// - **macOS**: names are limited to 31 bytes including the `shmkit.` prefix, and
 ///   memory cannot be reserved up front.
+///
+/// # Trust
+///
+/// Header fields are copied out and validated before use, and every access is
+/// bounds-checked against the size validated at open, so a peer that scribbles
+/// over the header or data cannot make shmkit read out of bounds. A process with
+/// write access to the OS object could still shrink it (`ftruncate`), after which
+/// touching the lost pages faults on Unix; that is why objects are owner-only by
+/// default and objects writable by other users are refused
+/// (see [`ShmOptions::accept_insecure`]).
 #[derive(Debug)]
 pub struct Shm {
     mapping: Mapping,
@@ -347,8 +357,8 @@ impl Shm {
         ShmOptions::new()
     }
 
-    /// Removes the segment `name`. Processes that have it open keep their mapping;
-    /// new opens fail with [`Error::NotFound`].
+    /// Removes the segment `name` (in the `Local\` namespace on Windows). Processes
+    /// that have it open keep their mapping; new opens fail with [`Error::NotFound`].
     ///
     /// On Windows, removing a persistent segment deletes its backing file, but a
     /// section that processes still have open keeps answering to its name until its
@@ -366,6 +376,7 @@ impl Shm {
     }
 
     /// Reads the header of segment `name` without waiting for its initialisation.
+    /// Like [`remove`](Self::remove), it looks in the `Local\` namespace on Windows.
     pub fn inspect(name: &str) -> Result<SegmentInfo> {
         let os = name::os_name(name, Namespace::Local)?;
         let opts = ShmOptions::new().access(Access::ReadOnly);

@@ -214,6 +214,26 @@ fn a_temporary_segment_is_gone_once_all_its_users_crashed() {
 }
 
 #[test]
+fn create_reclaims_the_name_of_a_segment_whose_users_all_crashed() {
+    let n = TestName::new("reclaim");
+    let mut child = spawn(ENTRY, "hold", &[n.as_str(), "temporary", "old"]);
+    assert_eq!(child.expect_line(), "ready");
+    child.kill();
+    if cfg!(unix) {
+        // The object is still in /dev/shm, and inspection says it is stale.
+        let info = Shm::inspect(n.as_str()).unwrap();
+        assert!(info.stale && !info.creator_alive, "{info:?}");
+    }
+    let fresh = Shm::create(n.as_str(), 4096).unwrap();
+    assert!(fresh.created());
+    assert_eq!(
+        fresh.read_vec(0, 3).unwrap(),
+        [0, 0, 0],
+        "old contents leaked"
+    );
+}
+
+#[test]
 fn a_temporary_segment_outlives_a_crashed_user_while_others_hold_it() {
     let n = TestName::new("crashshared");
     let mut child = spawn(ENTRY, "hold", &[n.as_str(), "temporary", "kept"]);

@@ -543,3 +543,23 @@ fn sizes_above_4_gib_work() {
     let v = o.view(size - 100_000, 100_000).unwrap();
     assert_eq!(v.read_vec(100_000 - 8, 8).unwrap(), b"marker!!");
 }
+
+#[cfg(windows)]
+#[test]
+fn global_and_local_namespaces_are_separate() {
+    use shmkit::Namespace;
+    let n = TestName::new("global");
+    let g = ShmOptions::new()
+        .size(100)
+        .namespace(Namespace::Global)
+        .create(n.as_str())
+        .unwrap();
+    assert!(g.os_name().starts_with("Global\\"), "{}", g.os_name());
+    g.write_at(0, b"global").unwrap();
+    assert!(Shm::open(n.as_str()).unwrap_err().is_not_found());
+    let again = ShmOptions::new()
+        .namespace(Namespace::Global)
+        .open(n.as_str())
+        .unwrap();
+    assert_eq!(again.read_vec(0, 6).unwrap(), b"global");
+}

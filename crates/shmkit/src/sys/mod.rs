@@ -43,3 +43,41 @@ pub(crate) struct ProcessIdentity {
     /// Platform-specific start time; 0 when the platform cannot tell.
     pub start_time: u64,
 }
+
+/// A mapped range of an object; unmapped on drop. Each platform module adds
+/// `flush` and `advise` and provides `unmap`.
+#[derive(Debug)]
+pub(crate) struct RawMap {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: RawMap is an address range owned by this value; which threads touch the
+// bytes is governed by the safe wrappers above it, not by the pointer itself.
+unsafe impl Send for RawMap {}
+// SAFETY: as for Send; &RawMap only exposes the address and flush/advise calls.
+unsafe impl Sync for RawMap {}
+
+impl RawMap {
+    /// An empty range: nothing is mapped (the OS refuses zero-length mappings).
+    fn empty() -> RawMap {
+        RawMap {
+            ptr: std::ptr::NonNull::dangling(),
+            len: 0,
+        }
+    }
+
+    pub(crate) fn ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+}
+
+impl Drop for RawMap {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            // SAFETY: ptr/len describe a live mapping made by this module's `map`,
+            // unmapped only here.
+            unsafe { unmap(self.ptr, self.len) };
+        }
+    }
+}

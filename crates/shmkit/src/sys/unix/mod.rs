@@ -21,7 +21,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::{CreateParams, ProcessIdentity};
+use super::{CreateParams, ProcessIdentity, RawMap};
 use crate::access::{Access, Advice};
 
 /// Whether a new named object appears under its name only when complete.
@@ -438,27 +438,11 @@ pub(crate) fn reserve_file(file: &File, len: u64) -> io::Result<()> {
     reserve_range(file.as_raw_fd(), len)
 }
 
-/// A mapped range of an object; unmapped on drop.
-#[derive(Debug)]
-pub(crate) struct RawMap {
-    ptr: NonNull<u8>,
-    len: usize,
-}
-
-// SAFETY: RawMap is an address range owned by this value; which threads touch the
-// bytes is governed by the safe wrappers above it, not by the pointer itself.
-unsafe impl Send for RawMap {}
-// SAFETY: as for Send; &RawMap only exposes the address and flush/advise calls.
-unsafe impl Sync for RawMap {}
-
 /// Maps `len` bytes of `obj` from `offset`, which must be a multiple of
 /// [`allocation_granularity`].
 pub(crate) fn map(obj: &Object, offset: u64, len: usize, access: Access) -> io::Result<RawMap> {
     if len == 0 {
-        return Ok(RawMap {
-            ptr: NonNull::dangling(),
-            len: 0,
-        });
+        return Ok(RawMap::empty());
     }
     let (prot, flags) = match access {
         Access::ReadOnly => (libc::PROT_READ, libc::MAP_SHARED),
@@ -489,10 +473,6 @@ pub(crate) fn map(obj: &Object, offset: u64, len: usize, access: Access) -> io::
 }
 
 impl RawMap {
-    pub(crate) fn ptr(&self) -> *mut u8 {
-        self.ptr.as_ptr()
-    }
-
     /// Page-aligned sub-range covering `[offset, offset + len)`.
     fn page_range(&self, offset: usize, len: usize) -> (*mut libc::c_void, usize) {
         let page = allocation_granularity();
@@ -530,13 +510,14 @@ impl RawMap {
     }
 }
 
-impl Drop for RawMap {
-    fn drop(&mut self) {
-        if self.len > 0 {
-            // SAFETY: ptr/len are exactly what mmap returned, unmapped only here.
-            unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
-        }
-    }
+/// Unmaps a range `map` returned.
+///
+/// # Safety
+///
+/// `ptr`/`len` must be exactly a live mapping from `map`, not used afterwards.
+pub(crate) unsafe fn unmap(ptr: NonNull<u8>, len: usize) {
+    // SAFETY: guaranteed by the caller.
+    unsafe { libc::munmap(ptr.as_ptr().cast(), len) };
 }
 
 /// This process's identity.

@@ -29,7 +29,7 @@ use windows_sys::Win32::System::Threading::{
     PROCESS_QUERY_LIMITED_INFORMATION,
 };
 
-use super::{CreateParams, ProcessIdentity};
+use super::{CreateParams, ProcessIdentity, RawMap};
 use crate::access::{Access, Advice};
 
 /// Sections are named at creation, before the creator can fill them.
@@ -383,26 +383,10 @@ pub(crate) fn reserve_file(_file: &File, _len: u64) -> io::Result<()> {
     Ok(())
 }
 
-/// A mapped view; unmapped on drop.
-#[derive(Debug)]
-pub(crate) struct RawMap {
-    ptr: NonNull<u8>,
-    len: usize,
-}
-
-// SAFETY: RawMap is an address range owned by this value; access to the bytes is
-// governed by the safe wrappers above it.
-unsafe impl Send for RawMap {}
-// SAFETY: as for Send.
-unsafe impl Sync for RawMap {}
-
 /// Maps `len` bytes of `obj` from `offset` (a multiple of the allocation granularity).
 pub(crate) fn map(obj: &Object, offset: u64, len: usize, access: Access) -> io::Result<RawMap> {
     if len == 0 {
-        return Ok(RawMap {
-            ptr: NonNull::dangling(),
-            len: 0,
-        });
+        return Ok(RawMap::empty());
     }
     let flags = match access {
         Access::ReadOnly => FILE_MAP_READ,
@@ -426,10 +410,6 @@ pub(crate) fn map(obj: &Object, offset: u64, len: usize, access: Access) -> io::
 }
 
 impl RawMap {
-    pub(crate) fn ptr(&self) -> *mut u8 {
-        self.ptr.as_ptr()
-    }
-
     /// Writes the range's dirty pages to the file (the caller syncs the file).
     pub(crate) fn flush(&self, offset: usize, len: usize, _sync: bool) -> io::Result<()> {
         if len == 0 || self.len == 0 {
@@ -450,17 +430,18 @@ impl RawMap {
     }
 }
 
-impl Drop for RawMap {
-    fn drop(&mut self) {
-        if self.len > 0 {
-            // SAFETY: the address MapViewOfFile returned, unmapped only here.
-            unsafe {
-                UnmapViewOfFile(MEMORY_MAPPED_VIEW_ADDRESS {
-                    Value: self.ptr.as_ptr().cast(),
-                })
-            };
-        }
-    }
+/// Unmaps a view `map` returned.
+///
+/// # Safety
+///
+/// `ptr` must be a live view from `map`, not used afterwards.
+pub(crate) unsafe fn unmap(ptr: NonNull<u8>, _len: usize) {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        UnmapViewOfFile(MEMORY_MAPPED_VIEW_ADDRESS {
+            Value: ptr.as_ptr().cast(),
+        })
+    };
 }
 
 fn creation_time(process: HANDLE) -> Option<u64> {
