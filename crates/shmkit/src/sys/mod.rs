@@ -81,3 +81,19 @@ impl Drop for RawMap {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_alive_and_a_reused_pid_is_not() {
+        let me = current_process();
+        assert!(me.start_time != 0);
+        assert!(process_alive(me));
+        assert!(!process_alive(ProcessIdentity {
+            start_time: me.start_time + 1,
+            ..me
+        }));
+    }
+}
