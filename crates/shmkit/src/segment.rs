@@ -219,9 +219,12 @@ pub(crate) fn create_or_open(spec: &Spec, data_size: u64, init: Init) -> Result<
     Err(last.expect("loop ran"))
 }
 
+/// Removes the segment under `spec`'s name if it is stale; true if the name is free.
 fn reclaim_stale(spec: &Spec) -> bool {
-    // open() removes a stale segment and reports NotFound.
-    matches!(open(spec), Err(Error::NotFound { .. }))
+    // inspect() does not wait for a live creator; open() of a stale segment
+    // removes it and reports NotFound.
+    matches!(inspect(spec), Ok(info) if info.stale)
+        && matches!(open(spec), Err(Error::NotFound { .. }))
 }
 
 fn create_once(spec: &Spec, data_size: u64, init: Init) -> Result<Segment> {

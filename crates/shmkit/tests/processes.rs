@@ -185,6 +185,23 @@ fn openers_waiting_on_a_failed_initialiser_are_told() {
 }
 
 #[test]
+fn create_does_not_wait_for_another_process_initialising_the_name() {
+    let n = TestName::new("busyname");
+    let mut child = spawn(ENTRY, "slow-init", &[n.as_str()]);
+    assert_eq!(child.expect_line(), "initialising");
+    let start = std::time::Instant::now();
+    let err = ShmOptions::new()
+        .size(10)
+        .init_timeout(Duration::from_secs(60))
+        .create(n.as_str())
+        .unwrap_err();
+    assert!(matches!(err, Error::AlreadyExists { .. }), "{err:?}");
+    // With the 60 s init timeout, a create that waited would still be waiting.
+    assert!(start.elapsed() < Duration::from_secs(30), "create waited");
+    child.kill();
+}
+
+#[test]
 fn openers_give_up_on_a_slow_initialiser_at_their_timeout() {
     let n = TestName::new("inittimeout");
     let mut child = spawn(ENTRY, "slow-init", &[n.as_str()]);
