@@ -132,8 +132,16 @@ pub fn cat(name: &str, offset: u64, len: Option<u64>, hex: bool, raw: bool) -> C
             .checked_sub(offset)
             .ok_or_else(|| format!("{name}: offset {offset} is past the end (size {total})"))?,
     };
-    // Checks the whole range before printing anything.
-    s.view(offset, len)?;
+    // Check the whole range before printing anything.
+    if offset.checked_add(len).is_none_or(|end| end > total) {
+        return Err(shmkit::Error::OutOfBounds {
+            object: name.to_owned(),
+            offset,
+            len,
+            size: total,
+        }
+        .into());
+    }
     let mut out = std::io::stdout().lock();
     const CHUNK: u64 = 1 << 20;
     let mut done = 0;

@@ -179,20 +179,26 @@ impl Mapping {
     /// old and new bytes; use a lock or a channel when that matters.
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         let at = self.check(offset, buf.len())?;
-        // SAFETY: check() proved at..at+len lies inside the window, which lies
-        // inside the live mapping; buf is a distinct, writable Rust buffer.
-        unsafe {
-            std::ptr::copy_nonoverlapping(self.as_ptr().add(at), buf.as_mut_ptr(), buf.len())
-        };
+        self.copy_out(at, buf);
         Ok(())
     }
 
     /// Copies `len` bytes starting at `offset` into a new vector.
     pub fn read_vec(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
-        self.check(offset, len)?;
+        // Checked before allocating, so a bad length cannot ask for a huge vector.
+        let at = self.check(offset, len)?;
         let mut v = vec![0; len];
-        self.read_at(offset, &mut v)?;
+        self.copy_out(at, &mut v);
         Ok(v)
+    }
+
+    /// Copies `buf.len()` bytes from window offset `at`, which `check` accepted.
+    fn copy_out(&self, at: usize, buf: &mut [u8]) {
+        // SAFETY: check() proved at..at+len lies inside the window, which lies
+        // inside the live mapping; buf is a distinct, writable Rust buffer.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.as_ptr().add(at), buf.as_mut_ptr(), buf.len())
+        };
     }
 
     /// Copies `data` into the window at `offset`. Fails with [`Error::ReadOnly`] on
@@ -221,8 +227,8 @@ impl Mapping {
         Ok(())
     }
 
-    fn atomic_ptr<T>(&self, offset: u64) -> Result<*mut T> {
-        self.check_writable()?;
+    /// In-bounds address of a `T` at `offset`, checked for `T`'s alignment.
+    fn aligned_ptr<T>(&self, offset: u64) -> Result<*mut T> {
         let at = self.check(offset, std::mem::size_of::<T>())?;
         let ptr = self.map.ptr().wrapping_add(self.start + at);
         if ptr as usize % std::mem::align_of::<T>() != 0 {
@@ -235,6 +241,11 @@ impl Mapping {
             });
         }
         Ok(ptr.cast())
+    }
+
+    fn atomic_ptr<T>(&self, offset: u64) -> Result<*mut T> {
+        self.check_writable()?;
+        self.aligned_ptr(offset)
     }
 
     /// An atomic 32-bit word at `offset` (which must be 4-byte aligned), for state
@@ -256,17 +267,10 @@ impl Mapping {
 
     /// Loads a 32-bit word with acquire ordering; works on read-only mappings too.
     pub(crate) fn load_u32_acquire(&self, offset: u64) -> Result<u32> {
-        let at = self.check(offset, 4)?;
-        let ptr = self.map.ptr().wrapping_add(self.start + at);
-        if ptr as usize % 4 != 0 {
-            return Err(Error::InvalidSize {
-                object: self.handle.name.clone(),
-                reason: format!("offset {offset} is not aligned to 4 bytes"),
-            });
-        }
+        let ptr = self.aligned_ptr::<AtomicU32>(offset)?;
         // SAFETY: aligned, in bounds and mapped. A shared reference to an atomic
         // that is only loaded from is fine even on read-only pages.
-        Ok(unsafe { &*ptr.cast::<AtomicU32>() }.load(Ordering::Acquire))
+        Ok(unsafe { &*ptr }.load(Ordering::Acquire))
     }
 
     /// Address of the first byte of the window.

@@ -208,11 +208,7 @@ pub(crate) fn create_or_open(spec: &Spec, data_size: u64, init: Init) -> Result<
         }
         match open(spec) {
             // Removed (or found stale) between our create and our open: try again.
-            Err(Error::NotFound { .. }) => {
-                last = Some(Error::NotFound {
-                    object: spec.name.to_owned(),
-                })
-            }
+            Err(e @ Error::NotFound { .. }) => last = Some(e),
             other => return other,
         }
     }
@@ -240,8 +236,7 @@ fn create_once(spec: &Spec, data_size: u64, init: Init) -> Result<Segment> {
             reason: "size must be at least 1 byte".into(),
         });
     }
-    let gran = HEADER_BLOCK;
-    let total = round_up(data_size, gran)
+    let total = round_up(data_size, HEADER_BLOCK)
         .and_then(|d| d.checked_add(HEADER_BLOCK))
         .filter(|t| *t <= i64::MAX as u64)
         .ok_or_else(|| Error::InvalidSize {
@@ -520,7 +515,8 @@ pub(crate) fn open(spec: &Spec) -> Result<Segment> {
             let temporary = h.flags & FLAG_TEMPORARY != 0;
             handle.set_remove_when_last(temporary);
             let state = head.load_u32_acquire(STATE_OFFSET)?;
-            let alive = sys::process_alive(creator(&h));
+            // Liveness costs a /proc read (Linux): asked only where it decides.
+            let creator_dead = || !sys::process_alive(creator(&h));
             if temporary && handle.obj().is_exclusive() {
                 // Nobody else holds a temporary segment: its users are all gone.
                 handle
@@ -528,7 +524,7 @@ pub(crate) fn open(spec: &Spec) -> Result<Segment> {
                     .unlink_exclusive()
                     .map_err(|e| Error::from_io(spec.name, "remove stale", e, 0))?;
                 handle.set_remove_when_last(false);
-                if state != STATE_READY && !alive {
+                if state != STATE_READY && creator_dead() {
                     return Err(Error::CreatorDied {
                         object: spec.name.to_owned(),
                         pid: h.creator_pid,
@@ -547,7 +543,7 @@ pub(crate) fn open(spec: &Spec) -> Result<Segment> {
                     })
                 }
                 STATE_UNWRITTEN | STATE_INITIALISING => {
-                    if !alive {
+                    if creator_dead() {
                         return Err(Error::CreatorDied {
                             object: spec.name.to_owned(),
                             pid: h.creator_pid,

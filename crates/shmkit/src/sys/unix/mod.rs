@@ -138,11 +138,19 @@ fn unlink_name(os_name: &str) -> io::Result<()> {
     }
 }
 
+fn to_off_t(n: u64) -> io::Result<libc::off_t> {
+    libc::off_t::try_from(n).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "size or offset too large for off_t",
+        )
+    })
+}
+
 /// Sets the size of `fd` and, if asked, reserves its blocks so that touching any
 /// page later cannot fail for lack of space (no SIGBUS on a full /dev/shm).
 pub(crate) fn set_size(fd: &impl AsRawFd, size: u64, reserve: bool) -> io::Result<()> {
-    let len = libc::off_t::try_from(size)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "size too large for off_t"))?;
+    let len = to_off_t(size)?;
     let fd = fd.as_raw_fd();
     // SAFETY: ftruncate on a valid descriptor.
     cvt(unsafe { libc::ftruncate(fd, len) })?;
@@ -430,8 +438,7 @@ pub(crate) fn file_object(
 
 /// Reserves `len` bytes of a file from offset 0 (no-op where unsupported).
 pub(crate) fn reserve_file(file: &File, len: u64) -> io::Result<()> {
-    let len = libc::off_t::try_from(len)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "size too large for off_t"))?;
+    let len = to_off_t(len)?;
     if len == 0 {
         return Ok(());
     }
@@ -449,8 +456,7 @@ pub(crate) fn map(obj: &Object, offset: u64, len: usize, access: Access) -> io::
         Access::ReadWrite => (libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED),
         Access::CopyOnWrite => (libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE),
     };
-    let off = libc::off_t::try_from(offset)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset too large"))?;
+    let off = to_off_t(offset)?;
     // SAFETY: a fresh mapping chosen by the kernel (addr NULL) over a valid
     // descriptor; it overlaps no Rust object.
     let ptr = unsafe {
