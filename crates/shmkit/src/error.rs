@@ -196,6 +196,70 @@ pub enum Error {
         what: &'static str,
     },
 
+    /// A wait ended because its timeout passed.
+    #[error("{object}: timed out after {after:?} waiting to {op}")]
+    Timeout {
+        /// The object waited on.
+        object: String,
+        /// What the caller was waiting to do (for example `lock`).
+        op: &'static str,
+        /// The timeout that passed.
+        after: Duration,
+    },
+
+    /// A non-blocking call (`try_lock`, `try_wait`) could not proceed at once.
+    #[error("{object}: would block ({op})")]
+    WouldBlock {
+        /// The object concerned.
+        object: String,
+        /// The call that would have had to wait.
+        op: &'static str,
+    },
+
+    /// A process died while holding the mutex, and nobody has marked the data it
+    /// guards consistent since. Produced when a [`LockError::OwnerDied`](crate::sync::LockError::OwnerDied) is turned into an `Error` (for example by `?`).
+    #[error(
+        "{object}: a process died while holding this mutex; the data it guards may be inconsistent"
+    )]
+    OwnerDied {
+        /// The mutex.
+        object: String,
+    },
+
+    /// A semaphore release would raise the count above the semaphore's maximum.
+    #[error("{object}: releasing {release} would raise the count {count} above the maximum {max}")]
+    AboveMaximum {
+        /// The semaphore.
+        object: String,
+        /// The count before the release.
+        count: u32,
+        /// How many the caller tried to release.
+        release: u32,
+        /// The semaphore's maximum count.
+        max: u32,
+    },
+
+    /// A synchronisation object's shared state holds a value its protocol never
+    /// writes: another process corrupted it.
+    #[error("{object}: corrupt state: {reason}")]
+    CorruptState {
+        /// The object examined.
+        object: String,
+        /// Which word held what.
+        reason: String,
+    },
+
+    /// A message is longer than the transport can carry.
+    #[error("{object}: message of {len} bytes is longer than the limit of {max} bytes")]
+    TooLong {
+        /// The segment or channel.
+        object: String,
+        /// Length of the refused message.
+        len: u64,
+        /// The largest length that fits.
+        max: u64,
+    },
+
     /// Any other operating-system failure, with the operation that failed.
     #[error("{object}: {op} failed: {source}")]
     Io {
@@ -229,5 +293,15 @@ impl Error {
     /// The kind of an error that came from the OS, for callers that branch on it.
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::NotFound { .. })
+    }
+
+    /// Whether a wait gave up because its timeout passed.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Timeout { .. })
+    }
+
+    /// Whether a non-blocking call found the object busy.
+    pub fn is_would_block(&self) -> bool {
+        matches!(self, Error::WouldBlock { .. })
     }
 }

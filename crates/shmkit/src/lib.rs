@@ -7,6 +7,9 @@
 //! - [`MappedFile`]: memory-mapped files with .NET-style capacity rules, views,
 //!   flush and access advice, optionally published under a name.
 //! - [`Mapping`]: the bounds-checked byte window both dereference to.
+//! - [`sync`]: cross-process [`Mutex`](sync::Mutex), [`Semaphore`](sync::Semaphore)
+//!   and [`Event`](sync::Event), named or embedded in a segment, with timeouts and
+//!   dead-owner detection; adapters for POSIX and Win32 named objects.
 //!
 //! ```
 //! use shmkit::{Shm, ShmOptions};
@@ -41,6 +44,7 @@ mod mapping;
 mod name;
 mod segment;
 mod shm;
+pub mod sync;
 mod sys;
 
 pub use access::{Access, Advice};

@@ -128,6 +128,13 @@ fn check_os_len(name: &str, os: &str) -> Result<()> {
     Ok(())
 }
 
+/// Name of the auxiliary wake channel for a waitable word at `offset` of the
+/// object `os_name` (a named semaphore on Windows; unused elsewhere). `#` keeps it
+/// apart from the names shmkit gives segments.
+pub(crate) fn wake_key(os_name: &str, offset: u64) -> String {
+    format!("{os_name}#wake@{offset}")
+}
+
 /// The shmkit name inside an OS name, if the OS name is one of ours.
 pub(crate) fn strip_os_prefix(os: &str) -> Option<&str> {
     let rest = os.strip_prefix('/').unwrap_or(os);

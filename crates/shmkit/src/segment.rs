@@ -71,6 +71,12 @@ pub enum SegmentKind {
     /// The path of a mapped file published under a name
     /// ([`MappedFile`](crate::MappedFile) on platforms without named file sections).
     FileName,
+    /// A named [`Mutex`](crate::sync::Mutex).
+    Mutex,
+    /// A named [`Semaphore`](crate::sync::Semaphore).
+    Semaphore,
+    /// A named [`Event`](crate::sync::Event).
+    Event,
     /// A kind this build does not know (from a newer shmkit).
     Unknown(u32),
 }
@@ -80,6 +86,9 @@ impl SegmentKind {
         match self {
             SegmentKind::Bytes => 1,
             SegmentKind::FileName => 2,
+            SegmentKind::Mutex => 3,
+            SegmentKind::Semaphore => 4,
+            SegmentKind::Event => 5,
             SegmentKind::Unknown(c) => c,
         }
     }
@@ -88,6 +97,9 @@ impl SegmentKind {
         match code {
             1 => SegmentKind::Bytes,
             2 => SegmentKind::FileName,
+            3 => SegmentKind::Mutex,
+            4 => SegmentKind::Semaphore,
+            5 => SegmentKind::Event,
             c => SegmentKind::Unknown(c),
         }
     }
@@ -98,6 +110,9 @@ impl std::fmt::Display for SegmentKind {
         match self {
             SegmentKind::Bytes => f.write_str("bytes"),
             SegmentKind::FileName => f.write_str("file-name"),
+            SegmentKind::Mutex => f.write_str("mutex"),
+            SegmentKind::Semaphore => f.write_str("semaphore"),
+            SegmentKind::Event => f.write_str("event"),
             SegmentKind::Unknown(c) => write!(f, "unknown kind {c}"),
         }
     }

@@ -189,11 +189,11 @@ impl ShmOptions {
         self
     }
 
-    fn spec<'a>(&self, name: &'a str, os_name: &'a str) -> Spec<'a> {
+    fn spec_of<'a>(&self, name: &'a str, os_name: &'a str, kind: SegmentKind) -> Spec<'a> {
         Spec {
             name,
             os_name,
-            kind: SegmentKind::Bytes,
+            kind,
             access: self.access,
             lifetime: self.managed_lifetime(),
             mode: self.mode,
@@ -223,17 +223,15 @@ impl ShmOptions {
         name: &str,
         init: impl FnOnce(&mut [u8]) -> std::result::Result<(), E>,
     ) -> Result<Shm> {
-        let os = name::os_name(name, self.namespace)?;
-        let size = self.required_size(name)?;
-        let mut init = once(init);
-        segment::create(&self.spec(name, &os), size, &mut init).map(|s| Shm::managed(name, os, s))
+        self.create_kind(name, SegmentKind::Bytes, |b| {
+            init(b).map_err(|e| e.to_string())
+        })
     }
 
     /// Opens an existing segment; fails with [`Error::NotFound`] if there is none.
     /// The size is the creator's; a size set here is ignored.
     pub fn open(&self, name: &str) -> Result<Shm> {
-        let os = name::os_name(name, self.namespace)?;
-        segment::open(&self.spec(name, &os)).map(|s| Shm::managed(name, os, s))
+        self.open_kind(name, SegmentKind::Bytes)
     }
 
     /// Opens the segment, or creates it if it does not exist;
@@ -252,11 +250,43 @@ impl ShmOptions {
         name: &str,
         init: impl FnOnce(&mut [u8]) -> std::result::Result<(), E>,
     ) -> Result<Shm> {
+        self.create_or_open_kind(name, SegmentKind::Bytes, |b| {
+            init(b).map_err(|e| e.to_string())
+        })
+    }
+
+    /// `create` for a segment of another kind (the synchronisation objects').
+    pub(crate) fn create_kind(
+        &self,
+        name: &str,
+        kind: SegmentKind,
+        init: impl FnOnce(&mut [u8]) -> std::result::Result<(), String>,
+    ) -> Result<Shm> {
         let os = name::os_name(name, self.namespace)?;
         let size = self.required_size(name)?;
         let mut init = once(init);
-        segment::create_or_open(&self.spec(name, &os), size, &mut init)
+        segment::create(&self.spec_of(name, &os, kind), size, &mut init)
             .map(|s| Shm::managed(name, os, s))
+    }
+
+    /// `create_or_open` for a segment of another kind.
+    pub(crate) fn create_or_open_kind(
+        &self,
+        name: &str,
+        kind: SegmentKind,
+        init: impl FnOnce(&mut [u8]) -> std::result::Result<(), String>,
+    ) -> Result<Shm> {
+        let os = name::os_name(name, self.namespace)?;
+        let size = self.required_size(name)?;
+        let mut init = once(init);
+        segment::create_or_open(&self.spec_of(name, &os, kind), size, &mut init)
+            .map(|s| Shm::managed(name, os, s))
+    }
+
+    /// `open` for a segment of another kind; any other kind is `WrongKind`.
+    pub(crate) fn open_kind(&self, name: &str, kind: SegmentKind) -> Result<Shm> {
+        let os = name::os_name(name, self.namespace)?;
+        segment::open(&self.spec_of(name, &os, kind)).map(|s| Shm::managed(name, os, s))
     }
 
     /// Creates an OS object with the exact name `os_name` and no shmkit header,
@@ -289,7 +319,7 @@ impl ShmOptions {
         };
         let obj = sys::shm_create(os_name, &params)
             .map_err(|e| Error::from_io(os_name, "create", e, size))?;
-        let spec = self.spec(os_name, os_name);
+        let spec = self.spec_of(os_name, os_name, SegmentKind::Bytes);
         segment::check_trust(&spec, &obj, true)?;
         obj.publish()
             .map_err(|e| Error::from_io(os_name, "publish", e, size))?;
@@ -305,7 +335,7 @@ impl ShmOptions {
         name::validate_raw(os_name)?;
         let obj = sys::shm_open(os_name, self.access.needs_writable_object())
             .map_err(|e| Error::from_io(os_name, "open", e, 0))?;
-        let spec = self.spec(os_name, os_name);
+        let spec = self.spec_of(os_name, os_name, SegmentKind::Bytes);
         segment::check_trust(&spec, &obj, false)?;
         obj.share()
             .map_err(|e| Error::from_io(os_name, "flock", e, 0))?;
@@ -380,7 +410,7 @@ impl Shm {
     pub fn inspect(name: &str) -> Result<SegmentInfo> {
         let os = name::os_name(name, Namespace::Local)?;
         let opts = ShmOptions::new().access(Access::ReadOnly);
-        segment::inspect(&opts.spec(name, &os))
+        segment::inspect(&opts.spec_of(name, &os, SegmentKind::Bytes))
     }
 
     /// Names of the shmkit segments that exist now. On Windows only persistent

@@ -13,6 +13,11 @@
 //! the name after taking its shared lock, so it never keeps an object that a last
 //! user unlinked under it. The kernel drops the locks of crashed processes.
 
+mod posix_sem;
+mod wait;
+pub(crate) use posix_sem::PosixSem;
+pub(crate) use wait::WakeChannel;
+
 use std::ffi::CString;
 use std::fs::File;
 use std::io;

@@ -5,6 +5,9 @@
 //! `%TEMP%\shmkit-shm\`; `shm_open` falls back to that file when no section of the
 //! name is open, and `shm_unlink` deletes it.
 
+mod kernel;
+pub(crate) use kernel::{KernelKind, KernelObject, WaitOutcome, WakeChannel};
+
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle, RawHandle};

@@ -1,0 +1,176 @@
+//! A cross-process event, auto-reset or manual-reset.
+
+use std::fmt;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::shm::Shm;
+
+use super::protocol::{event_set, event_try_wait};
+use super::state::{Init, Kind, Shared, STATE_SIZE};
+
+/// How an [`Event`] behaves once set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EventMode {
+    /// Each `set` lets exactly one `wait` through, then the event is unset again
+    /// (a `set` with nobody waiting is kept for the next `wait`).
+    AutoReset,
+    /// Once set, every `wait` passes until someone calls `reset`.
+    ManualReset,
+}
+
+/// A signal between processes: `set` it, `wait` for it, `reset` it.
+///
+/// ```
+/// use shmkit::sync::{Event, EventMode};
+/// # fn main() -> shmkit::Result<()> {
+/// # let name = format!("doc-event-{}", std::process::id());
+/// let ready = Event::create(&name, EventMode::ManualReset, false)?;
+/// // In another process: Event::open(&name)?.set()?;
+/// ready.set()?;
+/// ready.wait_timeout(std::time::Duration::from_secs(1))?;
+/// assert!(ready.is_set()?); // manual-reset: still set
+/// ready.reset()?;
+/// assert!(ready.wait_timeout(std::time::Duration::from_millis(10)).unwrap_err().is_timeout());
+/// # Ok(()) }
+/// ```
+pub struct Event {
+    shared: Shared,
+}
+
+impl Event {
+    fn init(mode: EventMode, set: bool) -> Init<'static> {
+        Init {
+            kind: Kind::Event,
+            word: set as u32,
+            param_a: (mode == EventMode::ManualReset) as u32,
+            value: &[],
+        }
+    }
+
+    /// Creates a named event; [`Error::AlreadyExists`] if the name is taken.
+    /// Temporary: it goes away when the last process using it closes it.
+    pub fn create(name: &str, mode: EventMode, initially_set: bool) -> Result<Event> {
+        Ok(Event {
+            shared: Shared::create_named(name, &Self::init(mode, initially_set), false)?,
+        })
+    }
+
+    /// Opens a named event; [`Error::NotFound`] if there is none.
+    pub fn open(name: &str) -> Result<Event> {
+        Ok(Event {
+            shared: Shared::open_named(name, Kind::Event, None)?,
+        })
+    }
+
+    /// Opens the named event, or creates it.
+    pub fn create_or_open(name: &str, mode: EventMode, initially_set: bool) -> Result<Event> {
+        Ok(Event {
+            shared: Shared::create_named(name, &Self::init(mode, initially_set), true)?,
+        })
+    }
+
+    /// Bytes an event takes inside a segment.
+    pub const SIZE_IN_SEGMENT: u64 = STATE_SIZE;
+
+    /// Initialises a new event at `offset` (8-byte aligned) of `shm`.
+    pub fn init_in(shm: &Shm, offset: u64, mode: EventMode, initially_set: bool) -> Result<Event> {
+        Ok(Event {
+            shared: Shared::init_in(shm, offset, &Self::init(mode, initially_set))?,
+        })
+    }
+
+    /// Opens the event at `offset` of `shm`.
+    pub fn open_in(shm: &Shm, offset: u64) -> Result<Event> {
+        Ok(Event {
+            shared: Shared::open_in(shm, offset, Kind::Event, None, 0)?,
+        })
+    }
+
+    /// Name used in errors: the event's name, or `SEGMENT@OFFSET`.
+    pub fn name(&self) -> &str {
+        self.shared.name()
+    }
+
+    /// Whether this handle created the named event.
+    pub fn created(&self) -> bool {
+        self.shared.created()
+    }
+
+    /// Auto-reset or manual-reset (validated: a corrupt mode is an error).
+    pub fn mode(&self) -> Result<EventMode> {
+        match self.shared.block().param_a.load(Relaxed) {
+            0 => Ok(EventMode::AutoReset),
+            1 => Ok(EventMode::ManualReset),
+            other => Err(self.shared.corrupt(format!("event mode {other}"))),
+        }
+    }
+
+    fn manual(&self) -> Result<bool> {
+        Ok(self.mode()? == EventMode::ManualReset)
+    }
+
+    /// Sets the event, waking one waiter (auto-reset) or all (manual-reset).
+    pub fn set(&self) -> Result<()> {
+        event_set(&self.shared.waitable(), self.manual()?);
+        Ok(())
+    }
+
+    /// Unsets the event.
+    pub fn reset(&self) -> Result<()> {
+        self.shared.block().word.store(0, SeqCst);
+        Ok(())
+    }
+
+    /// Whether the event is set now (a snapshot).
+    pub fn is_set(&self) -> Result<bool> {
+        match self.shared.block().word.load(SeqCst) {
+            0 => Ok(false),
+            1 => Ok(true),
+            other => Err(self.corrupt_word(other)),
+        }
+    }
+
+    /// Waits until the event is set (and, for auto-reset, takes the signal).
+    pub fn wait(&self) -> Result<()> {
+        self.wait_until(None, Duration::ZERO)
+    }
+
+    /// Like [`wait`](Self::wait), giving up with [`Error::Timeout`] after `timeout`.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<()> {
+        self.wait_until(Instant::now().checked_add(timeout), timeout)
+    }
+
+    fn wait_until(&self, deadline: Option<Instant>, timeout: Duration) -> Result<()> {
+        let manual = self.manual()?;
+        let word = &self.shared.block().word;
+        let waited = self.shared.waitable().block_on(
+            deadline,
+            None,
+            || event_try_wait(word, manual),
+            |_| None,
+        );
+        match waited {
+            Some(r) => r.map_err(|v| self.corrupt_word(v)),
+            None => Err(Error::Timeout {
+                object: self.name().to_owned(),
+                op: "wait",
+                after: timeout,
+            }),
+        }
+    }
+
+    fn corrupt_word(&self, v: u32) -> Error {
+        self.shared
+            .corrupt(format!("event word {v} (only 0 and 1 are valid)"))
+    }
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event")
+            .field("name", &self.name())
+            .finish_non_exhaustive()
+    }
+}

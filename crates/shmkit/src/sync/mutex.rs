@@ -1,0 +1,392 @@
+//! A cross-process mutex that reports a dead owner, optionally guarding a value.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+use std::time::{Duration, Instant};
+
+use bytemuck::Pod;
+
+use crate::error::{Error, Result};
+use crate::shm::Shm;
+
+use super::owner::{me, owner_alive};
+use super::protocol::{mutex_try_lock, mutex_unlock, Attempt};
+use super::state::{Init, Kind, Shared, STATE_SIZE};
+
+/// Set while the data may be inconsistent: an owner died (or panicked) holding
+/// the lock and nobody has called [`MutexGuard::mark_consistent`] since.
+const FLAG_INCONSISTENT: u32 = 1;
+const KNOWN_FLAGS: u32 = FLAG_INCONSISTENT;
+
+/// How often a blocked `lock` checks whether the owner still lives.
+const OWNER_CHECK: Duration = Duration::from_millis(20);
+
+/// A mutex shared between processes, guarding a value of type `T` that lives in
+/// shared memory right after the lock (use `()` for a bare lock).
+///
+/// `T` must be plain old data ([`bytemuck::Pod`]): any bit pattern is a valid
+/// `T`, so nothing another process writes can make it invalid. Processes that
+/// follow the locking protocol never touch the value while someone else holds the
+/// lock, which is what makes the `&mut T` a guard hands out sound.
+///
+/// # A dead owner
+///
+/// If a process dies (or a thread panics) while holding the lock, the next
+/// `lock` acquires it and returns [`LockError::OwnerDied`] with the guard: the
+/// caller repairs the value and calls [`MutexGuard::mark_consistent`]. Until
+/// someone does, every later `lock` reports `OwnerDied` again; the mutex is never
+/// silently treated as fine. A waiter notices a dead owner within about 20 ms.
+///
+/// Owner death is detected by recording the owner's process id (the lock word
+/// itself) and start time; see the [module documentation](super) for why this
+/// and not a robust pthread mutex.
+///
+/// ```
+/// use shmkit::sync::{LockError, Mutex};
+/// # fn main() -> shmkit::Result<()> {
+/// # let name = format!("doc-mutex-{}", std::process::id());
+/// let counter = Mutex::create(&name, 0u64)?;
+/// // Another process: Mutex::<u64>::open(&name)?
+/// let mut guard = match counter.lock() {
+///     Ok(guard) => guard,
+///     Err(LockError::OwnerDied(mut guard)) => {
+///         *guard = 0; // repair
+///         guard.mark_consistent();
+///         guard
+///     }
+///     Err(LockError::Failed(e)) => return Err(e),
+/// };
+/// *guard += 1;
+/// assert_eq!(*guard, 1);
+/// # Ok(()) }
+/// ```
+pub struct Mutex<T: Pod = ()> {
+    shared: Shared,
+    _value: PhantomData<T>,
+}
+
+/// The outcome of a lock call: the guard, or why there is none (or why it comes
+/// with a warning).
+pub type LockResult<G> = std::result::Result<G, LockError<G>>;
+
+/// A lock that failed, or succeeded after its previous owner died.
+pub enum LockError<G> {
+    /// The lock is yours, but a process died (or a thread panicked) while holding
+    /// it: the guarded data may be half-updated. Repair it and call
+    /// [`MutexGuard::mark_consistent`]; otherwise the next locker is told again.
+    OwnerDied(G),
+    /// The lock was not acquired: [`Error::Timeout`], [`Error::WouldBlock`] or a
+    /// corrupt state.
+    Failed(Error),
+}
+
+impl<G> LockError<G> {
+    /// The guard, if the lock was acquired.
+    pub fn into_guard(self) -> Option<G> {
+        match self {
+            LockError::OwnerDied(g) => Some(g),
+            LockError::Failed(_) => None,
+        }
+    }
+}
+
+impl<G> fmt::Debug for LockError<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LockError::OwnerDied(_) => f.write_str("OwnerDied(..)"),
+            LockError::Failed(e) => f.debug_tuple("Failed").field(e).finish(),
+        }
+    }
+}
+
+impl<G> fmt::Display for LockError<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LockError::OwnerDied(_) => f.write_str(
+                "a process died while holding this mutex; the data it guards may be inconsistent",
+            ),
+            LockError::Failed(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<G> std::error::Error for LockError<G> {}
+
+/// `?` on a lock result: a dead owner becomes [`Error::OwnerDied`] and the guard
+/// is dropped, leaving the mutex marked inconsistent for the next locker.
+impl<T: Pod> From<LockError<MutexGuard<'_, T>>> for Error {
+    fn from(e: LockError<MutexGuard<'_, T>>) -> Error {
+        match e {
+            LockError::OwnerDied(g) => Error::OwnerDied {
+                object: g.mutex.shared.name().to_owned(),
+            },
+            LockError::Failed(e) => e,
+        }
+    }
+}
+
+impl<T: Pod> Mutex<T> {
+    fn value_size() -> Result<u32> {
+        u32::try_from(std::mem::size_of::<T>()).map_err(|_| Error::InvalidSize {
+            object: std::any::type_name::<T>().to_owned(),
+            reason: "the guarded value must be smaller than 4 GiB".into(),
+        })
+    }
+
+    fn init(value: &T) -> Init<'_> {
+        Init {
+            kind: Kind::Mutex,
+            word: 0,
+            param_a: 0,
+            value: bytemuck::bytes_of(value),
+        }
+    }
+
+    fn wrap(shared: Shared) -> Result<Mutex<T>> {
+        if shared.after_block() as usize % std::mem::align_of::<T>() != 0 {
+            return Err(Error::InvalidSize {
+                object: shared.name().to_owned(),
+                reason: format!(
+                    "the value would not be aligned to the {} bytes {} needs",
+                    std::mem::align_of::<T>(),
+                    std::any::type_name::<T>()
+                ),
+            });
+        }
+        Ok(Mutex {
+            shared,
+            _value: PhantomData,
+        })
+    }
+
+    fn value_ptr(&self) -> *mut T {
+        self.shared.after_block().cast()
+    }
+
+    /// Creates a named mutex guarding `value`; fails with
+    /// [`Error::AlreadyExists`] if the name is taken. Temporary: it goes away when
+    /// the last process using it closes it.
+    pub fn create(name: &str, value: T) -> Result<Mutex<T>> {
+        Self::value_size()?;
+        Self::wrap(Shared::create_named(name, &Self::init(&value), false)?)
+    }
+
+    /// Opens a named mutex; [`Error::NotFound`] if there is none, and
+    /// [`Error::WrongKind`] if the name holds another kind of object or a value of
+    /// another size.
+    pub fn open(name: &str) -> Result<Mutex<T>> {
+        let shared = Shared::open_named(name, Kind::Mutex, Some(Self::value_size()?))?;
+        Self::wrap(shared)
+    }
+
+    /// Opens the named mutex, or creates it guarding `value`.
+    /// [`created`](Self::created) tells which happened.
+    pub fn create_or_open(name: &str, value: T) -> Result<Mutex<T>> {
+        Self::value_size()?;
+        Self::wrap(Shared::create_named(name, &Self::init(&value), true)?)
+    }
+
+    /// Bytes a mutex guarding a `T` takes inside a segment.
+    pub const fn size_in_segment() -> u64 {
+        STATE_SIZE + std::mem::size_of::<T>() as u64
+    }
+
+    /// Initialises a new mutex at `offset` (8-byte aligned) of `shm`, guarding
+    /// `value`, stored right after it. Call this once, before other processes
+    /// use the mutex — initialising over a mutex in use breaks it — and let them
+    /// [`open_in`](Self::open_in). Takes [`size_in_segment`](Self::size_in_segment)
+    /// bytes.
+    ///
+    /// ```
+    /// use shmkit::{sync::Mutex, Shm};
+    /// # fn main() -> shmkit::Result<()> {
+    /// # let name = format!("doc-mutex-in-{}", std::process::id());
+    /// let shm = Shm::create(&name, 4096)?;
+    /// let m = Mutex::init_in(&shm, 128, [0u32; 4])?;
+    /// m.lock()?[2] = 7;
+    /// assert_eq!(Mutex::<[u32; 4]>::open_in(&shm, 128)?.lock()?[2], 7);
+    /// # Ok(()) }
+    /// ```
+    pub fn init_in(shm: &Shm, offset: u64, value: T) -> Result<Mutex<T>> {
+        Self::value_size()?;
+        Self::wrap(Shared::init_in(shm, offset, &Self::init(&value))?)
+    }
+
+    /// Opens the mutex at `offset` of `shm`; [`Error::NotShmkit`] if none was
+    /// initialised there, [`Error::WrongKind`] for another kind or value size.
+    pub fn open_in(shm: &Shm, offset: u64) -> Result<Mutex<T>> {
+        let size = Self::value_size()?;
+        let shared = Shared::open_in(shm, offset, Kind::Mutex, Some(size), size as u64)?;
+        Self::wrap(shared)
+    }
+
+    /// Name used in errors: the mutex's name, or `SEGMENT@OFFSET` when embedded.
+    pub fn name(&self) -> &str {
+        self.shared.name()
+    }
+
+    /// Whether this handle created the named mutex.
+    pub fn created(&self) -> bool {
+        self.shared.created()
+    }
+
+    /// Locks, waiting as long as it takes.
+    pub fn lock(&self) -> LockResult<MutexGuard<'_, T>> {
+        self.lock_until(None, None)
+    }
+
+    /// Locks if the mutex is free now; [`Error::WouldBlock`] otherwise.
+    pub fn try_lock(&self) -> LockResult<MutexGuard<'_, T>> {
+        let me = me();
+        match mutex_try_lock(&self.shared.block().word, me.pid) {
+            Attempt::Done(()) => self.acquired(false),
+            Attempt::Sleep(owner) => match self.take_over_if_dead(owner) {
+                Some(()) => self.acquired(true),
+                None => Err(LockError::Failed(Error::WouldBlock {
+                    object: self.name().to_owned(),
+                    op: "lock",
+                })),
+            },
+        }
+    }
+
+    /// Locks, waiting at most `timeout`; [`Error::Timeout`] after that.
+    pub fn lock_timeout(&self, timeout: Duration) -> LockResult<MutexGuard<'_, T>> {
+        self.lock_until(Instant::now().checked_add(timeout), Some(timeout))
+    }
+
+    fn lock_until(
+        &self,
+        deadline: Option<Instant>,
+        timeout: Option<Duration>,
+    ) -> LockResult<MutexGuard<'_, T>> {
+        let me = me();
+        let word = &self.shared.block().word;
+        let took_over = self.shared.waitable().block_on(
+            deadline,
+            Some(OWNER_CHECK),
+            || match mutex_try_lock(word, me.pid) {
+                Attempt::Done(()) => Attempt::Done(false),
+                Attempt::Sleep(owner) => Attempt::Sleep(owner),
+            },
+            |owner| self.take_over_if_dead(owner).map(|()| true),
+        );
+        match took_over {
+            Some(died) => self.acquired(died),
+            None => Err(LockError::Failed(Error::Timeout {
+                object: self.name().to_owned(),
+                op: "lock",
+                after: timeout.unwrap_or_default(),
+            })),
+        }
+    }
+
+    /// If `owner` (seen in the lock word) is dead, takes the lock from it.
+    fn take_over_if_dead(&self, owner: u32) -> Option<()> {
+        let b = self.shared.block();
+        let recorded_pid = b.param_b.load(Acquire);
+        let recorded_start = b.param_c.load(Relaxed);
+        if owner == 0 || owner_alive(owner, recorded_pid, recorded_start) {
+            return None;
+        }
+        // Only one taker wins; the compare-exchange also fails if the dead owner's
+        // word changed meanwhile (someone else took over and unlocked).
+        b.word
+            .compare_exchange(owner, me().pid, SeqCst, SeqCst)
+            .ok()?;
+        b.param_a.fetch_or(FLAG_INCONSISTENT, SeqCst);
+        Some(())
+    }
+
+    /// Records this process as owner and builds the guard.
+    fn acquired(&self, owner_died: bool) -> LockResult<MutexGuard<'_, T>> {
+        let b = self.shared.block();
+        let me = me();
+        b.param_c.store(me.start_time, Relaxed);
+        b.param_b.store(me.pid, Release);
+        let guard = MutexGuard {
+            mutex: self,
+            _not_send: PhantomData,
+        };
+        let flags = b.param_a.load(SeqCst);
+        if flags & !KNOWN_FLAGS != 0 {
+            // Dropping the guard unlocks; the flags stay as found for inspection.
+            return Err(LockError::Failed(
+                self.shared
+                    .corrupt(format!("mutex flags {flags:#x} has unknown bits set")),
+            ));
+        }
+        if owner_died || flags & FLAG_INCONSISTENT != 0 {
+            return Err(LockError::OwnerDied(guard));
+        }
+        Ok(guard)
+    }
+}
+
+impl<T: Pod> fmt::Debug for Mutex<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mutex")
+            .field("name", &self.name())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Proof of holding a [`Mutex`]; unlocks when dropped. Dereferences to the
+/// guarded value.
+pub struct MutexGuard<'a, T: Pod> {
+    mutex: &'a Mutex<T>,
+    /// The lock belongs to this thread's process id; keep the guard on the thread
+    /// (like std's guards) so that unlocking happens where locking did.
+    _not_send: PhantomData<*const ()>,
+}
+
+// SAFETY: sharing &MutexGuard only shares &T, which is fine for Pod T (Sync).
+unsafe impl<T: Pod + Sync> Sync for MutexGuard<'_, T> {}
+
+impl<T: Pod> MutexGuard<'_, T> {
+    /// Declares the guarded data repaired after [`LockError::OwnerDied`]: later
+    /// lockers get plain `Ok` again.
+    pub fn mark_consistent(&mut self) {
+        self.mutex
+            .shared
+            .block()
+            .param_a
+            .fetch_and(!FLAG_INCONSISTENT, SeqCst);
+    }
+}
+
+impl<T: Pod> Deref for MutexGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: aligned and in bounds (checked in `wrap`), any bits are a valid
+        // T, and holding the lock means no process following the protocol writes it.
+        unsafe { &*self.mutex.value_ptr() }
+    }
+}
+
+impl<T: Pod> DerefMut for MutexGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as for deref; the lock makes this the only access.
+        unsafe { &mut *self.mutex.value_ptr() }
+    }
+}
+
+impl<T: Pod> Drop for MutexGuard<'_, T> {
+    fn drop(&mut self) {
+        let b = self.mutex.shared.block();
+        if std::thread::panicking() {
+            // Like std's poisoning: a panic may have left the value half-updated.
+            b.param_a.fetch_or(FLAG_INCONSISTENT, SeqCst);
+        }
+        b.param_b.store(0, Relaxed);
+        mutex_unlock(&self.mutex.shared.waitable());
+    }
+}
+
+impl<T: Pod + fmt::Debug> fmt::Debug for MutexGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}

@@ -1,0 +1,58 @@
+//! Who this process is, as a mutex records its owner: process id plus start time,
+//! so that a recycled process id is not mistaken for a living owner.
+
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::{AtomicU32, AtomicU64};
+
+use crate::sys::{self, ProcessIdentity};
+
+static PID: AtomicU32 = AtomicU32::new(0);
+static START: AtomicU64 = AtomicU64::new(0);
+
+/// This process's identity, read from the OS once and cached: the lock fast path
+/// must not make a system call.
+pub(crate) fn me() -> ProcessIdentity {
+    let pid = PID.load(Acquire);
+    if pid != 0 {
+        return ProcessIdentity {
+            pid,
+            start_time: START.load(Relaxed),
+        };
+    }
+    let id = sys::current_process();
+    forget_after_fork();
+    START.store(id.start_time, Relaxed);
+    PID.store(id.pid, Release);
+    id
+}
+
+/// A child made by `fork` is another process: make it look itself up again.
+#[cfg(unix)]
+fn forget_after_fork() {
+    extern "C" fn child() {
+        PID.store(0, Release);
+    }
+    static REGISTER: std::sync::Once = std::sync::Once::new();
+    REGISTER.call_once(|| {
+        // SAFETY: registers a handler that only stores to an atomic, which is
+        // async-signal-safe as fork handlers must be.
+        unsafe { libc::pthread_atfork(None, None, Some(child)) };
+    });
+}
+
+#[cfg(not(unix))]
+fn forget_after_fork() {}
+
+/// Whether the process recorded as a mutex owner still runs. `pid` comes from the
+/// lock word; the start time counts only if it was recorded for that same pid.
+pub(crate) fn owner_alive(pid: u32, recorded_pid: u32, recorded_start: u64) -> bool {
+    if pid == me().pid {
+        return true;
+    }
+    let start_time = if recorded_pid == pid {
+        recorded_start
+    } else {
+        0
+    };
+    sys::process_alive(ProcessIdentity { pid, start_time })
+}

@@ -1,0 +1,347 @@
+//! The 64-byte state block every shmkit synchronisation object keeps in shared
+//! memory, and the owned handle ([`Shared`]) the primitives are built on.
+//! Byte layout: `docs/LAYOUT.md`, "Synchronisation objects".
+
+use std::ptr::NonNull;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::{AtomicU32, AtomicU64};
+
+use crate::error::{Error, Result};
+use crate::mapping::Mapping;
+use crate::name;
+use crate::segment::{Lifetime, SegmentKind};
+use crate::shm::{Shm, ShmOptions};
+use crate::sys::WakeChannel;
+
+use super::protocol::{Waitable, SPINS};
+
+/// `b"shSY"`, little-endian: marks an initialised state block.
+pub(crate) const STATE_MAGIC: u32 = u32::from_le_bytes(*b"shSY");
+/// Version of the state block layout.
+pub(crate) const STATE_VERSION: u32 = 1;
+/// Size of the state block; a mutex's guarded value follows it.
+pub(crate) const STATE_SIZE: u64 = 64;
+
+/// Which primitive a state block belongs to (stored in `kind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Mutex = 1,
+    Semaphore = 2,
+    Event = 3,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Mutex => "mutex",
+            Kind::Semaphore => "semaphore",
+            Kind::Event => "event",
+        }
+    }
+
+    fn segment_kind(self) -> SegmentKind {
+        match self {
+            Kind::Mutex => SegmentKind::Mutex,
+            Kind::Semaphore => SegmentKind::Semaphore,
+            Kind::Event => SegmentKind::Event,
+        }
+    }
+
+    fn from_code(code: u32) -> Option<Kind> {
+        Some(match code {
+            1 => Kind::Mutex,
+            2 => Kind::Semaphore,
+            3 => Kind::Event,
+            _ => return None,
+        })
+    }
+}
+
+/// The state block. Every field is atomic because other processes write it; the
+/// per-kind meaning of `param_a`/`param_b`/`param_c` is in the accessors' users.
+#[repr(C)]
+pub(crate) struct StateBlock {
+    pub magic: AtomicU32,
+    pub version: AtomicU32,
+    pub kind: AtomicU32,
+    /// The futex word: mutex owner pid, semaphore count, event signal.
+    pub word: AtomicU32,
+    /// How many threads sleep (or are about to) on `word`.
+    pub waiters: AtomicU32,
+    /// Mutex: flags. Semaphore: maximum count. Event: 1 if manual-reset.
+    pub param_a: AtomicU32,
+    /// Mutex: owner pid, written after locking (0 while unknown).
+    pub param_b: AtomicU32,
+    /// Mutex: size of the guarded value.
+    pub value_size: AtomicU32,
+    /// Mutex: owner's process start time, valid when `param_b` equals `word`.
+    pub param_c: AtomicU64,
+    pub reserved: [AtomicU64; 3],
+}
+
+const _: () = assert!(std::mem::size_of::<StateBlock>() as u64 == STATE_SIZE);
+
+/// Per-kind values written when a state block is initialised.
+pub(crate) struct Init<'a> {
+    pub kind: Kind,
+    pub word: u32,
+    pub param_a: u32,
+    /// A mutex's initial value, stored right after the block.
+    pub value: &'a [u8],
+}
+
+/// Keeps the memory a state block lives in mapped.
+#[derive(Debug)]
+enum Backing {
+    /// A named object's own segment.
+    Named(Shm),
+    /// A view of the caller's segment, held only to keep it mapped.
+    Embedded(#[allow(dead_code)] Mapping),
+}
+
+/// An open synchronisation object: its mapped state block and wake channel.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    block: NonNull<StateBlock>,
+    wake: WakeChannel,
+    name: String,
+    backing: Backing,
+}
+
+// SAFETY: `block` points into memory owned by `backing`, which is Send and Sync and
+// lives as long as self; all access to the block goes through atomics.
+unsafe impl Send for Shared {}
+// SAFETY: as for Send.
+unsafe impl Sync for Shared {}
+
+/// The block at the start of `mapping`, which the caller made at least
+/// `STATE_SIZE` bytes long.
+fn block_ptr(mapping: &Mapping) -> Result<NonNull<StateBlock>> {
+    // atomic_u64 checks bounds, 8-byte alignment and writability.
+    let first = mapping.atomic_u64(0)?;
+    Ok(NonNull::from(first).cast())
+}
+
+impl Shared {
+    /// Creates a named object: a segment of the kind's type holding the block
+    /// (and `extra` bytes after it), initialised before anyone can open it.
+    pub(crate) fn create_named(name: &str, init: &Init, open: bool) -> Result<Shared> {
+        let opts = ShmOptions::new()
+            .size(STATE_SIZE + init.value.len() as u64)
+            .lifetime(Lifetime::Temporary);
+        let write = |bytes: &mut [u8]| -> std::result::Result<(), String> {
+            // The segment layer hands out page-aligned data of the requested size.
+            write_block(bytes.as_mut_ptr().cast(), init);
+            Ok(())
+        };
+        let shm = if open {
+            opts.create_or_open_kind(name, init.kind.segment_kind(), write)?
+        } else {
+            opts.create_kind(name, init.kind.segment_kind(), write)?
+        };
+        Self::from_named(shm, init.kind, Some(init.value.len() as u32))
+    }
+
+    /// Opens a named object of `kind`.
+    pub(crate) fn open_named(name: &str, kind: Kind, value_size: Option<u32>) -> Result<Shared> {
+        let shm = ShmOptions::new().open_kind(name, kind.segment_kind())?;
+        Self::from_named(shm, kind, value_size)
+    }
+
+    fn from_named(shm: Shm, kind: Kind, value_size: Option<u32>) -> Result<Shared> {
+        if (shm.len() as u64) < STATE_SIZE {
+            return Err(Error::CorruptHeader {
+                object: shm.name().to_owned(),
+                reason: format!("{} bytes is too small for a {}", shm.len(), kind.name()),
+            });
+        }
+        let block = block_ptr(&shm)?;
+        let wake = open_wake(shm.name(), shm.os_name(), 0)?;
+        let shared = Shared {
+            block,
+            wake,
+            name: shm.name().to_owned(),
+            backing: Backing::Named(shm),
+        };
+        shared.validate(kind, value_size)?;
+        Ok(shared)
+    }
+
+    /// Writes a fresh state block at `offset` of `shm` and opens it.
+    pub(crate) fn init_in(shm: &Shm, offset: u64, init: &Init) -> Result<Shared> {
+        let view = embedded_view(shm, offset, init.value.len() as u64)?;
+        let block = block_ptr(&view)?;
+        write_block(block.as_ptr(), init);
+        let value_size = Some(init.value.len() as u32);
+        Self::from_view(shm, offset, view, block, init.kind, value_size)
+    }
+
+    /// Opens the state block at `offset` of `shm`, which must hold a `kind`.
+    pub(crate) fn open_in(
+        shm: &Shm,
+        offset: u64,
+        kind: Kind,
+        value_size: Option<u32>,
+        extra: u64,
+    ) -> Result<Shared> {
+        let view = embedded_view(shm, offset, extra)?;
+        let block = block_ptr(&view)?;
+        Self::from_view(shm, offset, view, block, kind, value_size)
+    }
+
+    fn from_view(
+        shm: &Shm,
+        offset: u64,
+        view: Mapping,
+        block: NonNull<StateBlock>,
+        kind: Kind,
+        value_size: Option<u32>,
+    ) -> Result<Shared> {
+        let name = format!("{}@{offset}", shm.name());
+        let shared = Shared {
+            block,
+            wake: open_wake(&name, shm.os_name(), offset)?,
+            name,
+            backing: Backing::Embedded(view),
+        };
+        shared.validate(kind, value_size)?;
+        Ok(shared)
+    }
+
+    fn validate(&self, kind: Kind, value_size: Option<u32>) -> Result<()> {
+        let b = self.block();
+        let not_ours = |reason: String| {
+            Err(Error::NotShmkit {
+                object: self.name.clone(),
+                reason,
+            })
+        };
+        let magic = b.magic.load(Acquire);
+        if magic != STATE_MAGIC {
+            return not_ours(format!(
+                "no synchronisation object here (tag {magic:#010x})"
+            ));
+        }
+        let version = b.version.load(Relaxed);
+        if version != STATE_VERSION {
+            return Err(Error::UnsupportedVersion {
+                object: self.name.clone(),
+                found: version,
+                supported: STATE_VERSION,
+            });
+        }
+        let found = b.kind.load(Relaxed);
+        if found != kind as u32 {
+            return Err(Error::WrongKind {
+                object: self.name.clone(),
+                found: Kind::from_code(found)
+                    .map_or_else(|| format!("unknown kind {found}"), |k| k.name().into()),
+                expected: kind.name().into(),
+            });
+        }
+        if let Some(want) = value_size {
+            let have = b.value_size.load(Relaxed);
+            if have != want {
+                return Err(Error::WrongKind {
+                    object: self.name.clone(),
+                    found: format!("mutex guarding {have} bytes"),
+                    expected: format!("mutex guarding {want} bytes"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The state block.
+    pub(crate) fn block(&self) -> &StateBlock {
+        // SAFETY: validated as in bounds, aligned and writable at construction;
+        // `backing` keeps it mapped for as long as self lives.
+        unsafe { self.block.as_ref() }
+    }
+
+    /// Address just past the state block, where a mutex keeps its value.
+    pub(crate) fn after_block(&self) -> *mut u8 {
+        self.block
+            .as_ptr()
+            .cast::<u8>()
+            .wrapping_add(STATE_SIZE as usize)
+    }
+
+    /// The word, waiter count and wake channel, ready for the protocol.
+    pub(crate) fn waitable(&self) -> Waitable<'_, AtomicU32, WakeChannel> {
+        let b = self.block();
+        Waitable {
+            word: &b.word,
+            waiters: &b.waiters,
+            park: &self.wake,
+            spins: SPINS,
+        }
+    }
+
+    /// The name used in errors: the object's name, or `SEGMENT@OFFSET`.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether this handle created a named object (false for opened or embedded).
+    pub(crate) fn created(&self) -> bool {
+        match &self.backing {
+            Backing::Named(shm) => shm.created(),
+            Backing::Embedded(_) => false,
+        }
+    }
+
+    pub(crate) fn corrupt(&self, reason: String) -> Error {
+        Error::CorruptState {
+            object: self.name.clone(),
+            reason,
+        }
+    }
+}
+
+/// Writes a block: everything but the magic first, the magic last (release), so
+/// that a concurrent opener sees either no object or a complete one.
+fn write_block(block: *mut StateBlock, init: &Init) {
+    // SAFETY: callers pass a pointer to STATE_SIZE + value.len() writable, 8-aligned
+    // bytes (a fresh segment's data, or a view checked by block_ptr). The block is
+    // only ever accessed through atomics, so this reference aliases nothing else;
+    // the value bytes are not yet visible to lockers (no magic yet).
+    let b = unsafe { &*block };
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            init.value.as_ptr(),
+            block.cast::<u8>().add(STATE_SIZE as usize),
+            init.value.len(),
+        )
+    };
+    b.magic.store(0, Relaxed);
+    b.version.store(STATE_VERSION, Relaxed);
+    b.kind.store(init.kind as u32, Relaxed);
+    b.word.store(init.word, Relaxed);
+    b.waiters.store(0, Relaxed);
+    b.param_a.store(init.param_a, Relaxed);
+    b.param_b.store(0, Relaxed);
+    b.value_size.store(init.value.len() as u32, Relaxed);
+    b.param_c.store(0, Relaxed);
+    for r in &b.reserved {
+        r.store(0, Relaxed);
+    }
+    b.magic.store(STATE_MAGIC, Release);
+}
+
+fn embedded_view(shm: &Shm, offset: u64, extra: u64) -> Result<Mapping> {
+    if offset % 8 != 0 {
+        return Err(Error::InvalidSize {
+            object: shm.name().to_owned(),
+            reason: format!("offset {offset} is not aligned to 8 bytes"),
+        });
+    }
+    shm.view(offset, STATE_SIZE + extra)
+}
+
+/// The wake channel of the block at `offset` of the object `os_name`. Only Windows
+/// uses the key (a named semaphore); futexes need none.
+fn open_wake(object: &str, os_name: &str, offset: u64) -> Result<WakeChannel> {
+    let key = name::wake_key(os_name, offset);
+    WakeChannel::open(&key).map_err(|e| Error::from_io(object, "open wake channel", e, 0))
+}
