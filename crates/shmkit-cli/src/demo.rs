@@ -1,62 +1,63 @@
-//! `shmkit demo`: the classic two programs sharing one piece of memory.
+//! `shmkit demo`: the classic two programs sharing one piece of memory,
+//! synchronised by a pair of semaphores instead of polling.
 //!
-//! Layout of the demo segment: a 32-bit "message ready" flag at offset 0, the
-//! message length at 4, the message from 8. The peer writes the message and its
-//! length, then sets the flag with release ordering; this process waits for the
-//! flag (acquire) and prints the message. Later versions replace the polling with
-//! a semaphore handshake and channels.
+//! Layout of the demo segment: semaphore "to peer" at offset 0 and "to demo" at 64
+//! (both count 0, maximum 1), the message length (u32) at 128, the message from 136.
+//! The peer writes its greeting and releases "to demo"; this process waits on it
+//! and prints the message. Then the two bounce the semaphores back and forth and
+//! this process reports the round-trip time.
 
-use std::process::Command;
-use std::sync::atomic::Ordering;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use shmkit::sync::Semaphore;
 use shmkit::{Shm, ShmOptions};
 
 use crate::commands::CmdResult;
 
 const SIZE: u64 = 64 * 1024;
+const TO_PEER: u64 = 0;
+const TO_DEMO: u64 = 64;
+const LEN_AT: u64 = 128;
+const MESSAGE_AT: u64 = 136;
 const TIMEOUT: Duration = Duration::from_secs(10);
+const ROUNDS: u32 = 20_000;
 
 pub fn run() -> CmdResult {
-    let name = format!("demo-{}", std::process::id());
+    let me = std::process::id();
+    let name = format!("demo-{me}");
     let shm = ShmOptions::new().size(SIZE).create(&name)?;
+    let to_peer = Semaphore::init_in(&shm, TO_PEER, 0, 1)?;
+    let to_demo = Semaphore::init_in(&shm, TO_DEMO, 0, 1)?;
     println!(
-        "[{}] created segment {name:?} ({SIZE} bytes, {})",
-        std::process::id(),
+        "[{me}] created segment {name:?} ({SIZE} bytes, {}) with two semaphores",
         shm.os_name()
     );
+    let started = Instant::now();
     let mut peer = Command::new(std::env::current_exe()?)
         .args(["demo", "--peer", &name])
         .spawn()?;
-    println!(
-        "[{}] started peer process {}",
-        std::process::id(),
-        peer.id()
-    );
-    let ready = shm.atomic_u32(0)?;
-    let start = Instant::now();
-    while ready.load(Ordering::Acquire) == 0 {
-        if start.elapsed() > TIMEOUT {
-            let _ = peer.kill();
-            return Err(format!("{name}: the peer wrote nothing within {TIMEOUT:?}").into());
-        }
-        if let Some(status) = peer.try_wait()? {
-            if ready.load(Ordering::Acquire) == 0 {
-                return Err(format!("peer exited ({status}) without writing").into());
-            }
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    println!("[{me}] started peer process {}", peer.id());
+
+    wait_for_peer(&to_demo, &mut peer)?;
     let mut len = [0u8; 4];
-    shm.read_at(4, &mut len)?;
+    shm.read_at(LEN_AT, &mut len)?;
     let len = u32::from_le_bytes(len) as usize;
-    let message = shm.read_vec(8, len)?;
+    let message = shm.read_vec(MESSAGE_AT, len)?;
     println!(
-        "[{}] received {len} bytes after {:?}: {}",
-        std::process::id(),
-        start.elapsed(),
+        "[{me}] received {len} bytes {:?} after the spawn: {}",
+        started.elapsed(),
         String::from_utf8_lossy(&message)
     );
+
+    let bounce = Instant::now();
+    for _ in 0..ROUNDS {
+        to_peer.release(1)?;
+        wait_for_peer(&to_demo, &mut peer)?;
+    }
+    let per_round = bounce.elapsed() / ROUNDS;
+    println!("[{me}] {ROUNDS} semaphore round trips with the peer: {per_round:?} each");
+
     let status = peer.wait()?;
     if !status.success() {
         return Err(format!("peer failed: {status}").into());
@@ -64,19 +65,37 @@ pub fn run() -> CmdResult {
     Ok(())
 }
 
+/// Waits on `sem`, but notices a peer that exited instead of waiting forever.
+fn wait_for_peer(sem: &Semaphore, peer: &mut Child) -> CmdResult {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        match sem.wait_timeout(Duration::from_millis(100)) {
+            Err(e) if e.is_timeout() => {}
+            other => return Ok(other?),
+        }
+        if let Some(status) = peer.try_wait()? {
+            return Err(format!("peer exited ({status}) without answering").into());
+        }
+        if Instant::now() > deadline {
+            let _ = peer.kill();
+            return Err(format!("{}: no answer within {TIMEOUT:?}", sem.name()).into());
+        }
+    }
+}
+
 pub fn peer(name: &str) -> CmdResult {
+    let me = std::process::id();
     let shm = Shm::open(name)?;
-    let message = format!(
-        "hello from process {}, written straight into shared memory",
-        std::process::id()
-    );
-    shm.write_at(8, message.as_bytes())?;
-    shm.write_at(4, &(message.len() as u32).to_le_bytes())?;
-    shm.atomic_u32(0)?.store(1, Ordering::Release);
-    println!(
-        "[{}] peer wrote {} bytes",
-        std::process::id(),
-        message.len()
-    );
+    let to_peer = Semaphore::open_in(&shm, TO_PEER)?;
+    let to_demo = Semaphore::open_in(&shm, TO_DEMO)?;
+    let message = format!("hello from process {me}, written straight into shared memory");
+    shm.write_at(MESSAGE_AT, message.as_bytes())?;
+    shm.write_at(LEN_AT, &(message.len() as u32).to_le_bytes())?;
+    to_demo.release(1)?;
+    println!("[{me}] peer wrote {} bytes", message.len());
+    for _ in 0..ROUNDS {
+        to_peer.wait_timeout(TIMEOUT)?;
+        to_demo.release(1)?;
+    }
     Ok(())
 }

@@ -5,7 +5,16 @@
  *                                    keep it until a line arrives on stdin
  *   shm_peer read NAME OFFSET LEN    print LEN bytes from OFFSET
  *   shm_peer write NAME OFFSET TEXT  write TEXT at OFFSET
+ *   shm_peer handshake NAME ROUNDS WRITEMAP READMAP
+ *                                    the classic reader: ROUNDS times, wait on the
+ *                                    semaphore READMAP, upper-case the message
+ *                                    (u32 length, then bytes) in place, release
+ *                                    WRITEMAP. Fails if a semaphore does not exist.
+ *   shm_peer hold-mutex NAME 0 -     (Windows) lock the named mutex, print
+ *                                    "locked", wait for a line on stdin
  */
+#include <ctype.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,8 +39,30 @@ static char *map_new(const char *name, size_t size)
     if (!p) { fprintf(stderr, "MapViewOfFile: %lu\n", GetLastError()); exit(1); }
     return p;
 }
+
+typedef HANDLE psem;
+
+static psem psem_open(const char *name)
+{
+    HANDLE h = OpenSemaphoreA(SEMAPHORE_ALL_ACCESS, FALSE, name);
+    if (!h) { fprintf(stderr, "semaphore %s does not exist (%lu)\n", name, GetLastError()); exit(1); }
+    return h;
+}
+
+static void psem_wait(psem s)
+{
+    if (WaitForSingleObject(s, 10000) != WAIT_OBJECT_0) { fprintf(stderr, "wait failed or timed out\n"); exit(1); }
+}
+
+static void psem_post(psem s)
+{
+    if (!ReleaseSemaphore(s, 1, NULL)) { fprintf(stderr, "ReleaseSemaphore: %lu\n", GetLastError()); exit(1); }
+}
 #else
+#include <errno.h>
 #include <fcntl.h>
+#include <semaphore.h>
+#include <time.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -60,10 +91,64 @@ static char *map_new(const char *name, size_t size)
     close(fd);
     return p;
 }
+
+typedef sem_t *psem;
+
+static psem psem_open(const char *name)
+{
+    sem_t *s = sem_open(name, 0);
+    if (s == SEM_FAILED) { fprintf(stderr, "semaphore %s does not exist: %s\n", name, strerror(errno)); exit(1); }
+    return s;
+}
+
+static void psem_wait(psem s)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    t.tv_sec += 10;
+    while (sem_timedwait(s, &t) != 0) {
+        if (errno != EINTR) { perror("sem_timedwait"); exit(1); }
+    }
+}
+
+static void psem_post(psem s)
+{
+    if (sem_post(s) != 0) { perror("sem_post"); exit(1); }
+}
 #endif
+
+static int handshake(const char *name, size_t rounds, const char *writemap, const char *readmap)
+{
+    const size_t size = 4096;
+    char *p = map_existing(name, 1, size);
+    psem w = psem_open(writemap), r = psem_open(readmap);
+    for (size_t i = 0; i < rounds; i++) {
+        psem_wait(r);
+        uint32_t len;
+        memcpy(&len, p, 4);
+        if (len > size - 4) { fprintf(stderr, "length %u does not fit\n", len); return 1; }
+        for (uint32_t j = 0; j < len; j++) p[4 + j] = (char)toupper((unsigned char)p[4 + j]);
+        psem_post(w);
+    }
+    return 0;
+}
 
 int main(int argc, char **argv)
 {
+    if (argc == 6 && strcmp(argv[1], "handshake") == 0)
+        return handshake(argv[2], strtoul(argv[3], NULL, 10), argv[4], argv[5]);
+#ifdef _WIN32
+    if (argc == 5 && strcmp(argv[1], "hold-mutex") == 0) {
+        HANDLE m = CreateMutexA(NULL, FALSE, argv[2]);
+        if (!m || WaitForSingleObject(m, 10000) != WAIT_OBJECT_0) { fprintf(stderr, "cannot lock %s\n", argv[2]); return 1; }
+        printf("locked\n");
+        fflush(stdout);
+        char line[64];
+        if (!fgets(line, sizeof line, stdin)) { /* EOF also ends the wait */ }
+        ReleaseMutex(m);
+        return 0;
+    }
+#endif
     if (argc != 5) { fprintf(stderr, "usage: see shm_peer.c\n"); return 2; }
     const char *cmd = argv[1], *name = argv[2];
     size_t num = strtoul(argv[3], NULL, 10);

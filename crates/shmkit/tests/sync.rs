@@ -467,3 +467,104 @@ fn corrupt_state_words_give_errors() {
         Err(LockError::OwnerDied(_))
     ));
 }
+
+#[cfg(unix)]
+#[test]
+fn posix_semaphores_by_os_name() {
+    use shmkit::sync::PosixSemaphore;
+    let name = format!("/t-posix-sem-{}", std::process::id());
+    struct Remove<'a>(&'a str);
+    impl Drop for Remove<'_> {
+        fn drop(&mut self) {
+            let _ = PosixSemaphore::remove(self.0);
+        }
+    }
+    let _remove = Remove(&name);
+    let sem = PosixSemaphore::create(&name, 2).unwrap();
+    assert!(matches!(
+        PosixSemaphore::create(&name, 0),
+        Err(Error::AlreadyExists { .. })
+    ));
+    let other = PosixSemaphore::open(&name).unwrap();
+    assert_eq!(other.value().unwrap(), 2);
+    assert!(other.try_wait().unwrap());
+    other.wait().unwrap();
+    assert!(!sem.try_wait().unwrap());
+    let started = Instant::now();
+    let e = sem.wait_timeout(Duration::from_millis(50)).unwrap_err();
+    assert!(
+        e.is_timeout() && started.elapsed() >= Duration::from_millis(50),
+        "{e}"
+    );
+    sem.post().unwrap();
+    sem.wait_timeout(Duration::from_secs(1)).unwrap();
+    assert!(matches!(
+        PosixSemaphore::create("no-slash", 0),
+        Err(Error::InvalidName { .. })
+    ));
+    assert!(matches!(
+        PosixSemaphore::create(&name, u32::MAX),
+        Err(Error::InvalidArgument { .. })
+    ));
+    PosixSemaphore::remove(&name).unwrap();
+    let e = PosixSemaphore::open(&name).unwrap_err();
+    assert!(e.is_not_found() && e.to_string().contains(&name), "{e}");
+    assert!(PosixSemaphore::remove(&name).unwrap_err().is_not_found());
+}
+
+#[cfg(windows)]
+#[test]
+fn native_win32_objects_by_os_name() {
+    use shmkit::sync::{NativeEvent, NativeMutex, NativeSemaphore};
+    let base = format!("Local\\t-native-{}", std::process::id());
+    let (s, m, e) = (
+        format!("{base}-s"),
+        format!("{base}-m"),
+        format!("{base}-e"),
+    );
+
+    let sem = NativeSemaphore::create(&s, 1, 2).unwrap();
+    assert!(matches!(
+        NativeSemaphore::create(&s, 0, 1),
+        Err(Error::AlreadyExists { .. })
+    ));
+    let other = NativeSemaphore::open(&s).unwrap();
+    assert_eq!(other.release(1).unwrap(), 1);
+    assert!(matches!(other.release(1), Err(Error::AboveMaximum { .. })));
+    assert!(sem.try_wait().unwrap());
+    sem.wait_timeout(Duration::from_secs(1)).unwrap();
+    assert!(sem
+        .wait_timeout(Duration::from_millis(20))
+        .unwrap_err()
+        .is_timeout());
+    assert!(matches!(
+        NativeSemaphore::create(&format!("{base}-x"), 3, 2),
+        Err(Error::InvalidArgument { .. })
+    ));
+    // Win32 has one namespace for all kernel objects: a mutex name is not a semaphore.
+    let _mutex = NativeMutex::create(&m).unwrap();
+    assert!(matches!(
+        NativeSemaphore::open(&m),
+        Err(Error::WrongKind { .. })
+    ));
+    assert!(matches!(
+        NativeSemaphore::create_or_open(&m, 0, 1),
+        Err(Error::WrongKind { .. })
+    ));
+    let g = _mutex.try_lock().unwrap();
+    drop(g);
+    assert!(NativeSemaphore::open(&format!("{base}-missing"))
+        .unwrap_err()
+        .is_not_found());
+
+    let ev = NativeEvent::create(&e, EventMode::ManualReset, false).unwrap();
+    assert!(ev
+        .wait_timeout(Duration::from_millis(10))
+        .unwrap_err()
+        .is_timeout());
+    NativeEvent::open(&e).unwrap().set().unwrap();
+    ev.wait().unwrap();
+    ev.wait().unwrap(); // manual: still set
+    ev.reset().unwrap();
+    assert!(ev.wait_timeout(Duration::from_millis(10)).is_err());
+}
