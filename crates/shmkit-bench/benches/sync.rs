@@ -6,8 +6,9 @@
 //!   semaphore (`sem_wait` + `sem_post`).
 //! - `ping_pong`: two real processes (this binary re-executed as the peer), not
 //!   pinned, hand a turn back and forth; one iteration is one round trip. shmkit's
-//!   `Semaphore` pair (default blocking mode: spin briefly, then futex), a POSIX
-//!   named semaphore pair, and a pair of pipes carrying one byte each way.
+//!   `Semaphore` pair (default blocking mode: spin briefly, then futex; and with
+//!   spinning off, so that every wait sleeps), a POSIX named semaphore pair, and a
+//!   pair of pipes carrying one byte each way.
 //!   No payload beyond the signal itself (the pipe's byte).
 
 use std::time::Duration;
@@ -42,9 +43,12 @@ mod unix {
     pub fn peer(spec: &str) {
         let (role, name) = spec.split_once(' ').unwrap();
         match role {
-            "shmkit" => {
+            "shmkit" | "shmkit-sleep" => {
                 let shm = Shm::open(name).unwrap();
-                let ping = Semaphore::open_in(&shm, 0).unwrap();
+                let mut ping = Semaphore::open_in(&shm, 0).unwrap();
+                if role == "shmkit-sleep" {
+                    ping.set_spins(0);
+                }
                 let pong = Semaphore::open_in(&shm, 64).unwrap();
                 let stop = shm.atomic_u32(128).unwrap();
                 loop {
@@ -133,6 +137,27 @@ mod unix {
         let stop: &AtomicU32 = shm.atomic_u32(128).unwrap();
         let mut peer = spawn_peer("shmkit", &name, false);
         g.bench_function("shmkit Semaphore", |b| {
+            b.iter_custom(|iters| {
+                rounds(iters, || {
+                    ping.release(1).unwrap();
+                    pong.wait_timeout(LONG).unwrap();
+                })
+            })
+        });
+        stop.store(1, Ordering::Release);
+        ping.release(1).unwrap();
+        assert!(peer.wait().unwrap().success());
+
+        // The same with spinning off on both sides: every wait sleeps in the
+        // kernel, as POSIX semaphores do; this measures the futex wake path.
+        let name = unique("pp-shmkit-sleep");
+        let shm = Shm::create(&name, 4096).unwrap();
+        let ping = Semaphore::init_in(&shm, 0, 0, 1).unwrap();
+        let mut pong = Semaphore::init_in(&shm, 64, 0, 1).unwrap();
+        pong.set_spins(0);
+        let stop: &AtomicU32 = shm.atomic_u32(128).unwrap();
+        let mut peer = spawn_peer("shmkit-sleep", &name, false);
+        g.bench_function("shmkit Semaphore, no spinning", |b| {
             b.iter_custom(|iters| {
                 rounds(iters, || {
                     ping.release(1).unwrap();

@@ -186,4 +186,30 @@ fn demo_shows_two_processes_sharing_memory() {
     assert!(out.contains("peer wrote"), "{out}");
     let received = out.lines().find(|l| l.contains("received")).unwrap();
     assert!(received.contains("hello from process"), "{out}");
+    assert!(out.contains("20000 semaphore round trips"), "{out}");
+}
+
+#[test]
+fn ls_and_info_show_synchronisation_objects() {
+    use shmkit::sync::{Event, EventMode, Mutex, Semaphore};
+    let (s, m, e) = (
+        Name::new("ls-sem"),
+        Name::new("ls-mutex"),
+        Name::new("ls-event"),
+    );
+    let _s = Semaphore::create(&s.0, 0, 1).unwrap();
+    let _m = Mutex::create(&m.0, 0u64).unwrap();
+    let _e = Event::create(&e.0, EventMode::AutoReset, false).unwrap();
+    if cfg!(windows) {
+        return; // temporary objects cannot be listed on Windows
+    }
+    let listing = ok(&["ls"]);
+    for (name, kind) in [(&s.0, "semaphore"), (&m.0, "mutex"), (&e.0, "event")] {
+        let line = listing
+            .lines()
+            .find(|l| l.starts_with(name.as_str()))
+            .unwrap_or_else(|| panic!("{name} not listed:\n{listing}"));
+        assert!(line.contains(kind), "{line}");
+        assert!(ok(&["info", name]).contains(kind));
+    }
 }

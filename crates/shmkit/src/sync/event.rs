@@ -132,6 +132,14 @@ impl Event {
         }
     }
 
+    /// How many times a blocking call retries, spinning, before it sleeps
+    /// (default 200, a few microseconds). Waking a sleeping process costs tens of
+    /// microseconds, so spinning wins when the other side answers quickly and has
+    /// a CPU of its own; 0 sleeps at once and leaves the CPU to others.
+    pub fn set_spins(&mut self, attempts: u32) {
+        self.shared.spins = attempts;
+    }
+
     /// Waits until the event is set (and, for auto-reset, takes the signal).
     pub fn wait(&self) -> Result<()> {
         self.wait_until(None, Duration::ZERO)

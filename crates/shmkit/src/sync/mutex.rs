@@ -232,6 +232,14 @@ impl<T: Pod> Mutex<T> {
         self.shared.created()
     }
 
+    /// How many times a blocking call retries, spinning, before it sleeps
+    /// (default 200, a few microseconds). Waking a sleeping process costs tens of
+    /// microseconds, so spinning wins when the other side answers quickly and has
+    /// a CPU of its own; 0 sleeps at once and leaves the CPU to others.
+    pub fn set_spins(&mut self, attempts: u32) {
+        self.shared.spins = attempts;
+    }
+
     /// Locks, waiting as long as it takes.
     pub fn lock(&self) -> LockResult<MutexGuard<'_, T>> {
         self.lock_until(None, None)

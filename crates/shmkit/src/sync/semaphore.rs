@@ -130,6 +130,14 @@ impl Semaphore {
         self.shared.block().word.load(SeqCst)
     }
 
+    /// How many times a blocking call retries, spinning, before it sleeps
+    /// (default 200, a few microseconds). Waking a sleeping process costs tens of
+    /// microseconds, so spinning wins when the other side answers quickly and has
+    /// a CPU of its own; 0 sleeps at once and leaves the CPU to others.
+    pub fn set_spins(&mut self, attempts: u32) {
+        self.shared.spins = attempts;
+    }
+
     /// Takes one unit, waiting as long as it takes.
     pub fn wait(&self) -> Result<()> {
         self.wait_until(None, Duration::ZERO)

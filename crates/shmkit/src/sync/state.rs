@@ -106,6 +106,8 @@ pub(crate) struct Shared {
     wake: WakeChannel,
     name: String,
     backing: Backing,
+    /// Attempts made spinning before a wait sleeps.
+    pub(crate) spins: u32,
 }
 
 // SAFETY: `block` points into memory owned by `backing`, which is Send and Sync and
@@ -162,6 +164,7 @@ impl Shared {
             wake,
             name: shm.name().to_owned(),
             backing: Backing::Named(shm),
+            spins: SPINS,
         };
         shared.validate(kind, value_size)?;
         Ok(shared)
@@ -203,6 +206,7 @@ impl Shared {
             wake: open_wake(&name, shm.os_name(), offset)?,
             name,
             backing: Backing::Embedded(view),
+            spins: SPINS,
         };
         shared.validate(kind, value_size)?;
         Ok(shared)
@@ -274,7 +278,7 @@ impl Shared {
             word: &b.word,
             waiters: &b.waiters,
             park: &self.wake,
-            spins: SPINS,
+            spins: self.spins,
         }
     }
 
