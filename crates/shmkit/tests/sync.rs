@@ -123,6 +123,7 @@ fn killed_holder_is_reported_to_a_blocked_waiter_who_repairs() {
     holder.kill();
     let report = waiter.expect_line();
     assert!(report.starts_with("repaired after"), "{report}");
+    eprintln!("blocked waiter: {report} (including the 100 ms before the kill)");
     waiter.wait_success(Duration::from_secs(10));
 
     // Repaired and marked consistent: plain Ok, data consistent.
