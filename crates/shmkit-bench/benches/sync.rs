@@ -22,7 +22,8 @@ mod unix {
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::time::{Duration, Instant};
 
-    use criterion::Criterion;
+    use criterion::measurement::WallTime;
+    use criterion::{BenchmarkGroup, Criterion};
     use shmkit::sync::{Mutex, PosixSemaphore, Semaphore};
     use shmkit::Shm;
 
@@ -127,37 +128,24 @@ mod unix {
         start.elapsed()
     }
 
-    pub fn ping_pong(c: &mut Criterion) {
-        let mut g = c.benchmark_group("ping_pong (2 processes, round trip)");
-
-        let name = unique("pp-shmkit");
-        let shm = Shm::create(&name, 4096).unwrap();
-        let ping = Semaphore::init_in(&shm, 0, 0, 1).unwrap();
-        let pong = Semaphore::init_in(&shm, 64, 0, 1).unwrap();
-        let stop: &AtomicU32 = shm.atomic_u32(128).unwrap();
-        let mut peer = spawn_peer("shmkit", &name, false);
-        g.bench_function("shmkit Semaphore", |b| {
-            b.iter_custom(|iters| {
-                rounds(iters, || {
-                    ping.release(1).unwrap();
-                    pong.wait_timeout(LONG).unwrap();
-                })
-            })
-        });
-        stop.store(1, Ordering::Release);
-        ping.release(1).unwrap();
-        assert!(peer.wait().unwrap().success());
-
-        // The same with spinning off on both sides: every wait sleeps in the
-        // kernel, as POSIX semaphores do; this measures the futex wake path.
-        let name = unique("pp-shmkit-sleep");
+    /// shmkit's semaphore pair; `spins` overrides the spin count on this side
+    /// (the peer's role says the same for its side).
+    fn shmkit_ping_pong(
+        g: &mut BenchmarkGroup<'_, WallTime>,
+        label: &str,
+        role: &str,
+        spins: Option<u32>,
+    ) {
+        let name = unique(role);
         let shm = Shm::create(&name, 4096).unwrap();
         let ping = Semaphore::init_in(&shm, 0, 0, 1).unwrap();
         let mut pong = Semaphore::init_in(&shm, 64, 0, 1).unwrap();
-        pong.set_spins(0);
+        if let Some(n) = spins {
+            pong.set_spins(n);
+        }
         let stop: &AtomicU32 = shm.atomic_u32(128).unwrap();
-        let mut peer = spawn_peer("shmkit-sleep", &name, false);
-        g.bench_function("shmkit Semaphore, no spinning", |b| {
+        let mut peer = spawn_peer(role, &name, false);
+        g.bench_function(label, |b| {
             b.iter_custom(|iters| {
                 rounds(iters, || {
                     ping.release(1).unwrap();
@@ -168,6 +156,20 @@ mod unix {
         stop.store(1, Ordering::Release);
         ping.release(1).unwrap();
         assert!(peer.wait().unwrap().success());
+    }
+
+    pub fn ping_pong(c: &mut Criterion) {
+        let mut g = c.benchmark_group("ping_pong (2 processes, round trip)");
+
+        shmkit_ping_pong(&mut g, "shmkit Semaphore", "shmkit", None);
+        // The same with spinning off on both sides: every wait sleeps in the
+        // kernel, as POSIX semaphores do; this measures the futex wake path.
+        shmkit_ping_pong(
+            &mut g,
+            "shmkit Semaphore, no spinning",
+            "shmkit-sleep",
+            Some(0),
+        );
 
         let name = unique("pp-posix");
         let flag = Shm::create(&name, 4096).unwrap();

@@ -153,20 +153,9 @@ impl Event {
     fn wait_until(&self, deadline: Option<Instant>, timeout: Duration) -> Result<()> {
         let manual = self.manual()?;
         let word = &self.shared.block().word;
-        let waited = self.shared.waitable().block_on(
-            deadline,
-            None,
-            || event_try_wait(word, manual),
-            |_| None,
-        );
-        match waited {
-            Some(r) => r.map_err(|v| self.corrupt_word(v)),
-            None => Err(Error::Timeout {
-                object: self.name().to_owned(),
-                op: "wait",
-                after: timeout,
-            }),
-        }
+        self.shared
+            .wait("wait", deadline, timeout, || event_try_wait(word, manual))?
+            .map_err(|v| self.corrupt_word(v))
     }
 
     fn corrupt_word(&self, v: u32) -> Error {

@@ -238,14 +238,14 @@ impl NativeMutex {
     }
 
     fn lock_for(&self, timeout: Option<Duration>) -> LockResult<NativeMutexGuard<'_>> {
-        let guard = |_| NativeMutexGuard {
+        let outcome = wait(&self.obj, &self.name, timeout).map_err(LockError::Failed)?;
+        let guard = NativeMutexGuard {
             mutex: self,
             _not_send: PhantomData,
         };
-        match wait(&self.obj, &self.name, timeout) {
-            Ok(WaitOutcome::Abandoned) => Err(LockError::OwnerDied(guard(()))),
-            Ok(_) => Ok(guard(())),
-            Err(e) => Err(LockError::Failed(e)),
+        match outcome {
+            WaitOutcome::Abandoned => Err(LockError::OwnerDied(guard)),
+            _ => Ok(guard),
         }
     }
 }

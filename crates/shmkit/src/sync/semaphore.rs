@@ -159,20 +159,11 @@ impl Semaphore {
     fn wait_until(&self, deadline: Option<Instant>, timeout: Duration) -> Result<()> {
         let max = self.max()?;
         let word = &self.shared.block().word;
-        let waited = self.shared.waitable().block_on(
-            deadline,
-            None,
-            || semaphore_try_acquire(word, max),
-            |_| None,
-        );
-        match waited {
-            Some(r) => r.map_err(|c| self.corrupt_count(c)),
-            None => Err(Error::Timeout {
-                object: self.name().to_owned(),
-                op: "wait",
-                after: timeout,
-            }),
-        }
+        self.shared
+            .wait("wait", deadline, timeout, || {
+                semaphore_try_acquire(word, max)
+            })?
+            .map_err(|c| self.corrupt_count(c))
     }
 
     /// Adds `n` to the count, waking up to `n` waiters; returns the previous

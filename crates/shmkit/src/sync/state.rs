@@ -5,6 +5,7 @@
 use std::ptr::NonNull;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::mapping::Mapping;
@@ -13,7 +14,7 @@ use crate::segment::{Lifetime, SegmentKind};
 use crate::shm::{Shm, ShmOptions};
 use crate::sys::WakeChannel;
 
-use super::protocol::{Waitable, SPINS};
+use super::protocol::{Attempt, Waitable, SPINS};
 
 /// `b"shSY"`, little-endian: marks an initialised state block.
 pub(crate) const STATE_MAGIC: u32 = u32::from_le_bytes(*b"shSY");
@@ -280,6 +281,24 @@ impl Shared {
             park: &self.wake,
             spins: self.spins,
         }
+    }
+
+    /// Waits (with `attempt` as in [`Waitable::block_on`]) until `deadline`;
+    /// [`Error::Timeout`] for `op` after that.
+    pub(crate) fn wait<R>(
+        &self,
+        op: &'static str,
+        deadline: Option<Instant>,
+        timeout: Duration,
+        attempt: impl FnMut() -> Attempt<R>,
+    ) -> Result<R> {
+        self.waitable()
+            .block_on(deadline, None, attempt, |_| None)
+            .ok_or_else(|| Error::Timeout {
+                object: self.name.clone(),
+                op,
+                after: timeout,
+            })
     }
 
     /// The name used in errors: the object's name, or `SEGMENT@OFFSET`.
