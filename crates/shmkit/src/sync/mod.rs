@@ -37,9 +37,9 @@
 //! # Interoperating with other programs
 //!
 //! shmkit's objects speak shmkit's protocol. For programs that use the operating
-//! system's named objects, use the adapters: [`PosixSemaphore`] (`sem_open`) on
-//! Unix, and [`NativeSemaphore`], [`NativeMutex`] and [`NativeEvent`]
-//! (`CreateSemaphoreW` and friends) on Windows.
+//! system's named objects, use the adapters: `PosixSemaphore` (`sem_open`) on
+//! Unix, and `NativeSemaphore`, `NativeMutex` and `NativeEvent`
+//! (`CreateSemaphoreW` and friends) on Windows; each exists on its platform only.
 
 mod event;
 mod mutex;
