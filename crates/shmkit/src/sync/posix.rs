@@ -123,12 +123,17 @@ impl PosixSemaphore {
         self.sem.post().map_err(|e| self.io("sem_post", e))
     }
 
-    /// The current count (`sem_getvalue`; [`Error::Io`] on macOS, which lacks it).
+    /// The current count (`sem_getvalue`; [`Error::Unsupported`] on macOS,
+    /// which lacks it).
     pub fn value(&self) -> Result<u32> {
-        self.sem
-            .value()
-            .map(|v| v.max(0) as u32)
-            .map_err(|e| self.io("sem_getvalue", e))
+        match self.sem.value() {
+            Ok(v) => Ok(v.max(0) as u32),
+            Err(e) if e.kind() == std::io::ErrorKind::Unsupported => Err(Error::Unsupported {
+                object: self.name.clone(),
+                what: "reading a POSIX semaphore's count",
+            }),
+            Err(e) => Err(self.io("sem_getvalue", e)),
+        }
     }
 
     fn io(&self, op: &'static str, e: std::io::Error) -> Error {

@@ -157,7 +157,8 @@ impl PosixSem {
         Ok(())
     }
 
-    /// `sem_getvalue` (unsupported on macOS).
+    /// `sem_getvalue`.
+    #[cfg(not(target_os = "macos"))]
     pub(crate) fn value(&self) -> io::Result<i32> {
         let mut v = 0;
         // SAFETY: open semaphore, valid out pointer.
@@ -165,6 +166,12 @@ impl PosixSem {
             return Err(io::Error::last_os_error());
         }
         Ok(v)
+    }
+
+    /// macOS has no `sem_getvalue`.
+    #[cfg(target_os = "macos")]
+    pub(crate) fn value(&self) -> io::Result<i32> {
+        Err(io::ErrorKind::Unsupported.into())
     }
 }
 
