@@ -34,6 +34,11 @@
 //! Ownership is per process: threads of one process exclude each other too, but a
 //! thread that locks a mutex its own process holds waits (use `lock_timeout`).
 //!
+//! Process ids must mean the same thing to every user of a mutex: processes in
+//! different PID namespaces (containers sharing `/dev/shm` but not their process
+//! tree) would see each other's owners as dead. Keep such users in one PID
+//! namespace.
+//!
 //! # Interoperating with other programs
 //!
 //! shmkit's objects speak shmkit's protocol. For programs that use the operating
