@@ -569,3 +569,22 @@ fn native_win32_objects_by_os_name() {
     ev.reset().unwrap();
     assert!(ev.wait_timeout(Duration::from_millis(10)).is_err());
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_named_mutex_whose_header_is_too_small_for_its_value_is_refused() {
+    let name = TestName::new("mutex-short");
+    let _m = Mutex::create(name.as_str(), 0u64).unwrap();
+    // Another process rewrites the header's data size (offset 40) to leave no
+    // room for the value after the 64-byte state block.
+    let raw = ShmOptions::new()
+        .open_raw(&format!("/shmkit.{}", name.as_str()))
+        .unwrap();
+    raw.write_at(40, &64u64.to_le_bytes()).unwrap();
+    let e = Mutex::<u64>::open(name.as_str()).unwrap_err();
+    assert!(matches!(e, Error::CorruptHeader { .. }), "{e}");
+    assert!(
+        e.to_string().contains("too small for a mutex of 72 bytes"),
+        "{e}"
+    );
+}

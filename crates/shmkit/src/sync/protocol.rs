@@ -141,6 +141,12 @@ impl<W: Word, P: Park<W>> Waitable<'_, W, P> {
 
 /// Mutex word: 0 when free, else the owner's process id.
 pub(crate) fn mutex_try_lock<W: Word>(word: &W, me: u32) -> Attempt<()> {
+    // Look before writing: a failing compare-and-swap still takes the cache line
+    // away from the owner, which slows everyone down while waiters spin.
+    let owner = word.load(SeqCst);
+    if owner != 0 {
+        return Attempt::Sleep(owner);
+    }
     match word.compare_exchange(0, me) {
         Ok(_) => Attempt::Done(()),
         Err(owner) => Attempt::Sleep(owner),
@@ -204,14 +210,13 @@ pub(crate) fn semaphore_release<W: Word, P: Park<W>>(
 /// per `set` by taking the 1 back; a manual-reset one lets everyone through.
 /// `Done(Err(value))` reports a value that is neither.
 pub(crate) fn event_try_wait<W: Word>(word: &W, manual_reset: bool) -> Attempt<Result<(), u32>> {
-    let value = if manual_reset {
-        word.load(SeqCst)
-    } else {
+    let mut value = word.load(SeqCst);
+    if value == 1 && !manual_reset {
         match word.compare_exchange(1, 0) {
             Ok(_) => return Attempt::Done(Ok(())),
-            Err(v) => v,
+            Err(v) => value = v,
         }
-    };
+    }
     match value {
         0 => Attempt::Sleep(0),
         1 => Attempt::Done(Ok(())),

@@ -152,10 +152,17 @@ impl Shared {
     }
 
     fn from_named(shm: Shm, kind: Kind, value_size: Option<u32>) -> Result<Shared> {
-        if (shm.len() as u64) < STATE_SIZE {
+        // The header's data size is what was mapped; the block and the value the
+        // caller expects must lie inside it.
+        let needed = STATE_SIZE + value_size.unwrap_or(0) as u64;
+        if (shm.len() as u64) < needed {
             return Err(Error::CorruptHeader {
                 object: shm.name().to_owned(),
-                reason: format!("{} bytes is too small for a {}", shm.len(), kind.name()),
+                reason: format!(
+                    "{} data bytes is too small for a {} of {needed} bytes",
+                    shm.len(),
+                    kind.name()
+                ),
             });
         }
         let block = block_ptr(&shm)?;
