@@ -71,8 +71,9 @@ pub(crate) struct Waitable<'a, W, P> {
     pub word: &'a W,
     pub waiters: &'a W,
     pub park: &'a P,
-    /// Attempts made spinning before sleeping: a wake-up of a sleeping process
-    /// costs tens of microseconds, a short spin often catches the release first.
+    /// Attempts made spinning, after the first, before sleeping: a wake-up of a
+    /// sleeping process costs tens of microseconds, a short spin often catches
+    /// the release first.
     pub spins: u32,
 }
 
@@ -91,10 +92,15 @@ impl<W: Word, P: Park<W>> Waitable<'_, W, P> {
         mut attempt: impl FnMut() -> Attempt<R>,
         mut idle: impl FnMut(u32) -> Option<R>,
     ) -> Option<R> {
+        // The first attempt is the uncontended fast path: it must not touch the
+        // waiter count, whatever the spin setting.
+        if let Attempt::Done(r) = attempt() {
+            return Some(r);
+        }
         for _ in 0..self.spins {
-            match attempt() {
-                Attempt::Done(r) => return Some(r),
-                Attempt::Sleep(_) => std::hint::spin_loop(),
+            std::hint::spin_loop();
+            if let Attempt::Done(r) = attempt() {
+                return Some(r);
             }
         }
         self.waiters.fetch_add(1, SeqCst);

@@ -133,8 +133,9 @@ impl Shared {
             .size(STATE_SIZE + init.value.len() as u64)
             .lifetime(Lifetime::Temporary);
         let write = |bytes: &mut [u8]| -> std::result::Result<(), String> {
-            // The segment layer hands out page-aligned data of the requested size.
-            write_block(bytes.as_mut_ptr().cast(), init);
+            // SAFETY: the segment layer hands out page-aligned data of the size
+            // requested above, STATE_SIZE + value length.
+            unsafe { write_block(bytes.as_mut_ptr().cast(), init) };
             Ok(())
         };
         let shm = if open {
@@ -182,7 +183,9 @@ impl Shared {
     pub(crate) fn init_in(shm: &Shm, offset: u64, init: &Init) -> Result<Shared> {
         let view = embedded_view(shm, offset, init.value.len() as u64)?;
         let block = block_ptr(&view)?;
-        write_block(block.as_ptr(), init);
+        // SAFETY: the view spans STATE_SIZE + value length bytes, and block_ptr
+        // checked that its start is 8-byte aligned and writable.
+        unsafe { write_block(block.as_ptr(), init) };
         let value_size = Some(init.value.len() as u32);
         Self::from_view(shm, offset, view, block, init.kind, value_size)
     }
@@ -329,14 +332,20 @@ impl Shared {
     }
 }
 
-/// Writes a block: everything but the magic first, the magic last (release), so
-/// that a concurrent opener sees either no object or a complete one.
-fn write_block(block: *mut StateBlock, init: &Init) {
-    // SAFETY: callers pass a pointer to STATE_SIZE + value.len() writable, 8-aligned
-    // bytes (a fresh segment's data, or a view checked by block_ptr). The block is
-    // only ever accessed through atomics, so this reference aliases nothing else;
-    // the value bytes are not yet visible to lockers (no magic yet).
+/// Writes a block: the magic cleared first, then everything else, the magic last
+/// (release), so that a concurrent opener sees either no object or a complete one.
+///
+/// # Safety
+///
+/// `block` must point to `STATE_SIZE + init.value.len()` writable bytes, 8-byte
+/// aligned, that stay mapped during the call.
+unsafe fn write_block(block: *mut StateBlock, init: &Init) {
+    // SAFETY: in bounds and aligned (caller); the block is only ever accessed
+    // through atomics, so a shared reference aliases nothing else.
     let b = unsafe { &*block };
+    b.magic.store(0, Relaxed);
+    // SAFETY: the value's bytes follow the block inside the caller's range; the
+    // source is a separate Rust value, so the ranges do not overlap.
     unsafe {
         std::ptr::copy_nonoverlapping(
             init.value.as_ptr(),
@@ -344,7 +353,6 @@ fn write_block(block: *mut StateBlock, init: &Init) {
             init.value.len(),
         )
     };
-    b.magic.store(0, Relaxed);
     b.version.store(STATE_VERSION, Relaxed);
     b.kind.store(init.kind as u32, Relaxed);
     b.word.store(init.word, Relaxed);
