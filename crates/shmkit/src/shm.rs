@@ -223,7 +223,7 @@ impl ShmOptions {
         name: &str,
         init: impl FnOnce(&mut [u8]) -> std::result::Result<(), E>,
     ) -> Result<Shm> {
-        self.create_kind(name, SegmentKind::Bytes, |b| {
+        self.create_kind(name, SegmentKind::Bytes, false, |b| {
             init(b).map_err(|e| e.to_string())
         })
     }
@@ -250,37 +250,29 @@ impl ShmOptions {
         name: &str,
         init: impl FnOnce(&mut [u8]) -> std::result::Result<(), E>,
     ) -> Result<Shm> {
-        self.create_or_open_kind(name, SegmentKind::Bytes, |b| {
+        self.create_kind(name, SegmentKind::Bytes, true, |b| {
             init(b).map_err(|e| e.to_string())
         })
     }
 
-    /// `create` for a segment of another kind (the synchronisation objects').
+    /// `create`, or with `or_open` `create_or_open`, for a segment of any kind.
     pub(crate) fn create_kind(
         &self,
         name: &str,
         kind: SegmentKind,
+        or_open: bool,
         init: impl FnOnce(&mut [u8]) -> std::result::Result<(), String>,
     ) -> Result<Shm> {
         let os = name::os_name(name, self.namespace)?;
         let size = self.required_size(name)?;
         let mut init = once(init);
-        segment::create(&self.spec_of(name, &os, kind), size, &mut init)
-            .map(|s| Shm::managed(name, os, s))
-    }
-
-    /// `create_or_open` for a segment of another kind.
-    pub(crate) fn create_or_open_kind(
-        &self,
-        name: &str,
-        kind: SegmentKind,
-        init: impl FnOnce(&mut [u8]) -> std::result::Result<(), String>,
-    ) -> Result<Shm> {
-        let os = name::os_name(name, self.namespace)?;
-        let size = self.required_size(name)?;
-        let mut init = once(init);
-        segment::create_or_open(&self.spec_of(name, &os, kind), size, &mut init)
-            .map(|s| Shm::managed(name, os, s))
+        let spec = self.spec_of(name, &os, kind);
+        let seg = if or_open {
+            segment::create_or_open(&spec, size, &mut init)
+        } else {
+            segment::create(&spec, size, &mut init)
+        };
+        seg.map(|s| Shm::managed(name, os, s))
     }
 
     /// `open` for a segment of another kind; any other kind is `WrongKind`.

@@ -3,7 +3,9 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
@@ -64,7 +66,17 @@ const OWNER_CHECK: Duration = Duration::from_millis(20);
 /// ```
 pub struct Mutex<T: Pod = ()> {
     shared: Shared,
+    /// When `try_lock` last asked the OS whether the owner lives (ms since
+    /// `epoch()`), so that a caller polling `try_lock` on a busy mutex does not
+    /// read `/proc` on every call.
+    last_owner_check: AtomicU64,
     _value: PhantomData<T>,
+}
+
+/// Process-local origin for `last_owner_check`.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
 }
 
 /// The outcome of a lock call: the guard, or why there is none (or why it comes
@@ -157,6 +169,7 @@ impl<T: Pod> Mutex<T> {
         }
         Ok(Mutex {
             shared,
+            last_owner_check: AtomicU64::new(0),
             _value: PhantomData,
         })
     }
@@ -245,19 +258,39 @@ impl<T: Pod> Mutex<T> {
         self.lock_until(None, None)
     }
 
-    /// Locks if the mutex is free now; [`Error::WouldBlock`] otherwise.
+    /// Locks if the mutex is free now; [`Error::WouldBlock`] otherwise. A dead
+    /// owner is taken over here too (checked at most every 20 ms per handle).
     pub fn try_lock(&self) -> LockResult<MutexGuard<'_, T>> {
         let me = me();
         match mutex_try_lock(&self.shared.block().word, me.pid) {
             Attempt::Done(()) => self.acquired(false),
-            Attempt::Sleep(owner) => match self.take_over_if_dead(owner) {
-                Some(()) => self.acquired(true),
-                None => Err(LockError::Failed(Error::WouldBlock {
-                    object: self.name().to_owned(),
-                    op: "lock",
-                })),
-            },
+            Attempt::Sleep(owner) if self.owner_check_due() => {
+                match self.take_over_if_dead(owner) {
+                    Some(()) => self.acquired(true),
+                    None => Err(self.would_block()),
+                }
+            }
+            Attempt::Sleep(_) => Err(self.would_block()),
         }
+    }
+
+    fn would_block(&self) -> LockError<MutexGuard<'_, T>> {
+        LockError::Failed(Error::WouldBlock {
+            object: self.name().to_owned(),
+            op: "lock",
+        })
+    }
+
+    /// Whether `try_lock` should check the owner's liveness now: at most once per
+    /// `OWNER_CHECK` per handle (the first call always does).
+    fn owner_check_due(&self) -> bool {
+        let now = epoch().elapsed().as_millis() as u64 + 1;
+        let last = self.last_owner_check.load(Relaxed);
+        if last != 0 && now - last.min(now) < OWNER_CHECK.as_millis() as u64 {
+            return false;
+        }
+        self.last_owner_check.store(now, Relaxed);
+        true
     }
 
     /// Locks, waiting at most `timeout`; [`Error::Timeout`] after that.

@@ -138,11 +138,7 @@ impl Shared {
             unsafe { write_block(bytes.as_mut_ptr().cast(), init) };
             Ok(())
         };
-        let shm = if open {
-            opts.create_or_open_kind(name, init.kind.segment_kind(), write)?
-        } else {
-            opts.create_kind(name, init.kind.segment_kind(), write)?
-        };
+        let shm = opts.create_kind(name, init.kind.segment_kind(), open, write)?;
         Self::from_named(shm, init.kind, Some(init.value.len() as u32))
     }
 
