@@ -469,7 +469,9 @@ fn corrupt_state_words_give_errors() {
     ));
     // try_lock takes over a dead owner too.
     let m2 = Mutex::init_in(&shm, 256, 0u32).unwrap();
-    shm.atomic_u32(256 + WORD).unwrap().store(0x7fff_fff0, SeqCst);
+    shm.atomic_u32(256 + WORD)
+        .unwrap()
+        .store(0x7fff_fff0, SeqCst);
     assert!(matches!(m2.try_lock(), Err(LockError::OwnerDied(_))));
 }
 
