@@ -260,6 +260,60 @@ pub enum Error {
         max: u64,
     },
 
+    /// The process at the other end of a channel is gone: it closed its end, or it
+    /// died (checked by process id and start time) while this call waited.
+    #[error("{object}: disconnected: {reason}")]
+    Disconnected {
+        /// The channel.
+        object: String,
+        /// Which peer went away and how.
+        reason: String,
+    },
+
+    /// A broadcast subscriber fell so far behind that the publisher overwrote
+    /// messages it had not read; it skipped `missed` messages and goes on with the
+    /// oldest one still held.
+    #[error("{object}: subscriber lagged behind and missed {missed} messages")]
+    Lagged {
+        /// The broadcast channel.
+        object: String,
+        /// How many messages this subscriber lost.
+        missed: u64,
+    },
+
+    /// A role that only one process may hold (the receiver of a channel, the sender
+    /// of a one-to-one channel, the publisher) is held by a live process, or every
+    /// slot for the role is taken.
+    #[error("{object}: no free {role} slot: {reason}")]
+    Occupied {
+        /// The channel.
+        object: String,
+        /// The role asked for (for example `receiver`).
+        role: &'static str,
+        /// Who holds it.
+        reason: String,
+    },
+
+    /// A receive buffer is shorter than the next message; the message stays queued.
+    #[error("{object}: next message is {len} bytes, the buffer holds only {capacity}")]
+    BufferTooSmall {
+        /// The channel.
+        object: String,
+        /// Length of the waiting message.
+        len: u64,
+        /// Length of the caller's buffer.
+        capacity: u64,
+    },
+
+    /// A typed message could not be encoded or decoded.
+    #[error("{object}: {reason}")]
+    Decode {
+        /// The channel.
+        object: String,
+        /// The type and the codec's complaint.
+        reason: String,
+    },
+
     /// Any other operating-system failure, with the operation that failed.
     #[error("{object}: {op} failed: {source}")]
     Io {
@@ -298,6 +352,11 @@ impl Error {
     /// Whether a wait gave up because its timeout passed.
     pub fn is_timeout(&self) -> bool {
         matches!(self, Error::Timeout { .. })
+    }
+
+    /// Whether the peer at the other end of a channel has gone.
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, Error::Disconnected { .. })
     }
 
     /// Whether a non-blocking call found the object busy.

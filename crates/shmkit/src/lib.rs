@@ -10,6 +10,9 @@
 //! - [`sync`]: cross-process [`Mutex`](sync::Mutex), [`Semaphore`](sync::Semaphore)
 //!   and [`Event`](sync::Event), named or embedded in a segment, with timeouts and
 //!   dead-owner detection; adapters for POSIX and Win32 named objects.
+//! - [`channel`]: message channels — one-to-one and many-to-one queues,
+//!   publish/subscribe broadcast, request/response — with messages of any size,
+//!   zero-copy send and receive, and dead-peer detection.
 //!
 //! ```
 //! use shmkit::{Shm, ShmOptions};
@@ -38,6 +41,7 @@ compile_error!(
 );
 
 mod access;
+pub mod channel;
 mod error;
 mod file;
 mod mapping;

@@ -77,6 +77,8 @@ pub enum SegmentKind {
     Semaphore,
     /// A named [`Event`](crate::sync::Event).
     Event,
+    /// A message channel ([`channel`](crate::channel)): queue or broadcast.
+    Channel,
     /// A kind this build does not know (from a newer shmkit).
     Unknown(u32),
 }
@@ -89,6 +91,7 @@ impl SegmentKind {
             SegmentKind::Mutex => 3,
             SegmentKind::Semaphore => 4,
             SegmentKind::Event => 5,
+            SegmentKind::Channel => 6,
             SegmentKind::Unknown(c) => c,
         }
     }
@@ -100,6 +103,7 @@ impl SegmentKind {
             3 => SegmentKind::Mutex,
             4 => SegmentKind::Semaphore,
             5 => SegmentKind::Event,
+            6 => SegmentKind::Channel,
             c => SegmentKind::Unknown(c),
         }
     }
@@ -113,6 +117,7 @@ impl std::fmt::Display for SegmentKind {
             SegmentKind::Mutex => f.write_str("mutex"),
             SegmentKind::Semaphore => f.write_str("semaphore"),
             SegmentKind::Event => f.write_str("event"),
+            SegmentKind::Channel => f.write_str("channel"),
             SegmentKind::Unknown(c) => write!(f, "unknown kind {c}"),
         }
     }

@@ -48,7 +48,7 @@
 
 mod event;
 mod mutex;
-mod owner;
+pub(crate) mod owner;
 pub(crate) mod protocol;
 mod semaphore;
 mod state;

@@ -156,6 +156,12 @@ impl<T: Pod> Mutex<T> {
         }
     }
 
+    /// Writes a free mutex guarding `value` at the start of `bytes` (a segment
+    /// still being initialised), for [`open_in`](Self::open_in) later.
+    pub(crate) fn init_bytes(bytes: &mut [u8], value: T) -> std::result::Result<(), String> {
+        super::state::write_into(bytes, &Self::init(&value))
+    }
+
     fn wrap(shared: Shared) -> Result<Mutex<T>> {
         if shared.after_block() as usize % std::mem::align_of::<T>() != 0 {
             return Err(Error::InvalidSize {

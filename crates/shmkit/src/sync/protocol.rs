@@ -237,7 +237,7 @@ pub(crate) fn event_set<W: Word, P: Park<W>>(w: &Waitable<'_, W, P>, manual_rese
 }
 
 #[cfg(all(test, target_os = "linux"))]
-mod model {
+pub(crate) mod model {
     //! loom explores every interleaving (within its bounds) of the code above, run
     //! on heap atomics with a futex stand-in, and fails on a deadlock — which is
     //! what a lost wake-up becomes when sleeps have no timeout.
@@ -278,7 +278,7 @@ mod model {
     /// respect to wakes, which the mutex models; timeouts are not modelled, so
     /// every sleep is "until woken".
     #[derive(Default)]
-    struct Futex {
+    pub(crate) struct Futex {
         queue: Mutex<()>,
         cv: Condvar,
     }
@@ -298,7 +298,7 @@ mod model {
 
     /// Every interleaving with up to three preemptions: enough for the two- and
     /// three-party races below, and fast enough to run with the unit tests.
-    fn check(f: impl Fn() + Sync + Send + 'static) {
+    pub(crate) fn check(f: impl Fn() + Sync + Send + 'static) {
         let mut builder = loom::model::Builder::new();
         builder.preemption_bound = Some(3);
         builder.check(f);

@@ -363,6 +363,23 @@ unsafe fn write_block(block: *mut StateBlock, init: &Init) {
     b.magic.store(STATE_MAGIC, Release);
 }
 
+/// Writes a fresh state block at the start of `bytes`, for objects built into a
+/// segment that is still being initialised (nobody else can see it yet).
+pub(crate) fn write_into(bytes: &mut [u8], init: &Init) -> std::result::Result<(), String> {
+    let need = STATE_SIZE as usize + init.value.len();
+    if bytes.len() < need || bytes.as_ptr() as usize % 8 != 0 {
+        return Err(format!(
+            "no room for a {}: {} bytes, {need} needed, 8-byte aligned",
+            init.kind.name(),
+            bytes.len()
+        ));
+    }
+    // SAFETY: length and alignment checked above; the exclusive borrow means
+    // nothing else in this process touches the bytes during the call.
+    unsafe { write_block(bytes.as_mut_ptr().cast(), init) };
+    Ok(())
+}
+
 fn embedded_view(shm: &Shm, offset: u64, extra: u64) -> Result<Mapping> {
     if offset % 8 != 0 {
         return Err(Error::InvalidSize {

@@ -1,0 +1,494 @@
+//! The broadcast channel: one publisher, many subscribers, each reading every
+//! message at its own pace; the publisher never waits.
+//!
+//! The publisher writes records round the ring, overwriting the oldest. Before it
+//! writes bytes it raises the *claim* (the end of what it is about to write);
+//! anything below `claim - capacity` may be overwritten. A subscriber copies a
+//! record out, then reads the claim: if the record's start has fallen below
+//! `claim - capacity`, the copy may be torn and is thrown away, and the subscriber
+//! has been lapped. It then jumps to the oldest record still whole (whose position
+//! the publisher keeps in the header) and learns from that record's sequence
+//! number how many messages it missed. This is the seqlock pattern, with the
+//! position as the sequence: subscribers never write the ring and never slow the
+//! publisher.
+
+use std::collections::VecDeque;
+use std::sync::atomic::fence;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+use std::time::Duration;
+
+use super::layout::*;
+use super::memory::{ChannelMem, Config, Peer};
+use super::queue::{spin_of, Deadline};
+use super::{ChannelOptions, WaitMode};
+use crate::error::{Error, Result};
+
+fn open_broadcast(name: &str, opts: &ChannelOptions) -> Result<ChannelMem> {
+    let cfg = Config {
+        flavour: Flavour::Broadcast,
+        capacity: opts.capacity,
+        max_message: max_record(opts.capacity).saturating_sub(8),
+        slots: opts.max_subscribers.saturating_add(1),
+        lifetime: opts.lifetime,
+        mode: opts.mode,
+    };
+    ChannelMem::attach(name, opts.attach, &cfg)
+}
+
+fn corrupt(mem: &ChannelMem, reason: String) -> Error {
+    Error::CorruptState {
+        object: mem.name().to_owned(),
+        reason,
+    }
+}
+
+/// Position and sequence number of each record still whole in the ring, oldest
+/// first.
+type RecordIndex = VecDeque<(u64, u64)>;
+
+/// The publishing end of a broadcast channel; one per channel.
+///
+/// ```
+/// use shmkit::channel::{ChannelOptions, Publisher};
+/// # fn main() -> shmkit::Result<()> {
+/// # let name = format!("doc-pub-{}", std::process::id());
+/// let mut publisher = ChannelOptions::new().publisher(&name)?;
+/// let mut early = ChannelOptions::new().subscriber(&name)?;
+/// publisher.publish(b"tick 1")?;
+/// let mut late = ChannelOptions::new().history(true).subscriber(&name)?;
+/// publisher.publish(b"tick 2")?;
+/// assert_eq!(early.recv()?, b"tick 1");
+/// assert_eq!(late.recv()?, b"tick 1"); // history: what the ring still holds
+/// assert_eq!(early.recv()?, b"tick 2");
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Publisher {
+    mem: ChannelMem,
+    head: u64,
+    next_seq: u64,
+    /// Tells where the oldest record is once older ones are overwritten.
+    records: RecordIndex,
+}
+
+impl Publisher {
+    pub(crate) fn attach(name: &str, opts: &ChannelOptions) -> Result<Publisher> {
+        let mem = open_broadcast(name, opts)?;
+        mem.claim_slot(0..1, "publisher")?;
+        match Self::resume(&mem) {
+            Ok((head, next_seq, records)) => Ok(Publisher {
+                mem,
+                head,
+                next_seq,
+                records,
+            }),
+            Err(e) => {
+                mem.leave_slot(0);
+                Err(e)
+            }
+        }
+    }
+
+    /// Where a new publisher goes on: after the last whole record. A publisher
+    /// that died mid-write left its bytes past the head, where the next record
+    /// overwrites them; the records still in the ring are indexed again by
+    /// walking them (validated: they are shared memory) from the oldest.
+    fn resume(mem: &ChannelMem) -> Result<(u64, u64, RecordIndex)> {
+        let cap = mem.capacity;
+        let head = mem.head().load(SeqCst);
+        let oldest = mem.u64_at(OFF_OLDEST).load(SeqCst);
+        let mut next_seq = mem.u64_at(OFF_NEXT_SEQ).load(SeqCst);
+        let mut records = VecDeque::new();
+        if head % 8 != 0 || oldest % 8 != 0 || oldest > head || head - oldest > cap {
+            return Err(corrupt(
+                mem,
+                format!("head {head}, oldest record at {oldest}"),
+            ));
+        }
+        let mut pos = oldest;
+        while pos < head {
+            let idx = pos & (cap - 1);
+            let to_end = cap - idx;
+            let bad = || corrupt(mem, format!("record at {pos} while resuming"));
+            let (tag, len) = Tag::decode(mem.load_header(idx)).map_err(|_| bad())?;
+            let size = match tag {
+                Tag::Pad if len as u64 + RECORD_HEADER == to_end => to_end,
+                Tag::Single if BROADCAST_HEADER + align8(len as u64) <= to_end => {
+                    let seq = mem.load_header(idx + 8);
+                    records.push_back((pos, seq));
+                    next_seq = seq + 1;
+                    BROADCAST_HEADER + align8(len as u64)
+                }
+                _ => return Err(bad()),
+            };
+            if size > head - pos {
+                return Err(bad());
+            }
+            pos += size;
+        }
+        Ok((head, next_seq, records))
+    }
+
+    /// The channel's name.
+    pub fn name(&self) -> &str {
+        self.mem.name()
+    }
+
+    /// The longest message: a quarter of the ring, less 16 header bytes.
+    pub fn max_message(&self) -> u64 {
+        self.mem.max_message
+    }
+
+    /// Process ids of the live subscribers attached now.
+    pub fn subscribers(&self) -> Vec<u32> {
+        self.mem.live_peers(1..self.mem.slots)
+    }
+
+    /// Publishes `msg` to every subscriber. Never waits; [`Error::TooLong`] above
+    /// [`max_message`](Self::max_message).
+    pub fn publish(&mut self, msg: &[u8]) -> Result<()> {
+        let mem = &self.mem;
+        let len = msg.len() as u64;
+        if len > mem.max_message {
+            return Err(Error::TooLong {
+                object: mem.name().to_owned(),
+                len,
+                max: mem.max_message,
+            });
+        }
+        let cap = mem.capacity;
+        let need = BROADCAST_HEADER + align8(len);
+        let idx = self.head & (cap - 1);
+        let to_end = cap - idx;
+        let pad = if need > to_end { to_end } else { 0 };
+        let start = self.head + pad;
+        let end = start + need;
+        // Forget the records this write overwrites; the first left is the oldest.
+        let floor = end.saturating_sub(cap);
+        while self.records.front().is_some_and(|&(pos, _)| pos < floor) {
+            self.records.pop_front();
+        }
+        let oldest = self.records.front().map_or(start, |&(pos, _)| pos);
+        mem.u64_at(OFF_OLDEST).store(oldest, Release);
+        mem.u64_at(OFF_CLAIM).store(end, Relaxed);
+        // Readers that see any byte written below must see the new claim.
+        fence(Release);
+        if pad > 0 {
+            mem.store_header(idx, Tag::Pad.encode((pad - RECORD_HEADER) as u32));
+        }
+        let ridx = start & (cap - 1);
+        mem.store_header(ridx, Tag::Single.encode(len as u32));
+        mem.store_header(ridx + 8, self.next_seq);
+        mem.write(ridx + BROADCAST_HEADER, msg);
+        self.records.push_back((start, self.next_seq));
+        self.next_seq += 1;
+        self.head = end;
+        mem.u64_at(OFF_NEXT_SEQ).store(self.next_seq, Release);
+        mem.head().swap(end, SeqCst);
+        mem.data_bell().ring();
+        Ok(())
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.mem.leave_slot(0);
+        self.mem.data_bell().ring();
+    }
+}
+
+/// A subscribing end of a broadcast channel.
+///
+/// Messages are copied out of the ring before they are handed over (the publisher
+/// may overwrite the ring at any time), and every copy is checked against the
+/// publisher's claim, so a lapped subscriber never sees a torn message.
+#[derive(Debug)]
+pub struct Subscriber {
+    mem: ChannelMem,
+    slot: u32,
+    pos: u64,
+    /// Sequence number of the next message, once known.
+    expected: Option<u64>,
+    /// Before the first message: the publisher's next sequence number when this
+    /// subscriber joined, at least that of its first message (used to count what
+    /// a subscriber lapped before reading anything missed; may count one short).
+    join_seq: u64,
+    buf: Vec<u8>,
+    spin: Option<Duration>,
+}
+
+/// One look at the ring.
+enum Look {
+    Empty,
+    Message,
+    Lapped,
+}
+
+/// Attempts at finding the oldest record while the publisher keeps overwriting it.
+const JUMP_TRIES: u32 = 10_000;
+
+impl Subscriber {
+    pub(crate) fn attach(name: &str, opts: &ChannelOptions) -> Result<Subscriber> {
+        let mem = open_broadcast(name, opts)?;
+        let slot = mem.claim_slot(1..mem.slots, "subscriber")?;
+        let head = mem.head().load(SeqCst);
+        let join_seq = mem.u64_at(OFF_NEXT_SEQ).load(Acquire);
+        let mut sub = Subscriber {
+            mem,
+            slot,
+            pos: head,
+            expected: None,
+            join_seq,
+            buf: Vec::new(),
+            spin: spin_of(opts.wait),
+        };
+        if opts.history {
+            let oldest = sub.mem.u64_at(OFF_OLDEST).load(Acquire);
+            if oldest % 8 == 0 && oldest <= head && head - oldest <= sub.mem.capacity {
+                sub.pos = oldest;
+                let idx = oldest & (sub.mem.capacity - 1);
+                if idx + BROADCAST_HEADER <= sub.mem.capacity {
+                    sub.join_seq = sub.mem.load_header(idx + 8);
+                }
+            }
+        }
+        Ok(sub)
+    }
+
+    /// The channel's name.
+    pub fn name(&self) -> &str {
+        self.mem.name()
+    }
+
+    /// Changes how blocking calls wait.
+    pub fn set_wait_mode(&mut self, mode: WaitMode) {
+        self.spin = spin_of(mode);
+    }
+
+    /// Receives the next message, waiting as long as it takes.
+    /// [`Error::Lagged`] if the publisher overwrote messages this subscriber had
+    /// not read (the next call goes on with the oldest message still held);
+    /// [`Error::Disconnected`] once everything is read and the publisher closed
+    /// or died.
+    pub fn recv(&mut self) -> Result<Vec<u8>> {
+        self.recv_with_until(Deadline::Never, |b| b.to_vec())
+    }
+
+    /// [`recv`](Self::recv) without waiting: [`Error::WouldBlock`] if there is
+    /// nothing new.
+    pub fn try_recv(&mut self) -> Result<Vec<u8>> {
+        self.recv_with_until(Deadline::Now, |b| b.to_vec())
+    }
+
+    /// [`recv`](Self::recv), waiting at most `timeout`.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>> {
+        self.recv_with_until(Deadline::after(timeout), |b| b.to_vec())
+    }
+
+    /// Receives the next message and lends it to `f` (from the subscriber's own
+    /// buffer: the ring itself may change at any moment).
+    pub fn recv_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        self.recv_with_until(Deadline::Never, f)
+    }
+
+    /// [`recv_with`](Self::recv_with), waiting at most `timeout`.
+    pub fn recv_with_timeout<R>(
+        &mut self,
+        timeout: Duration,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R> {
+        self.recv_with_until(Deadline::after(timeout), f)
+    }
+
+    fn recv_with_until<R>(&mut self, deadline: Deadline, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        let found = match self.look()? {
+            Look::Message => true,
+            Look::Lapped => return Err(self.jump()?),
+            Look::Empty => false,
+        };
+        if !found {
+            self.wait(deadline)?;
+        }
+        Ok(f(&self.buf))
+    }
+
+    /// Waits for a message (then in `buf`), or for the publisher to go.
+    fn wait(&mut self, deadline: Deadline) -> Result<()> {
+        let mem = &self.mem;
+        if publisher_gone(mem, false).is_none() && !matches!(deadline, Deadline::Now) {
+            let schedule = ChannelMem::schedule(self.spin, deadline.instant());
+            let (pos, expected, buf) = (&mut self.pos, &mut self.expected, &mut self.buf);
+            let ready = || match look(mem, pos, expected, buf) {
+                Ok(Look::Empty) => None,
+                Ok(Look::Message) => Some(Ok(None)),
+                Ok(Look::Lapped) => Some(Ok(Some(Lapped))),
+                Err(e) => Some(Err(e)),
+            };
+            let idle = || publisher_gone(mem, true).map(Err);
+            match mem.data_bell().wait(&schedule, ready, idle) {
+                None => return Err(deadline.expired(mem.name(), "receive")),
+                Some(Ok(None)) => return Ok(()),
+                Some(Ok(Some(Lapped))) => return Err(self.jump()?),
+                Some(Err(e)) if !e.is_disconnected() => return Err(e),
+                Some(Err(_)) => {}
+            }
+        } else if publisher_gone(mem, false).is_none() {
+            return Err(deadline.expired(mem.name(), "receive"));
+        }
+        // The publisher is gone; deliver what it published before it went.
+        match self.look()? {
+            Look::Message => Ok(()),
+            Look::Lapped => Err(self.jump()?),
+            Look::Empty => {
+                Err(
+                    publisher_gone(&self.mem, true).unwrap_or_else(|| Error::Disconnected {
+                        object: self.mem.name().to_owned(),
+                        reason: "the publisher closed the channel".into(),
+                    }),
+                )
+            }
+        }
+    }
+
+    fn look(&mut self) -> Result<Look> {
+        look(&self.mem, &mut self.pos, &mut self.expected, &mut self.buf)
+    }
+
+    /// Moves to the oldest record still whole; the `Lagged` error to return.
+    fn jump(&mut self) -> Result<Error> {
+        let mem = &self.mem;
+        for _ in 0..JUMP_TRIES {
+            let head = mem.head().load(SeqCst);
+            let oldest = mem.u64_at(OFF_OLDEST).load(Acquire);
+            if oldest % 8 != 0 || oldest > head || head - oldest > mem.capacity {
+                std::hint::spin_loop();
+                continue;
+            }
+            let idx = oldest & (mem.capacity - 1);
+            let header = mem.load_header(idx);
+            let seq = if idx + BROADCAST_HEADER <= mem.capacity {
+                mem.load_header(idx + 8)
+            } else {
+                0
+            };
+            fence(Acquire);
+            let claim = mem.u64_at(OFF_CLAIM).load(Relaxed);
+            if oldest + mem.capacity < claim || Tag::decode(header).is_err() {
+                std::hint::spin_loop();
+                continue;
+            }
+            let missed = seq.saturating_sub(self.expected.unwrap_or(self.join_seq));
+            self.pos = oldest;
+            self.expected = Some(seq);
+            return Ok(Error::Lagged {
+                object: mem.name().to_owned(),
+                missed,
+            });
+        }
+        Err(corrupt(
+            mem,
+            "cannot find a whole record: the publisher overwrites the ring faster than it can be read".into(),
+        ))
+    }
+}
+
+/// Marker: the subscriber was lapped while waiting.
+struct Lapped;
+
+/// Reads the record at `pos` into `buf` if there is one and it was whole.
+fn look(
+    mem: &ChannelMem,
+    pos: &mut u64,
+    expected: &mut Option<u64>,
+    buf: &mut Vec<u8>,
+) -> Result<Look> {
+    let cap = mem.capacity;
+    loop {
+        let head = mem.head().load(SeqCst);
+        if *pos == head {
+            return Ok(Look::Empty);
+        }
+        if head % 8 != 0 || head < *pos {
+            return Err(corrupt(
+                mem,
+                format!("head {head} behind read position {pos}"),
+            ));
+        }
+        if head - *pos > cap {
+            return Ok(Look::Lapped);
+        }
+        let idx = *pos & (cap - 1);
+        let to_end = cap - idx;
+        let header = mem.load_header(idx);
+        let decoded = Tag::decode(header);
+        let (tag, len) = match decoded {
+            Ok((tag, len)) => (tag, len as u64),
+            Err(_) => (Tag::Pad, u64::MAX),
+        };
+        let size = match tag {
+            Tag::Pad if len + RECORD_HEADER == to_end => to_end,
+            Tag::Single
+                if len <= mem.max_message
+                    && BROADCAST_HEADER + align8(len) <= to_end
+                    && BROADCAST_HEADER + align8(len) <= head - *pos =>
+            {
+                BROADCAST_HEADER + align8(len)
+            }
+            _ => 0,
+        };
+        let seq = if tag == Tag::Single && size != 0 {
+            let seq = mem.load_header(idx + 8);
+            buf.clear();
+            mem.append(idx + BROADCAST_HEADER, len as usize, buf);
+            seq
+        } else {
+            0
+        };
+        fence(Acquire);
+        let claim = mem.u64_at(OFF_CLAIM).load(Relaxed);
+        if *pos + cap < claim {
+            return Ok(Look::Lapped);
+        }
+        if size == 0 {
+            return Err(corrupt(
+                mem,
+                format!("record at {pos} has header {header:#018x}"),
+            ));
+        }
+        *pos += size;
+        if tag == Tag::Pad {
+            continue;
+        }
+        if let Some(e) = *expected {
+            if seq != e {
+                return Err(corrupt(mem, format!("message {seq} where {e} was due")));
+            }
+        }
+        *expected = Some(seq + 1);
+        return Ok(Look::Message);
+    }
+}
+
+/// `Disconnected` if the publisher closed (or, with `check_alive`, died).
+fn publisher_gone(mem: &ChannelMem, check_alive: bool) -> Option<Error> {
+    let peer = if check_alive {
+        mem.peer(0)
+    } else {
+        mem.peer_recorded(0)
+    };
+    let reason = match peer {
+        Peer::Left => "the publisher closed the channel".to_owned(),
+        Peer::Died(pid) => format!("the publisher (process {pid}) died"),
+        Peer::Never | Peer::Attached(_) => return None,
+    };
+    Some(Error::Disconnected {
+        object: mem.name().to_owned(),
+        reason,
+    })
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.mem.leave_slot(self.slot);
+    }
+}

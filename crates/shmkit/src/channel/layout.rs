@@ -1,0 +1,172 @@
+//! Where everything of a channel lives in its segment, and the record format of
+//! its ring. Byte by byte in `docs/LAYOUT.md`, "Channels".
+//!
+//! ```text
+//!   0  header (64 B): magic, version, flavour, slots, capacity, max_message, ring
+//!  64  producer line: head, data doorbell (signal, waiters), broadcast words
+//! 128  consumer line: tail, space doorbell (signal, waiters)
+//! 192  producer lock (a shmkit mutex state block, 64 B), many-producer queues
+//! 256  endpoint slots, 16 B each: slot 0 the receiver (queue) or publisher
+//! RING the ring, `capacity` bytes, 64-byte aligned
+//! ```
+//!
+//! The producer and consumer lines are apart so that the two sides' hot words never
+//! share a cache line.
+
+/// `b"shCH"`, little-endian: an initialised channel header.
+pub(crate) const MAGIC: u32 = u32::from_le_bytes(*b"shCH");
+/// Version of the channel layout.
+pub(crate) const VERSION: u32 = 1;
+
+pub(crate) const OFF_MAGIC: u64 = 0;
+pub(crate) const OFF_VERSION: u64 = 4;
+pub(crate) const OFF_FLAVOUR: u64 = 8;
+pub(crate) const OFF_SLOTS: u64 = 12;
+pub(crate) const OFF_CAPACITY: u64 = 16;
+pub(crate) const OFF_MAX_MESSAGE: u64 = 24;
+pub(crate) const OFF_RING: u64 = 32;
+
+/// Producer line: position after the last published record (bytes ever written).
+pub(crate) const OFF_HEAD: u64 = 64;
+/// Data doorbell: receivers sleep on it while the ring is empty.
+pub(crate) const OFF_DATA_SIGNAL: u64 = 72;
+pub(crate) const OFF_DATA_WAITERS: u64 = 76;
+/// Broadcast: the publisher may overwrite ring bytes below `claim - capacity`.
+pub(crate) const OFF_CLAIM: u64 = 80;
+/// Broadcast: position of the oldest record still whole in the ring.
+pub(crate) const OFF_OLDEST: u64 = 88;
+/// Broadcast: sequence number of the next message (written before the head).
+pub(crate) const OFF_NEXT_SEQ: u64 = 96;
+
+/// Consumer line: position of the next record to read (queues only).
+pub(crate) const OFF_TAIL: u64 = 128;
+/// Space doorbell: senders sleep on it while the ring is full.
+pub(crate) const OFF_SPACE_SIGNAL: u64 = 136;
+pub(crate) const OFF_SPACE_WAITERS: u64 = 140;
+
+/// The lock many producers take around a send.
+pub(crate) const OFF_LOCK: u64 = 192;
+/// The endpoint slot table.
+pub(crate) const OFF_SLOTS_TABLE: u64 = 256;
+pub(crate) const SLOT_SIZE: u64 = 16;
+
+/// Most endpoint slots a channel may have (senders or subscribers plus one).
+pub(crate) const MAX_SLOTS: u32 = 1024;
+/// Smallest and largest ring.
+pub(crate) const MIN_CAPACITY: u64 = 256;
+pub(crate) const MAX_CAPACITY: u64 = 1 << 31;
+
+/// Where the ring starts for a channel with `slots` endpoint slots.
+pub(crate) const fn ring_offset(slots: u32) -> u64 {
+    (OFF_SLOTS_TABLE + SLOT_SIZE * slots as u64).div_ceil(64) * 64
+}
+
+/// What a channel segment carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Flavour {
+    /// Sender(s) to one receiver, every message delivered once.
+    Queue = 1,
+    /// One publisher to many subscribers, each reading every message.
+    Broadcast = 2,
+}
+
+impl Flavour {
+    pub(crate) fn from_code(code: u32) -> Option<Flavour> {
+        match code {
+            1 => Some(Flavour::Queue),
+            2 => Some(Flavour::Broadcast),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Flavour::Queue => "queue channel",
+            Flavour::Broadcast => "broadcast channel",
+        }
+    }
+}
+
+/// Every record starts with an 8-byte header on an 8-byte boundary: payload
+/// length in the low 32 bits, tag in the high 32. Queue records are followed by
+/// their payload; broadcast records carry their sequence number first.
+pub(crate) const RECORD_HEADER: u64 = 8;
+/// Broadcast records: header plus the 8-byte message sequence number.
+pub(crate) const BROADCAST_HEADER: u64 = 16;
+
+/// High half of every tag: `b"sR"`, so that stray bytes are recognised as such.
+const TAG_MARK: u32 = 0x7352_0000;
+
+/// What a record holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Tag {
+    /// A whole message.
+    Single = 1,
+    /// The first fragment of a long message; the payload starts with the
+    /// message's total length (u64).
+    First = 2,
+    /// A fragment that is neither first nor last.
+    Middle = 3,
+    /// The last fragment.
+    Last = 4,
+    /// Filler up to the end of the ring; the next record starts at offset 0.
+    Pad = 5,
+}
+
+impl Tag {
+    pub(crate) fn encode(self, len: u32) -> u64 {
+        ((TAG_MARK | self as u32) as u64) << 32 | len as u64
+    }
+
+    /// Splits a record header into its tag and length; `Err` holds the raw tag.
+    pub(crate) fn decode(header: u64) -> Result<(Tag, u32), u32> {
+        let tag = (header >> 32) as u32;
+        let len = header as u32;
+        if tag & 0xffff_0000 != TAG_MARK {
+            return Err(tag);
+        }
+        let t = match tag & 0xffff {
+            1 => Tag::Single,
+            2 => Tag::First,
+            3 => Tag::Middle,
+            4 => Tag::Last,
+            5 => Tag::Pad,
+            _ => return Err(tag),
+        };
+        Ok((t, len))
+    }
+}
+
+/// Rounds a payload length up to the 8-byte record boundary.
+pub(crate) const fn align8(n: u64) -> u64 {
+    (n + 7) & !7
+}
+
+/// The largest payload of one record: a quarter of the ring, so that a sender can
+/// be filling one record while the receiver drains others.
+pub(crate) const fn max_record(capacity: u64) -> u64 {
+    capacity / 4 - RECORD_HEADER
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_round_trip_and_strangers_are_refused() {
+        for t in [Tag::Single, Tag::First, Tag::Middle, Tag::Last, Tag::Pad] {
+            assert_eq!(Tag::decode(t.encode(12345)), Ok((t, 12345)));
+        }
+        assert!(Tag::decode(0).is_err());
+        assert!(Tag::decode(u64::MAX).is_err());
+        assert!(Tag::decode(((TAG_MARK | 9) as u64) << 32).is_err());
+    }
+
+    #[test]
+    fn ring_follows_the_slot_table_on_a_cache_line() {
+        assert_eq!(ring_offset(2), 320);
+        assert_eq!(ring_offset(4), 320);
+        assert_eq!(ring_offset(5), 384);
+        assert_eq!(ring_offset(MAX_SLOTS) % 64, 0);
+    }
+}

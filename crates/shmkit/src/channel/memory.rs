@@ -1,0 +1,517 @@
+//! A channel's segment once mapped and validated: typed access to its control
+//! words, its endpoint slots and the raw bytes of its ring. This and the ring
+//! copies are the only places in the channel code that touch raw shared memory.
+
+use std::ptr::NonNull;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::time::Duration;
+
+use super::doorbell::{Doorbell, Schedule};
+use super::layout::*;
+use crate::error::{Error, Result};
+use crate::name;
+use crate::segment::{Lifetime, SegmentKind};
+use crate::shm::{Shm, ShmOptions};
+use crate::sync::owner::me;
+use crate::sync::Mutex;
+use crate::sys::{self, ProcessIdentity, WakeChannel};
+
+/// What to create if the channel does not exist yet.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub flavour: Flavour,
+    pub capacity: u64,
+    pub max_message: u64,
+    pub slots: u32,
+    pub lifetime: Lifetime,
+    pub mode: Option<u32>,
+}
+
+/// How to attach.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Attach {
+    Create,
+    Open,
+    CreateOrOpen,
+}
+
+/// The state of an endpoint slot as another process sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Peer {
+    /// Nobody ever held the slot.
+    Never,
+    /// A live process holds it.
+    Attached(u32),
+    /// Its holder closed it.
+    Left,
+    /// Its holder died without closing it.
+    Died(u32),
+}
+
+const FREE: u32 = 0;
+const CLAIMING: u32 = 1;
+const ATTACHED: u32 = 2;
+const LEFT: u32 = 3;
+
+fn slot_word(pid: u32, state: u32) -> u64 {
+    (state as u64) << 32 | pid as u64
+}
+
+/// A mapped, validated channel.
+#[derive(Debug)]
+pub(crate) struct ChannelMem {
+    shm: Shm,
+    /// Start of the data area (the channel header).
+    base: NonNull<u8>,
+    ring: NonNull<u8>,
+    pub flavour: Flavour,
+    pub capacity: u64,
+    pub max_message: u64,
+    pub slots: u32,
+    data_wake: WakeChannel,
+    space_wake: WakeChannel,
+}
+
+// SAFETY: the pointers point into memory owned by `shm` (Send + Sync), which lives
+// as long as self; shared words are only accessed through atomics, and ring bytes
+// only through the copy functions below, whose callers own the range by protocol.
+unsafe impl Send for ChannelMem {}
+// SAFETY: as for Send.
+unsafe impl Sync for ChannelMem {}
+
+impl ChannelMem {
+    /// Creates and/or opens the channel `name` and validates its header.
+    pub(crate) fn attach(name: &str, how: Attach, cfg: &Config) -> Result<ChannelMem> {
+        Self::attach_as(name, how, cfg, Some(cfg.flavour))
+    }
+
+    /// Opens an existing channel of any flavour, for inspection.
+    pub(crate) fn open_any(name: &str) -> Result<ChannelMem> {
+        let shm = ShmOptions::new().open_kind(name, SegmentKind::Channel)?;
+        Self::validate(shm, None)
+    }
+
+    fn attach_as(
+        name: &str,
+        how: Attach,
+        cfg: &Config,
+        flavour: Option<Flavour>,
+    ) -> Result<ChannelMem> {
+        let shm = match how {
+            Attach::Open => ShmOptions::new().open_kind(name, SegmentKind::Channel)?,
+            Attach::Create | Attach::CreateOrOpen => {
+                check_config(name, cfg)?;
+                let ring = ring_offset(cfg.slots);
+                let mut opts = ShmOptions::new()
+                    .size(ring + cfg.capacity)
+                    .lifetime(cfg.lifetime);
+                if let Some(mode) = cfg.mode {
+                    opts = opts.mode(mode);
+                }
+                let or_open = how == Attach::CreateOrOpen;
+                opts.create_kind(name, SegmentKind::Channel, or_open, |bytes| {
+                    write_header(bytes, cfg)
+                })?
+            }
+        };
+        Self::validate(shm, flavour)
+    }
+
+    fn validate(shm: Shm, expected: Option<Flavour>) -> Result<ChannelMem> {
+        let object = shm.name().to_owned();
+        let corrupt = |reason: String| Error::CorruptHeader {
+            object: object.clone(),
+            reason,
+        };
+        let len = shm.len() as u64;
+        if len < OFF_SLOTS_TABLE {
+            return Err(corrupt(format!("{len} data bytes cannot hold a channel")));
+        }
+        let word = |off: u64| shm.load_u32_acquire(off);
+        let magic = word(OFF_MAGIC)?;
+        if magic != MAGIC {
+            return Err(Error::NotShmkit {
+                object,
+                reason: format!("no channel header (tag {magic:#010x})"),
+            });
+        }
+        let version = word(OFF_VERSION)?;
+        if version != VERSION {
+            return Err(Error::UnsupportedVersion {
+                object,
+                found: version,
+                supported: VERSION,
+            });
+        }
+        let found = word(OFF_FLAVOUR)?;
+        let flavour = match (Flavour::from_code(found), expected) {
+            (Some(f), None) => f,
+            (Some(f), Some(e)) if f == e => f,
+            (found_flavour, expected) => {
+                return Err(Error::WrongKind {
+                    object,
+                    found: found_flavour.map_or_else(
+                        || format!("channel of unknown flavour {found}"),
+                        |f| f.name().into(),
+                    ),
+                    expected: expected.map_or("channel", |e| e.name()).into(),
+                })
+            }
+        };
+        let slots = word(OFF_SLOTS)?;
+        let capacity = shm.atomic_u64(OFF_CAPACITY)?.load(Relaxed);
+        let max_message = shm.atomic_u64(OFF_MAX_MESSAGE)?.load(Relaxed);
+        let ring = shm.atomic_u64(OFF_RING)?.load(Relaxed);
+        if !(2..=MAX_SLOTS).contains(&slots) {
+            return Err(corrupt(format!("{slots} endpoint slots")));
+        }
+        if !capacity.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) {
+            return Err(corrupt(format!("ring capacity {capacity}")));
+        }
+        if ring != ring_offset(slots) {
+            return Err(corrupt(format!("ring at offset {ring} for {slots} slots")));
+        }
+        if len < ring + capacity {
+            return Err(corrupt(format!(
+                "{len} data bytes cannot hold a ring of {capacity} at offset {ring}"
+            )));
+        }
+        let base = NonNull::new(shm.as_mut_ptr()?).expect("mappings are never null");
+        // SAFETY: ring + capacity <= len was checked just above.
+        let ring_ptr = unsafe { base.add(ring as usize) };
+        let wake = |off: u64| {
+            WakeChannel::open(&name::wake_key(shm.os_name(), off))
+                .map_err(|e| Error::from_io(shm.name(), "open wake channel", e, 0))
+        };
+        Ok(ChannelMem {
+            data_wake: wake(OFF_DATA_SIGNAL)?,
+            space_wake: wake(OFF_SPACE_SIGNAL)?,
+            base,
+            ring: ring_ptr,
+            flavour,
+            capacity,
+            max_message,
+            slots,
+            shm,
+        })
+    }
+
+    /// The channel's name.
+    pub(crate) fn name(&self) -> &str {
+        self.shm.name()
+    }
+
+    pub(crate) fn u64_at(&self, off: u64) -> &AtomicU64 {
+        debug_assert!(off % 8 == 0 && off < OFF_SLOTS_TABLE + SLOT_SIZE * self.slots as u64);
+        // SAFETY: every offset passed is one of the layout constants below the
+        // ring (or a slot inside the table), 8-byte aligned, inside the mapping
+        // (validate checked the ring follows them); shared words are atomics.
+        unsafe { &*self.base.as_ptr().add(off as usize).cast::<AtomicU64>() }
+    }
+
+    pub(crate) fn u32_at(&self, off: u64) -> &AtomicU32 {
+        debug_assert!(off % 4 == 0 && off < OFF_SLOTS_TABLE);
+        // SAFETY: as for u64_at.
+        unsafe { &*self.base.as_ptr().add(off as usize).cast::<AtomicU32>() }
+    }
+
+    pub(crate) fn head(&self) -> &AtomicU64 {
+        self.u64_at(OFF_HEAD)
+    }
+
+    pub(crate) fn tail(&self) -> &AtomicU64 {
+        self.u64_at(OFF_TAIL)
+    }
+
+    /// The doorbell receivers sleep on while there is nothing to read.
+    pub(crate) fn data_bell(&self) -> Doorbell<'_, AtomicU32, WakeChannel> {
+        Doorbell {
+            signal: self.u32_at(OFF_DATA_SIGNAL),
+            waiters: self.u32_at(OFF_DATA_WAITERS),
+            park: &self.data_wake,
+        }
+    }
+
+    /// The doorbell senders sleep on while the ring is full.
+    pub(crate) fn space_bell(&self) -> Doorbell<'_, AtomicU32, WakeChannel> {
+        Doorbell {
+            signal: self.u32_at(OFF_SPACE_SIGNAL),
+            waiters: self.u32_at(OFF_SPACE_WAITERS),
+            park: &self.space_wake,
+        }
+    }
+
+    /// The many-producer lock of a queue.
+    pub(crate) fn producer_lock(&self) -> Result<Mutex<()>> {
+        Mutex::open_in(&self.shm, OFF_LOCK)
+    }
+
+    // ---- endpoint slots ----
+
+    fn slot(&self, i: u32) -> (&AtomicU64, &AtomicU64) {
+        let off = OFF_SLOTS_TABLE + SLOT_SIZE * i.min(self.slots - 1) as u64;
+        (self.u64_at(off), self.u64_at(off + 8))
+    }
+
+    /// Takes the first slot in `range` that is free, closed, or held by a dead
+    /// process; `Occupied` if there is none.
+    pub(crate) fn claim_slot(
+        &self,
+        range: std::ops::Range<u32>,
+        role: &'static str,
+    ) -> Result<u32> {
+        let me = me();
+        let mut holders = Vec::new();
+        for i in range.clone() {
+            let (word, start) = self.slot(i);
+            let mut seen = word.load(Acquire);
+            loop {
+                let pid = seen as u32;
+                let takeable = match (seen >> 32) as u32 {
+                    ATTACHED | CLAIMING => !matches!(self.peer(i), Peer::Attached(_)),
+                    _ => true,
+                };
+                if !takeable {
+                    holders.push(pid);
+                    break;
+                }
+                match word.compare_exchange(seen, slot_word(me.pid, CLAIMING), SeqCst, Acquire) {
+                    Ok(_) => {
+                        start.store(me.start_time, Relaxed);
+                        word.store(slot_word(me.pid, ATTACHED), Release);
+                        return Ok(i);
+                    }
+                    Err(now) => seen = now,
+                }
+            }
+        }
+        let reason = if range.len() == 1 {
+            format!("process {} holds it", holders.first().copied().unwrap_or(0))
+        } else {
+            format!("all {} are held by live processes", range.len())
+        };
+        Err(Error::Occupied {
+            object: self.name().to_owned(),
+            role,
+            reason,
+        })
+    }
+
+    /// Marks our slot closed.
+    pub(crate) fn leave_slot(&self, i: u32) {
+        let (word, _) = self.slot(i);
+        let mine = slot_word(me().pid, ATTACHED);
+        let _ = word.compare_exchange(mine, slot_word(me().pid, LEFT), SeqCst, Relaxed);
+    }
+
+    /// The state of slot `i`, checking the holder's liveness.
+    pub(crate) fn peer(&self, i: u32) -> Peer {
+        let (word, start) = self.slot(i);
+        let w = word.load(Acquire);
+        let recorded = start.load(Relaxed);
+        if word.load(Acquire) != w {
+            // Someone is attaching or leaving right now.
+            return Peer::Attached(w as u32);
+        }
+        let pid = w as u32;
+        match (w >> 32) as u32 {
+            FREE => Peer::Never,
+            LEFT => Peer::Left,
+            state => {
+                let start_time = if state == ATTACHED { recorded } else { 0 };
+                if pid == me().pid || sys::process_alive(ProcessIdentity { pid, start_time }) {
+                    Peer::Attached(pid)
+                } else {
+                    Peer::Died(pid)
+                }
+            }
+        }
+    }
+
+    /// Whether slot `i` was closed (cheap: no liveness check).
+    pub(crate) fn slot_left(&self, i: u32) -> bool {
+        (self.slot(i).0.load(Relaxed) >> 32) as u32 == LEFT
+    }
+
+    /// The state of slot `i` as recorded, without asking whether its holder lives.
+    pub(crate) fn peer_recorded(&self, i: u32) -> Peer {
+        let w = self.slot(i).0.load(Acquire);
+        match (w >> 32) as u32 {
+            FREE => Peer::Never,
+            LEFT => Peer::Left,
+            _ => Peer::Attached(w as u32),
+        }
+    }
+
+    /// The holders of slots `range` that are attached and alive.
+    pub(crate) fn live_peers(&self, range: std::ops::Range<u32>) -> Vec<u32> {
+        range
+            .filter_map(|i| match self.peer(i) {
+                Peer::Attached(pid) => Some(pid),
+                _ => None,
+            })
+            .collect()
+    }
+
+    // ---- ring bytes ----
+
+    /// Stores a record header at ring offset `idx` (8-byte aligned, inside).
+    pub(crate) fn store_header(&self, idx: u64, header: u64) {
+        self.ring_word(idx).store(header, Relaxed);
+    }
+
+    /// Loads the record header at ring offset `idx`.
+    pub(crate) fn load_header(&self, idx: u64) -> u64 {
+        self.ring_word(idx).load(Relaxed)
+    }
+
+    fn ring_word(&self, idx: u64) -> &AtomicU64 {
+        assert!(idx % 8 == 0 && idx + 8 <= self.capacity, "ring word {idx}");
+        // SAFETY: in bounds (asserted; the ring lies inside the mapping) and
+        // 8-byte aligned (the ring starts on a 64-byte boundary).
+        unsafe { &*self.ring.as_ptr().add(idx as usize).cast::<AtomicU64>() }
+    }
+
+    /// Copies `data` into the ring at `idx`.
+    pub(crate) fn write(&self, idx: u64, data: &[u8]) {
+        self.check_range(idx, data.len());
+        // SAFETY: the range is inside the ring (checked); the caller owns it by
+        // protocol (between its unpublished head and the reader's tail), and the
+        // source is our own memory, so they do not overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                data.as_ptr(),
+                self.ring.as_ptr().add(idx as usize),
+                data.len(),
+            )
+        }
+    }
+
+    /// Copies ring bytes at `idx` into `out`.
+    pub(crate) fn read(&self, idx: u64, out: &mut [u8]) {
+        self.check_range(idx, out.len());
+        // SAFETY: inside the ring (checked); published bytes a conforming writer no
+        // longer changes, and a hostile one can only make them garbage.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.ring.as_ptr().add(idx as usize),
+                out.as_mut_ptr(),
+                out.len(),
+            )
+        }
+    }
+
+    /// Appends ring bytes at `idx` to `out`.
+    pub(crate) fn append(&self, idx: u64, len: usize, out: &mut Vec<u8>) {
+        self.check_range(idx, len);
+        out.reserve(len);
+        // SAFETY: the source is inside the ring (checked); `reserve` made room for
+        // `len` more bytes after the vector's length, which become initialised by
+        // the copy before `set_len`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.ring.as_ptr().add(idx as usize),
+                out.as_mut_ptr().add(out.len()),
+                len,
+            );
+            out.set_len(out.len() + len);
+        }
+    }
+
+    /// The ring bytes `idx..idx + len`.
+    ///
+    /// # Safety
+    ///
+    /// Nobody may write the range while the slice lives: the caller holds it by
+    /// protocol (reserved and unpublished, or published and not yet released).
+    pub(crate) unsafe fn slice(&self, idx: u64, len: usize) -> &[u8] {
+        self.check_range(idx, len);
+        // SAFETY: inside the ring (checked); exclusivity is the caller's contract.
+        unsafe { std::slice::from_raw_parts(self.ring.as_ptr().add(idx as usize), len) }
+    }
+
+    /// The ring bytes `idx..idx + len`, writable.
+    ///
+    /// # Safety
+    ///
+    /// As for [`slice`](Self::slice), and no other reference to the range may live.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn slice_mut(&self, idx: u64, len: usize) -> &mut [u8] {
+        self.check_range(idx, len);
+        // SAFETY: inside the ring (checked); exclusivity is the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.ring.as_ptr().add(idx as usize), len) }
+    }
+
+    fn check_range(&self, idx: u64, len: usize) {
+        // Callers validate every index and length read from shared memory before
+        // coming here; this catches our own mistakes, never a peer's.
+        assert!(
+            idx <= self.capacity && len as u64 <= self.capacity - idx,
+            "ring range {idx}+{len} outside {}",
+            self.capacity
+        );
+    }
+
+    /// A schedule for a wait until `deadline`.
+    pub(crate) fn schedule(
+        spin: Option<Duration>,
+        deadline: Option<std::time::Instant>,
+    ) -> Schedule {
+        Schedule {
+            spin,
+            deadline,
+            check_every: CHECK_EVERY,
+        }
+    }
+}
+
+/// How often a blocked call checks that its peer still lives: the bound on how
+/// long a dead peer goes unnoticed.
+pub(crate) const CHECK_EVERY: Duration = Duration::from_millis(50);
+
+fn check_config(object: &str, cfg: &Config) -> Result<()> {
+    let bad = |reason: String| {
+        Err(Error::InvalidSize {
+            object: object.to_owned(),
+            reason,
+        })
+    };
+    if !cfg.capacity.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&cfg.capacity) {
+        return bad(format!(
+            "ring capacity {} is not a power of two from {MIN_CAPACITY} to {MAX_CAPACITY}",
+            cfg.capacity
+        ));
+    }
+    if !(2..=MAX_SLOTS).contains(&cfg.slots) {
+        return Err(Error::InvalidArgument {
+            object: object.to_owned(),
+            reason: format!(
+                "{} endpoints; 1 to {} are possible",
+                cfg.slots - 1,
+                MAX_SLOTS - 1
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Writes a fresh channel header into the data area of a segment being created.
+fn write_header(bytes: &mut [u8], cfg: &Config) -> std::result::Result<(), String> {
+    let ring = ring_offset(cfg.slots) as usize;
+    if bytes.len() < ring {
+        return Err(format!("{} bytes cannot hold a channel", bytes.len()));
+    }
+    bytes[..ring].fill(0);
+    let mut put = |off: u64, value: &[u8]| {
+        bytes[off as usize..off as usize + value.len()].copy_from_slice(value)
+    };
+    put(OFF_VERSION, &VERSION.to_le_bytes());
+    put(OFF_FLAVOUR, &(cfg.flavour as u32).to_le_bytes());
+    put(OFF_SLOTS, &cfg.slots.to_le_bytes());
+    put(OFF_CAPACITY, &cfg.capacity.to_le_bytes());
+    put(OFF_MAX_MESSAGE, &cfg.max_message.to_le_bytes());
+    put(OFF_RING, &(ring as u64).to_le_bytes());
+    put(OFF_MAGIC, &MAGIC.to_le_bytes());
+    Mutex::<()>::init_bytes(&mut bytes[OFF_LOCK as usize..OFF_SLOTS_TABLE as usize], ())
+}

@@ -1,0 +1,237 @@
+//! Request/response over two kinds of queue: every client sends its requests into
+//! the server's many-sender queue, and gets replies on a one-to-one queue of its
+//! own, which it creates and names in each request.
+//!
+//! Request message: request id (u64 LE), reply-queue name length (u16 LE), the
+//! name, the payload. Reply message: request id (u64 LE), the payload.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use super::queue::Deadline;
+use super::{ChannelOptions, Receiver, Sender};
+use crate::error::{Error, Result};
+
+/// How many clients a server admits at once.
+pub const RPC_MAX_CLIENTS: u32 = 64;
+
+fn request_options() -> ChannelOptions {
+    ChannelOptions::new().max_senders(RPC_MAX_CLIENTS)
+}
+
+/// A server: receives requests from many clients and replies to each.
+///
+/// ```
+/// use shmkit::channel::{RpcClient, RpcServer};
+/// # fn main() -> shmkit::Result<()> {
+/// # let name = format!("doc-rpc-{}", std::process::id());
+/// let mut server = RpcServer::bind(&name)?;
+/// let mut client = RpcClient::connect(&name)?;
+/// std::thread::scope(|s| {
+///     s.spawn(|| -> shmkit::Result<()> {
+///         let request = server.recv()?;
+///         let answer = request.payload().to_ascii_uppercase();
+///         server.reply(&request, &answer)
+///     });
+///     assert_eq!(client.call(b"shout")?, b"SHOUT");
+///     Ok(())
+/// })
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct RpcServer {
+    requests: Receiver,
+    replies: HashMap<String, Sender>,
+}
+
+/// A request as the server received it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    id: u64,
+    reply_to: String,
+    payload: Vec<u8>,
+}
+
+impl Request {
+    /// What the client sent.
+    pub fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+
+    /// The reply queue of the client that asked.
+    pub fn client(&self) -> &str {
+        &self.reply_to
+    }
+}
+
+impl RpcServer {
+    /// Serves on the channel `name` (created if no client made it yet).
+    pub fn bind(name: &str) -> Result<RpcServer> {
+        Ok(RpcServer {
+            requests: request_options().receiver(name)?,
+            replies: HashMap::new(),
+        })
+    }
+
+    /// The next request, waiting as long as it takes.
+    pub fn recv(&mut self) -> Result<Request> {
+        self.recv_until(Deadline::Never)
+    }
+
+    /// The next request, waiting at most `timeout`.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Request> {
+        self.recv_until(Deadline::after(timeout))
+    }
+
+    fn recv_until(&mut self, deadline: Deadline) -> Result<Request> {
+        let object = self.requests.name().to_owned();
+        let decoded = match deadline {
+            Deadline::Never => self.requests.recv_with(decode_request)?,
+            Deadline::At(at, _) => self
+                .requests
+                .recv_with_timeout(at.saturating_duration_since(Instant::now()), decode_request)?,
+            Deadline::Now => self.requests.try_recv_with(decode_request)?,
+        };
+        decoded.map_err(|reason| Error::Decode { object, reason })
+    }
+
+    /// Sends `payload` to the client that made `request`. [`Error::Disconnected`]
+    /// or [`Error::NotFound`] if that client is gone.
+    pub fn reply(&mut self, request: &Request, payload: &[u8]) -> Result<()> {
+        if !self.replies.contains_key(&request.reply_to) {
+            let tx = ChannelOptions::new()
+                .open_existing()
+                .sender(&request.reply_to)?;
+            self.replies.insert(request.reply_to.clone(), tx);
+        }
+        let tx = self
+            .replies
+            .get_mut(&request.reply_to)
+            .expect("inserted above");
+        let mut msg = Vec::with_capacity(8 + payload.len());
+        msg.extend_from_slice(&request.id.to_le_bytes());
+        msg.extend_from_slice(payload);
+        let sent = tx.send(&msg);
+        if sent.is_err() {
+            // A client that went away takes its queue with it; forget ours.
+            self.replies.remove(&request.reply_to);
+        }
+        sent
+    }
+}
+
+fn decode_request(bytes: &[u8]) -> std::result::Result<Request, String> {
+    let bad = || format!("malformed request of {} bytes", bytes.len());
+    let id = u64::from_le_bytes(bytes.get(..8).ok_or_else(bad)?.try_into().expect("8 bytes"));
+    let name_len = u16::from_le_bytes(
+        bytes
+            .get(8..10)
+            .ok_or_else(bad)?
+            .try_into()
+            .expect("2 bytes"),
+    ) as usize;
+    let name = bytes.get(10..10 + name_len).ok_or_else(bad)?;
+    let reply_to = std::str::from_utf8(name).map_err(|_| bad())?.to_owned();
+    Ok(Request {
+        id,
+        reply_to,
+        payload: bytes[10 + name_len..].to_vec(),
+    })
+}
+
+/// A client of an [`RpcServer`].
+#[derive(Debug)]
+pub struct RpcClient {
+    requests: Sender,
+    replies: Receiver,
+    reply_name: String,
+    next_id: u64,
+}
+
+impl RpcClient {
+    /// Connects to the server on `name`, making this client's reply queue.
+    pub fn connect(name: &str) -> Result<RpcClient> {
+        static CLIENTS: AtomicU64 = AtomicU64::new(0);
+        let reply_name = format!(
+            "{name}-reply-{}-{}",
+            std::process::id(),
+            CLIENTS.fetch_add(1, Relaxed)
+        );
+        let replies = ChannelOptions::new()
+            .capacity(256 * 1024)
+            .create_new()
+            .receiver(&reply_name)?;
+        Ok(RpcClient {
+            requests: request_options().sender(name)?,
+            replies,
+            reply_name,
+            next_id: 1,
+        })
+    }
+
+    /// Sends `payload` and waits for the reply. [`Error::Disconnected`] if the
+    /// server stops or dies before answering.
+    pub fn call(&mut self, payload: &[u8]) -> Result<Vec<u8>> {
+        self.call_until(payload, None)
+    }
+
+    /// [`call`](Self::call), waiting at most `timeout` for the reply
+    /// ([`Error::Timeout`]); a late reply to it is discarded by the next call.
+    pub fn call_timeout(&mut self, payload: &[u8], timeout: Duration) -> Result<Vec<u8>> {
+        self.call_until(
+            payload,
+            Instant::now().checked_add(timeout).map(|d| (d, timeout)),
+        )
+    }
+
+    fn call_until(
+        &mut self,
+        payload: &[u8],
+        deadline: Option<(Instant, Duration)>,
+    ) -> Result<Vec<u8>> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut msg = Vec::with_capacity(10 + self.reply_name.len() + payload.len());
+        msg.extend_from_slice(&id.to_le_bytes());
+        msg.extend_from_slice(&(self.reply_name.len() as u16).to_le_bytes());
+        msg.extend_from_slice(self.reply_name.as_bytes());
+        msg.extend_from_slice(payload);
+        match deadline {
+            None => self.requests.send(&msg)?,
+            Some((at, _)) => self
+                .requests
+                .send_timeout(&msg, at.saturating_duration_since(Instant::now()))?,
+        }
+        loop {
+            let slice = Duration::from_millis(50);
+            let wait = deadline.map_or(slice, |(at, _)| {
+                slice.min(at.saturating_duration_since(Instant::now()))
+            });
+            match self.replies.recv_timeout(wait) {
+                Ok(reply) if reply.len() >= 8 && reply[..8] == id.to_le_bytes() => {
+                    return Ok(reply[8..].to_vec())
+                }
+                // A late reply to an earlier call that timed out.
+                Ok(_) => continue,
+                Err(e) if e.is_timeout() => {}
+                Err(e) => return Err(e),
+            }
+            if !self.requests.receiver_connected() {
+                return Err(Error::Disconnected {
+                    object: self.requests.name().to_owned(),
+                    reason: "the server is not running".into(),
+                });
+            }
+            if let Some((at, after)) = deadline {
+                if Instant::now() >= at {
+                    return Err(Error::Timeout {
+                        object: self.requests.name().to_owned(),
+                        op: "receive a reply",
+                        after,
+                    });
+                }
+            }
+        }
+    }
+}
