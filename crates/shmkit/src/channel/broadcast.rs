@@ -403,7 +403,8 @@ fn look(
     buf: &mut Vec<u8>,
 ) -> Result<Look> {
     let cap = mem.capacity;
-    loop {
+    // Between two records there is at most one pad; more means a corrupt writer.
+    for _ in 0..3 {
         let head = mem.head().load(SeqCst);
         if *pos == head {
             return Ok(Look::Empty);
@@ -467,6 +468,7 @@ fn look(
         *expected = Some(seq + 1);
         return Ok(Look::Message);
     }
+    Err(corrupt(mem, format!("padding after padding at {pos}")))
 }
 
 /// `Disconnected` if the publisher closed (or, with `check_alive`, died).

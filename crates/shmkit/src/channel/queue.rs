@@ -564,6 +564,9 @@ struct Record {
     size: u64,
 }
 
+/// Records a receive call reads between looks at the clock.
+const POLL_BATCH: u32 = 1024;
+
 /// Largest allocation made up front for a long message; the rest grows as its
 /// fragments arrive, so a lying length prefix cannot make us allocate it.
 const PREALLOCATE: u64 = 64 << 20;
@@ -641,8 +644,16 @@ impl ReadState {
         mem: &ChannelMem,
         accept: &impl Fn(u64) -> Result<()>,
         deliver: &mut Option<impl FnOnce(&[u8]) -> R>,
+        deadline: Option<Instant>,
     ) -> Result<Option<R>> {
+        let mut records = 0u32;
         loop {
+            // Fragments keep coming (or a hostile writer keeps inventing them):
+            // let the caller's deadline apply between records.
+            records += 1;
+            if records % POLL_BATCH == 0 && deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(None);
+            }
             if self.assembly.as_ref().is_some_and(|a| a.complete) {
                 let total = self.assembly.as_ref().map_or(0, |a| a.total);
                 accept(total)?;
@@ -952,7 +963,8 @@ impl Receiver {
         let mut deliver = Some(deliver);
         let mem = &self.mem;
         let state = &mut self.state;
-        if let Some(r) = state.poll(mem, &accept, &mut deliver)? {
+        let until = deadline.instant();
+        if let Some(r) = state.poll(mem, &accept, &mut deliver, until)? {
             return Ok(r);
         }
         let mut gone = senders_gone(mem, false);
@@ -968,7 +980,7 @@ impl Receiver {
         }
         if gone.is_none() {
             let schedule = ChannelMem::schedule(self.spin, deadline.instant());
-            let ready = || match state.poll(mem, &accept, &mut deliver) {
+            let ready = || match state.poll(mem, &accept, &mut deliver, until) {
                 Ok(Some(r)) => Some(Ok(Ok(r))),
                 Ok(None) => None,
                 Err(e) => Some(Err(e)),
@@ -983,7 +995,7 @@ impl Receiver {
         }
         // The senders are gone, but what they published before going is still
         // delivered; a message they left unfinished is dropped.
-        if let Some(r) = state.poll(mem, &accept, &mut deliver)? {
+        if let Some(r) = state.poll(mem, &accept, &mut deliver, until)? {
             return Ok(r);
         }
         state.abandon();
