@@ -2,7 +2,7 @@
 
 use std::io::{Read, Write};
 
-use shmkit::{Access, Lifetime, Shm, ShmOptions};
+use shmkit::{Access, Lifetime, SegmentKind, Shm, ShmOptions};
 
 use crate::{hexdump, size};
 
@@ -24,13 +24,13 @@ pub fn ls() -> CmdResult {
         return Ok(());
     }
     println!(
-        "{:<32} {:<10} {:>12} {:<10} {:>8} {:<8}",
+        "{:<32} {:<10} {:>12} {:<10} {:>8} {:<8} DETAIL",
         "NAME", "KIND", "SIZE", "LIFETIME", "CREATOR", "ALIVE"
     );
     for name in names {
         match Shm::inspect(&name) {
             Ok(i) => println!(
-                "{:<32} {:<10} {:>12} {:<10} {:>8} {:<8}",
+                "{:<32} {:<10} {:>12} {:<10} {:>8} {:<8} {}",
                 name,
                 i.kind.to_string(),
                 size::show(i.size),
@@ -42,6 +42,11 @@ pub fn ls() -> CmdResult {
                     "yes"
                 } else {
                     "no"
+                },
+                if i.kind == SegmentKind::Channel {
+                    crate::channels::summary(&name)
+                } else {
+                    String::new()
                 }
             ),
             // One unreadable entry must not hide the others.
@@ -90,6 +95,9 @@ pub fn info(name: &str, raw: bool) -> CmdResult {
     println!("layout:    version {}", i.layout_version);
     if i.stale {
         println!("stale:     yes (every user died; the next open removes it)");
+    }
+    if i.kind == SegmentKind::Channel {
+        crate::channels::details(name)?;
     }
     Ok(())
 }

@@ -1,101 +1,170 @@
-//! `shmkit demo`: the classic two programs sharing one piece of memory,
-//! synchronised by a pair of semaphores instead of polling.
+//! `shmkit demo`: two processes talking through shmkit channels.
 //!
-//! Layout of the demo segment: semaphore "to peer" at offset 0 and "to demo" at 64
-//! (both count 0, maximum 1), the message length (u32) at 128, the message from 136.
-//! The peer writes its greeting and releases "to demo"; this process waits on it
-//! and prints the message. Then the two bounce the semaphores back and forth and
-//! this process reports the round-trip time.
+//! This process creates a channel and starts a second process (this program again,
+//! `demo --peer`), which sends it messages of growing size — a line of text up to
+//! 16 MiB, far more than the 4 MiB ring, so the last ones travel in fragments —
+//! then answers 20,000 pings, then sends a burst of small and of 1 MiB messages.
+//! This process checks every byte and prints what arrived, the round-trip time and
+//! the throughput.
 
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use shmkit::sync::Semaphore;
-use shmkit::{Shm, ShmOptions};
+use shmkit::channel::{ChannelOptions, Receiver, Sender};
 
 use crate::commands::CmdResult;
+use crate::size;
 
-const SIZE: u64 = 64 * 1024;
-const TO_PEER: u64 = 0;
-const TO_DEMO: u64 = 64;
-const LEN_AT: u64 = 128;
-const MESSAGE_AT: u64 = 136;
-const TIMEOUT: Duration = Duration::from_secs(10);
-const ROUNDS: u32 = 20_000;
+const TIMEOUT: Duration = Duration::from_secs(30);
+const PINGS: u32 = 20_000;
+const SMALL: u64 = 1_000_000;
+const BULK: u64 = 512;
+const MIB: usize = 1 << 20;
+const SIZES: [usize; 6] = [100, 4096, 64 * 1024, MIB, 4 * MIB, 16 * MIB];
+
+fn data_channel(demo_pid: &str) -> String {
+    format!("demo-{demo_pid}")
+}
+
+fn ping_channel(demo_pid: &str) -> String {
+    format!("demo-{demo_pid}-ping")
+}
+
+/// Message `k` of the growing series: a readable start, then a byte pattern.
+fn growing(k: usize, len: usize) -> Vec<u8> {
+    let mut m: Vec<u8> = (0..len).map(|i| (i % 251) as u8 ^ k as u8).collect();
+    let head = format!("message {k}: {len} bytes ");
+    let n = head.len().min(len);
+    m[..n].copy_from_slice(&head.as_bytes()[..n]);
+    m
+}
 
 pub fn run() -> CmdResult {
-    let me = std::process::id();
-    let name = format!("demo-{me}");
-    let shm = ShmOptions::new().size(SIZE).create(&name)?;
-    let to_peer = Semaphore::init_in(&shm, TO_PEER, 0, 1)?;
-    let to_demo = Semaphore::init_in(&shm, TO_DEMO, 0, 1)?;
-    println!(
-        "[{me}] created segment {name:?} ({SIZE} bytes, {}) with two semaphores",
-        shm.os_name()
-    );
-    let started = Instant::now();
+    let me = std::process::id().to_string();
+    let mut rx = ChannelOptions::new()
+        .capacity(4 * MIB as u64)
+        .max_message(64 * MIB as u64)
+        .receiver(&data_channel(&me))?;
+    let mut ping = ChannelOptions::new()
+        .capacity(64 * 1024)
+        .sender(&ping_channel(&me))?;
     let mut peer = Command::new(std::env::current_exe()?)
-        .args(["demo", "--peer", &name])
+        .args(["demo", "--peer", &me])
         .spawn()?;
-    println!("[{me}] started peer process {}", peer.id());
-
-    wait_for_peer(&to_demo, &mut peer)?;
-    let mut len = [0u8; 4];
-    shm.read_at(LEN_AT, &mut len)?;
-    let len = u32::from_le_bytes(len) as usize;
-    let message = shm.read_vec(MESSAGE_AT, len)?;
     println!(
-        "[{me}] received {len} bytes {:?} after the spawn: {}",
-        started.elapsed(),
-        String::from_utf8_lossy(&message)
+        "[{me}] created channel {:?} ({} ring), started peer process {}",
+        rx.name(),
+        size::show(rx.capacity()),
+        peer.id()
     );
-
-    let bounce = Instant::now();
-    for _ in 0..ROUNDS {
-        to_peer.release(1)?;
-        wait_for_peer(&to_demo, &mut peer)?;
+    let result = talk(&me, &mut rx, &mut ping);
+    if result.is_err() {
+        let _ = peer.kill();
     }
-    let per_round = bounce.elapsed() / ROUNDS;
-    println!("[{me}] {ROUNDS} semaphore round trips with the peer: {per_round:?} each");
-
     let status = peer.wait()?;
+    result?;
     if !status.success() {
         return Err(format!("peer failed: {status}").into());
     }
     Ok(())
 }
 
-/// Waits on `sem`, but notices a peer that exited instead of waiting forever.
-fn wait_for_peer(sem: &Semaphore, peer: &mut Child) -> CmdResult {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        match sem.wait_timeout(Duration::from_millis(100)) {
-            Err(e) if e.is_timeout() => {}
-            other => return Ok(other?),
+fn talk(me: &str, rx: &mut Receiver, ping: &mut Sender) -> CmdResult {
+    // 1. Messages of growing size.
+    let hello = rx.recv_timeout(TIMEOUT)?;
+    println!("[{me}] received {:?}", String::from_utf8_lossy(&hello));
+    for (k, &len) in SIZES.iter().enumerate() {
+        let started = Instant::now();
+        let m = rx.recv_timeout(TIMEOUT)?;
+        let took = started.elapsed();
+        if m != growing(k, len) {
+            return Err(format!("message {k} of {len} bytes arrived damaged").into());
         }
-        if let Some(status) = peer.try_wait()? {
-            return Err(format!("peer exited ({status}) without answering").into());
-        }
-        if Instant::now() > deadline {
-            let _ = peer.kill();
-            return Err(format!("{}: no answer within {TIMEOUT:?}", sem.name()).into());
+        let readable = m.iter().take_while(|b| b.is_ascii_graphic() || **b == b' ');
+        let text = String::from_utf8_lossy(&m[..readable.count()])
+            .trim_end()
+            .to_owned();
+        println!(
+            "[{me}] received {:>9}, every byte checked, in {:>12?}: {text:?}",
+            size::show(len as u64),
+            took
+        );
+    }
+
+    // 2. Round trips of 64-byte messages.
+    let mut payload = [0u8; 64];
+    let started = Instant::now();
+    for i in 0..PINGS {
+        payload[..4].copy_from_slice(&i.to_le_bytes());
+        ping.send(&payload)?;
+        let back = rx.recv_timeout(TIMEOUT)?;
+        if back != payload {
+            return Err(format!("ping {i} came back damaged").into());
         }
     }
+    let rtt = started.elapsed() / PINGS;
+    println!("[{me}] {PINGS} round trips of 64-byte messages: {rtt:?} each");
+
+    // 3. Throughput: the peer sends as fast as it can.
+    ping.send(b"go")?;
+    let started = Instant::now();
+    let mut buf = [0u8; 64];
+    for i in 0..SMALL {
+        let n = rx.recv_into_timeout(&mut buf, TIMEOUT)?;
+        if n != 64 || buf[..8] != i.to_le_bytes() {
+            return Err(format!("small message {i} arrived damaged").into());
+        }
+    }
+    report(me, SMALL, 64, started.elapsed());
+    let started = Instant::now();
+    for i in 0..BULK {
+        let ok = rx.recv_with_timeout(TIMEOUT, |m| m.len() == MIB && m[..8] == i.to_le_bytes())?;
+        if !ok {
+            return Err(format!("1 MiB message {i} arrived damaged").into());
+        }
+    }
+    report(me, BULK, MIB as u64, started.elapsed());
+    Ok(())
 }
 
-pub fn peer(name: &str) -> CmdResult {
+fn report(me: &str, count: u64, len: u64, took: Duration) {
+    let secs = took.as_secs_f64();
+    println!(
+        "[{me}] {count} messages of {}: {:.0} MB/s, {:.0} messages/s",
+        size::show(len),
+        (count * len) as f64 / secs / 1e6,
+        count as f64 / secs
+    );
+}
+
+pub fn peer(demo_pid: &str) -> CmdResult {
     let me = std::process::id();
-    let shm = Shm::open(name)?;
-    let to_peer = Semaphore::open_in(&shm, TO_PEER)?;
-    let to_demo = Semaphore::open_in(&shm, TO_DEMO)?;
-    let message = format!("hello from process {me}, written straight into shared memory");
-    shm.write_at(MESSAGE_AT, message.as_bytes())?;
-    shm.write_at(LEN_AT, &(message.len() as u32).to_le_bytes())?;
-    to_demo.release(1)?;
-    println!("[{me}] peer wrote {} bytes", message.len());
-    for _ in 0..ROUNDS {
-        to_peer.wait_timeout(TIMEOUT)?;
-        to_demo.release(1)?;
+    let mut tx = Sender::connect(&data_channel(demo_pid))?;
+    let mut pings = Receiver::connect(&ping_channel(demo_pid))?;
+    tx.send(format!("hello from process {me}, through a shmkit channel").as_bytes())?;
+    for (k, &len) in SIZES.iter().enumerate() {
+        tx.send(&growing(k, len))?;
+    }
+    println!(
+        "[{me}] peer sent {} messages of growing size",
+        SIZES.len() + 1
+    );
+    for _ in 0..PINGS {
+        let m = pings.recv_timeout(TIMEOUT)?;
+        tx.send(&m)?;
+    }
+    if pings.recv_timeout(TIMEOUT)? != b"go" {
+        return Err("expected go".into());
+    }
+    let mut small = [7u8; 64];
+    for i in 0..SMALL {
+        small[..8].copy_from_slice(&i.to_le_bytes());
+        tx.send(&small)?;
+    }
+    let mut big = vec![0x5a; MIB];
+    for i in 0..BULK {
+        big[..8].copy_from_slice(&i.to_le_bytes());
+        tx.send(&big)?;
     }
     Ok(())
 }

@@ -1,9 +1,11 @@
-//! `shmkit`: inspect, create, remove, read and write shared memory from the shell.
+//! `shmkit`: inspect, create, remove, read and write shared memory, and send and
+//! receive on channels, from the shell.
 //!
 //! Every command takes a shmkit name; with `--raw` it takes the exact OS name of an
 //! object made by another program instead (`/psm_1234`, `Local\MyMap`). Errors are
 //! one line on stderr and exit status 1.
 
+mod channels;
 mod commands;
 mod demo;
 mod hexdump;
@@ -85,8 +87,72 @@ enum Command {
         #[arg(long)]
         raw: bool,
     },
-    /// Two processes sharing memory: this one creates a segment, a second one
-    /// (this program again) writes a message into it, and this one prints it.
+    /// Send messages into a queue channel: each MESSAGE, or else each line of
+    /// standard input. Creates the channel (persistent) if needed.
+    Send {
+        /// Channel name.
+        channel: String,
+        /// Messages to send; lines of standard input when absent.
+        messages: Vec<String>,
+        /// Ring size if the channel is created (a power of two).
+        #[arg(long, value_parser = size::parse, default_value = "1MiB")]
+        capacity: u64,
+        /// Give up if the ring stays full this many seconds.
+        #[arg(long)]
+        timeout: Option<f64>,
+    },
+    /// Receive messages from a queue channel and print each on its own line:
+    /// one message, --count N, or --follow for all that come. Waits for senders
+    /// to come (or for --timeout).
+    Recv {
+        /// Channel name.
+        channel: String,
+        /// How many messages to receive.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Keep receiving until interrupted.
+        #[arg(long)]
+        follow: bool,
+        /// Give up after this many seconds.
+        #[arg(long)]
+        timeout: Option<f64>,
+        /// Ring size if the channel is created (a power of two).
+        #[arg(long, value_parser = size::parse, default_value = "1MiB")]
+        capacity: u64,
+    },
+    /// Publish messages on a broadcast channel (MESSAGEs or lines of standard
+    /// input). Never waits for subscribers.
+    Pub {
+        /// Channel name.
+        channel: String,
+        /// Messages to publish; lines of standard input when absent.
+        messages: Vec<String>,
+        /// Ring size if the channel is created (a power of two).
+        #[arg(long, value_parser = size::parse, default_value = "1MiB")]
+        capacity: u64,
+    },
+    /// Subscribe to a broadcast channel and print each message on its own line.
+    Sub {
+        /// Channel name.
+        channel: String,
+        /// How many messages to receive.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Keep receiving until interrupted.
+        #[arg(long)]
+        follow: bool,
+        /// Give up after this many seconds.
+        #[arg(long)]
+        timeout: Option<f64>,
+        /// Start with the messages the ring still holds.
+        #[arg(long)]
+        history: bool,
+        /// Ring size if the channel is created (a power of two).
+        #[arg(long, value_parser = size::parse, default_value = "1MiB")]
+        capacity: u64,
+    },
+    /// Two processes talking through channels: messages of growing size up to
+    /// 16 MiB, round-trip time and throughput, every byte checked.
     Demo {
         /// Internal: run as the demo's second process, on this segment.
         #[arg(long, hide = true)]
@@ -127,6 +193,49 @@ fn main() -> ExitCode {
             offset,
             raw,
         } => commands::write(&name, data, offset, raw),
+        Command::Send {
+            channel,
+            messages,
+            capacity,
+            timeout,
+        } => channels::send(&channel, messages, capacity, timeout),
+        Command::Recv {
+            channel,
+            count,
+            follow,
+            timeout,
+            capacity,
+        } => channels::recv(
+            &channel,
+            capacity,
+            &channels::Listen {
+                count,
+                follow,
+                timeout,
+            },
+        ),
+        Command::Pub {
+            channel,
+            messages,
+            capacity,
+        } => channels::publish(&channel, messages, capacity),
+        Command::Sub {
+            channel,
+            count,
+            follow,
+            timeout,
+            history,
+            capacity,
+        } => channels::subscribe(
+            &channel,
+            capacity,
+            history,
+            &channels::Listen {
+                count,
+                follow,
+                timeout,
+            },
+        ),
         Command::Demo { peer: None } => demo::run(),
         Command::Demo { peer: Some(name) } => demo::peer(&name),
     };

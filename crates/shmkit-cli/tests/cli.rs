@@ -180,13 +180,89 @@ fn raw_objects_by_os_name() {
 }
 
 #[test]
-fn demo_shows_two_processes_sharing_memory() {
+fn demo_shows_two_processes_talking_through_channels() {
     let out = ok(&["demo"]);
-    assert!(out.contains("created segment"), "{out}");
-    assert!(out.contains("peer wrote"), "{out}");
-    let received = out.lines().find(|l| l.contains("received")).unwrap();
-    assert!(received.contains("hello from process"), "{out}");
-    assert!(out.contains("20000 semaphore round trips"), "{out}");
+    assert!(out.contains("created channel"), "{out}");
+    assert!(out.contains("peer sent 7 messages"), "{out}");
+    let hello = out
+        .lines()
+        .find(|l| l.contains("received \"hello"))
+        .unwrap();
+    assert!(hello.contains("hello from process"), "{out}");
+    assert!(out.contains("16.0 MiB, every byte checked"), "{out}");
+    assert!(
+        out.contains("20000 round trips of 64-byte messages"),
+        "{out}"
+    );
+    assert!(out.contains("1000000 messages of 64 B"), "{out}");
+    assert!(out.contains("512 messages of 1.0 MiB"), "{out}");
+}
+
+#[test]
+fn send_recv_pub_sub_and_channel_info() {
+    let q = Name::new("queue");
+    let name = q.0.as_str();
+    // The sender may go first: the CLI's channels are persistent.
+    assert!(shmkit(&["send", name, "first", "second"]).status.success());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shmkit"))
+        .args(["send", name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"line one\nline two\n")
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let ls = ok(&["ls"]);
+    let row = ls.lines().find(|l| l.starts_with(name)).unwrap();
+    assert!(row.contains("channel") && row.contains("queue"), "{row}");
+    assert!(row.contains("receiver down, 0 senders"), "{row}");
+    let info = ok(&["info", name]);
+    assert!(info.contains("channel:   queue"), "{info}");
+    assert!(
+        info.contains("ring:      1.0 MiB (1048576 bytes), 64 B used"),
+        "{info}"
+    );
+    assert!(info.contains("receiver:  none yet"), "{info}");
+    assert_eq!(
+        ok(&["recv", name, "--count", "4"]),
+        "first\nsecond\nline one\nline two\n"
+    );
+    let err = fails(&["recv", name, "--timeout", "0.1"]);
+    assert!(
+        err.contains("disconnected: every sender") || err.contains("sender closed"),
+        "{err}"
+    );
+
+    let b = Name::new("bcast");
+    let bname = b.0.as_str();
+    ok(&["pub", bname, "old news"]);
+    let mut sub = Command::new(env!("CARGO_BIN_EXE_shmkit"))
+        .args(["sub", bname, "--history", "--count", "2", "--timeout", "20"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    ok(&["pub", bname, "fresh"]);
+    let out = sub.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "old news\nfresh\n");
+    let err = fails(&["send", bname, "x"]);
+    assert!(
+        err.contains("is a broadcast channel, not a queue channel"),
+        "{err}"
+    );
+    // A message waits in the ring for the next receiver.
+    ok(&["send", name, "later"]);
+    assert_eq!(ok(&["recv", name]), "later\n");
+    let bad = Name::new("badcap");
+    let err = fails(&["send", bad.0.as_str(), "x", "--capacity", "1000"]);
+    assert!(err.contains("power of two"), "{err}");
 }
 
 #[test]
