@@ -242,7 +242,7 @@ fn send_recv_pub_sub_and_channel_info() {
     let b = Name::new("bcast");
     let bname = b.0.as_str();
     ok(&["pub", bname, "old news"]);
-    let mut sub = Command::new(env!("CARGO_BIN_EXE_shmkit"))
+    let sub = Command::new(env!("CARGO_BIN_EXE_shmkit"))
         .args(["sub", bname, "--history", "--count", "2", "--timeout", "20"])
         .stdout(Stdio::piped())
         .spawn()
