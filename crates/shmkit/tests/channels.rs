@@ -367,35 +367,34 @@ fn corrupt_control_words_give_errors_not_panics() {
         format!("/shmkit.{}", name.as_str())
     };
     let raw = shmkit::ShmOptions::new().open_raw(&os).unwrap();
-    // Data area starts after the 512-byte segment header; head is at 64, the
-    // first record header at the ring (offset 320 for one sender).
+    // Data area starts after the segment header block; head is at 64, the ring
+    // at 320 (for one sender). Headers (docs/LAYOUT.md): length in bits 0..32,
+    // kind in 32..36, stamp (position / 8) in 36..64.
     let data = shmkit::HEADER_BLOCK;
-    let head = data + 64;
-    let record = data + 320;
-    raw.atomic_u64(head)
-        .unwrap()
-        .store(3, std::sync::atomic::Ordering::SeqCst);
+    let word = |off: u64, value: u64| {
+        raw.atomic_u64(data + off)
+            .unwrap()
+            .store(value, std::sync::atomic::Ordering::SeqCst)
+    };
+    // The receiver reads a stamped record without consulting the head...
+    word(64, 3);
+    assert_eq!(rx.try_recv().unwrap(), b"fine");
+    // ...but checks the head before it reports the ring empty.
     let err = rx.try_recv().unwrap_err();
     assert!(matches!(err, Error::CorruptState { .. }), "{err}");
-    raw.atomic_u64(head)
-        .unwrap()
-        .store(16, std::sync::atomic::Ordering::SeqCst);
-    raw.atomic_u64(record)
-        .unwrap()
-        .store(u64::MAX, std::sync::atomic::Ordering::SeqCst);
+    // "fine" took 16 bytes; the next record would be at 16 (stamp 2).
+    word(64, 32);
+    word(320 + 16, u64::MAX);
     let err = rx.try_recv().unwrap_err();
-    assert!(err.to_string().contains("tag"), "{err}");
-    // A header claiming more than was published.
-    let lying = (0x7352_0001u64 << 32) | 500;
-    raw.atomic_u64(record)
-        .unwrap()
-        .store(lying, std::sync::atomic::Ordering::SeqCst);
+    assert!(err.to_string().contains("no record at 16"), "{err}");
+    word(320 + 16, 2 << 36 | 0xf << 32);
+    let err = rx.try_recv().unwrap_err();
+    assert!(err.to_string().contains("has header"), "{err}");
+    word(320 + 16, 2 << 36 | 1 << 32 | 2000);
     let err = rx.try_recv().unwrap_err();
     assert!(err.to_string().contains("overruns"), "{err}");
     // The sender checks the tail it reads.
-    raw.atomic_u64(data + 128)
-        .unwrap()
-        .store(1 << 40, std::sync::atomic::Ordering::SeqCst);
+    word(128, 1 << 40);
     let err = loop {
         match tx.try_send(&[1u8; 200]) {
             Ok(()) => continue,

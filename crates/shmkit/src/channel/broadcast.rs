@@ -110,7 +110,9 @@ impl Publisher {
             let idx = pos & (cap - 1);
             let to_end = cap - idx;
             let bad = || corrupt(mem, format!("record at {pos} while resuming"));
-            let (tag, len) = Tag::decode(mem.load_header(idx)).map_err(|_| bad())?;
+            let Header::Record(tag, len) = Header::decode(mem.load_header(idx), pos) else {
+                return Err(bad());
+            };
             let size = match tag {
                 Tag::Pad if len as u64 + RECORD_HEADER == to_end => to_end,
                 Tag::Single if BROADCAST_HEADER + align8(len as u64) <= to_end => {
@@ -174,10 +176,13 @@ impl Publisher {
         // Readers that see any byte written below must see the new claim.
         fence(Release);
         if pad > 0 {
-            mem.store_header(idx, Tag::Pad.encode((pad - RECORD_HEADER) as u32));
+            mem.store_header(
+                idx,
+                Tag::Pad.encode((pad - RECORD_HEADER) as u32, self.head),
+            );
         }
         let ridx = start & (cap - 1);
-        mem.store_header(ridx, Tag::Single.encode(len as u32));
+        mem.store_header(ridx, Tag::Single.encode(len as u32, start));
         mem.store_header(ridx + 8, self.next_seq);
         mem.write(ridx + BROADCAST_HEADER, msg);
         self.records.push_back((start, self.next_seq));
@@ -318,7 +323,7 @@ impl Subscriber {
         if publisher_gone(mem, false).is_none() && !matches!(deadline, Deadline::Now) {
             let schedule = ChannelMem::schedule(self.spin, deadline.instant());
             let (pos, expected, buf) = (&mut self.pos, &mut self.expected, &mut self.buf);
-            let ready = || match look(mem, pos, expected, buf) {
+            let ready = |_thorough| match look(mem, pos, expected, buf) {
                 Ok(Look::Empty) => None,
                 Ok(Look::Message) => Some(Ok(None)),
                 Ok(Look::Lapped) => Some(Ok(Some(Lapped))),
@@ -373,7 +378,8 @@ impl Subscriber {
             };
             fence(Acquire);
             let claim = mem.u64_at(OFF_CLAIM).load(Relaxed);
-            if oldest + mem.capacity < claim || Tag::decode(header).is_err() {
+            let whole = matches!(Header::decode(header, oldest), Header::Record(..));
+            if oldest + mem.capacity < claim || !whole {
                 std::hint::spin_loop();
                 continue;
             }
@@ -421,10 +427,9 @@ fn look(
         let idx = *pos & (cap - 1);
         let to_end = cap - idx;
         let header = mem.load_header(idx);
-        let decoded = Tag::decode(header);
-        let (tag, len) = match decoded {
-            Ok((tag, len)) => (tag, len as u64),
-            Err(_) => (Tag::Pad, u64::MAX),
+        let (tag, len) = match Header::decode(header, *pos) {
+            Header::Record(tag, len) => (tag, len as u64),
+            Header::NotYet | Header::Bad(_) => (Tag::Pad, u64::MAX),
         };
         let size = match tag {
             Tag::Pad if len + RECORD_HEADER == to_end => to_end,

@@ -42,6 +42,7 @@ impl<W: Word, P: Park<W>> Doorbell<'_, W, P> {
     /// SeqCst swap. (A swap, not a store: loom, which models SeqCst as
     /// acquire/release, finds a lost wake-up with a store; x86 compiles a SeqCst
     /// store to the same `xchg` anyway.)
+    #[inline]
     pub(crate) fn ring(&self) {
         let sleeping = self.waiters.load(SeqCst);
         if sleeping != 0 {
@@ -52,24 +53,40 @@ impl<W: Word, P: Park<W>> Doorbell<'_, W, P> {
 
     /// Calls `ready` until it returns `Some`, spinning and then sleeping between
     /// tries; `None` at the deadline. `idle` runs about every `check_every` and may
-    /// end the wait (with the peer found dead, say). `ready` must read the index it
-    /// waits for with a SeqCst (or stronger) load.
+    /// end the wait (with the peer found dead, say).
+    ///
+    /// `ready(thorough)`: while spinning, most calls pass `false` and may look
+    /// only at what is cheapest to watch; every call that decides about sleeping
+    /// (and one in every batch of spins) passes `true` and must then read the
+    /// index it waits for with a SeqCst (or stronger) load.
     pub(crate) fn wait<R>(
         &self,
         schedule: &Schedule,
-        mut ready: impl FnMut() -> Option<R>,
+        mut ready: impl FnMut(bool) -> Option<R>,
         mut idle: impl FnMut() -> Option<R>,
     ) -> Option<R> {
-        if let Some(r) = ready() {
+        // Not thorough: the other side's index lives on a cache line of its own,
+        // and reading it on every call would make it bounce on every message.
+        if let Some(r) = ready(false) {
             return Some(r);
+        }
+        if schedule.spin != Some(Duration::ZERO) {
+            // The answer often comes within a few tries: look before reading the
+            // clock, which costs as much as several tries.
+            for _ in 0..SPIN_BATCH {
+                std::hint::spin_loop();
+                if let Some(r) = ready(false) {
+                    return Some(r);
+                }
+            }
         }
         let started = Instant::now();
         let mut last_idle = started;
         if schedule.spin != Some(Duration::ZERO) {
             loop {
-                for _ in 0..SPIN_BATCH {
+                for i in 0..SPIN_BATCH {
                     std::hint::spin_loop();
-                    if let Some(r) = ready() {
+                    if let Some(r) = ready(i == 0) {
                         return Some(r);
                     }
                 }
@@ -94,7 +111,7 @@ impl<W: Word, P: Park<W>> Doorbell<'_, W, P> {
         self.waiters.fetch_add(1, SeqCst);
         let result = loop {
             let seen = self.signal.load(SeqCst);
-            if let Some(r) = ready() {
+            if let Some(r) = ready(true) {
                 break Some(r);
             }
             let now = Instant::now();
@@ -195,7 +212,7 @@ mod model {
                         ring.space()
                             .wait(
                                 &forever(),
-                                || (head - load(&ring.tail) < 1).then_some(()),
+                                |_| (head - load(&ring.tail) < 1).then_some(()),
                                 || None,
                             )
                             .unwrap();
@@ -210,7 +227,7 @@ mod model {
                 ring.data()
                     .wait(
                         &forever(),
-                        || (load(&ring.head) > tail).then_some(()),
+                        |_| (load(&ring.head) > tail).then_some(()),
                         || None,
                     )
                     .unwrap();

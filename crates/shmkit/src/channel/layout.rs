@@ -54,7 +54,8 @@ pub(crate) const SLOT_SIZE: u64 = 16;
 pub(crate) const MAX_SLOTS: u32 = 1024;
 /// Smallest and largest ring.
 pub(crate) const MIN_CAPACITY: u64 = 256;
-pub(crate) const MAX_CAPACITY: u64 = 1 << 31;
+/// At most 1 GiB, so that a stamp (2 GiB period) tells this lap from the last.
+pub(crate) const MAX_CAPACITY: u64 = 1 << 30;
 
 /// Where the ring starts for a channel with `slots` endpoint slots.
 pub(crate) const fn ring_offset(slots: u32) -> u64 {
@@ -88,14 +89,23 @@ impl Flavour {
 }
 
 /// Every record starts with an 8-byte header on an 8-byte boundary: payload
-/// length in the low 32 bits, tag in the high 32. Queue records are followed by
-/// their payload; broadcast records carry their sequence number first.
+/// length in bits 0..32, the record kind in bits 32..36, and in bits 36..64 a
+/// *stamp*, bits 3..31 of the record's position. A receiver that finds, at its
+/// read position, a header whose stamp matches that position knows the record
+/// was written in this lap of the ring, without reading the head: so the
+/// receiver's fast path touches only the cache lines of the record itself. Queue
+/// records are followed by their payload; broadcast records carry their sequence
+/// number first.
 pub(crate) const RECORD_HEADER: u64 = 8;
 /// Broadcast records: header plus the 8-byte message sequence number.
 pub(crate) const BROADCAST_HEADER: u64 = 16;
 
-/// High half of every tag: `b"sR"`, so that stray bytes are recognised as such.
-const TAG_MARK: u32 = 0x7352_0000;
+const STAMP_MASK: u64 = (1 << 28) - 1;
+
+#[inline]
+fn stamp(pos: u64) -> u64 {
+    (pos >> 3) & STAMP_MASK
+}
 
 /// What a record holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,27 +123,42 @@ pub(crate) enum Tag {
     Pad = 5,
 }
 
-impl Tag {
-    pub(crate) fn encode(self, len: u32) -> u64 {
-        ((TAG_MARK | self as u32) as u64) << 32 | len as u64
-    }
+/// A header word as read at a position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Header {
+    /// A record written for this position: its kind and payload length.
+    Record(Tag, u32),
+    /// Nothing written for this position yet (zero, or left from an earlier lap).
+    NotYet,
+    /// Stamped for this position but of no known kind: corrupt.
+    Bad(u64),
+}
 
-    /// Splits a record header into its tag and length; `Err` holds the raw tag.
-    pub(crate) fn decode(header: u64) -> Result<(Tag, u32), u32> {
-        let tag = (header >> 32) as u32;
-        let len = header as u32;
-        if tag & 0xffff_0000 != TAG_MARK {
-            return Err(tag);
+impl Tag {
+    /// The header of a record of `len` payload bytes at position `pos`.
+    #[inline]
+    pub(crate) fn encode(self, len: u32, pos: u64) -> u64 {
+        stamp(pos) << 36 | (self as u64) << 32 | len as u64
+    }
+}
+
+impl Header {
+    /// Reads the header `word` found at position `pos`.
+    #[inline]
+    pub(crate) fn decode(word: u64, pos: u64) -> Header {
+        if word >> 36 != stamp(pos) || word == 0 {
+            return Header::NotYet;
         }
-        let t = match tag & 0xffff {
+        let len = word as u32;
+        let tag = match (word >> 32) & 0xf {
             1 => Tag::Single,
             2 => Tag::First,
             3 => Tag::Middle,
             4 => Tag::Last,
             5 => Tag::Pad,
-            _ => return Err(tag),
+            _ => return Header::Bad(word),
         };
-        Ok((t, len))
+        Header::Record(tag, len)
     }
 }
 
@@ -153,13 +178,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tags_round_trip_and_strangers_are_refused() {
+    fn headers_round_trip_and_only_match_their_own_position() {
         for t in [Tag::Single, Tag::First, Tag::Middle, Tag::Last, Tag::Pad] {
-            assert_eq!(Tag::decode(t.encode(12345)), Ok((t, 12345)));
+            for pos in [0, 8, 4096, MAX_CAPACITY - 8, 5 * MAX_CAPACITY + 64] {
+                let h = t.encode(12345, pos);
+                assert_eq!(Header::decode(h, pos), Header::Record(t, 12345));
+                // One lap of the largest ring later, the same word is stale.
+                assert_eq!(Header::decode(h, pos + MAX_CAPACITY), Header::NotYet);
+                assert_eq!(Header::decode(h, pos + 8), Header::NotYet);
+            }
         }
-        assert!(Tag::decode(0).is_err());
-        assert!(Tag::decode(u64::MAX).is_err());
-        assert!(Tag::decode(((TAG_MARK | 9) as u64) << 32).is_err());
+        assert_eq!(Header::decode(0, 0), Header::NotYet);
+        let bad = Tag::Single.encode(1, 64) | 0xf << 32;
+        assert_eq!(Header::decode(bad, 64), Header::Bad(bad));
     }
 
     #[test]

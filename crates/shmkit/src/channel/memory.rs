@@ -202,6 +202,7 @@ impl ChannelMem {
         self.shm.name()
     }
 
+    #[inline]
     pub(crate) fn u64_at(&self, off: u64) -> &AtomicU64 {
         debug_assert!(off % 8 == 0 && off < OFF_SLOTS_TABLE + SLOT_SIZE * self.slots as u64);
         // SAFETY: every offset passed is one of the layout constants below the
@@ -210,21 +211,25 @@ impl ChannelMem {
         unsafe { &*self.base.as_ptr().add(off as usize).cast::<AtomicU64>() }
     }
 
+    #[inline]
     pub(crate) fn u32_at(&self, off: u64) -> &AtomicU32 {
         debug_assert!(off % 4 == 0 && off < OFF_SLOTS_TABLE);
         // SAFETY: as for u64_at.
         unsafe { &*self.base.as_ptr().add(off as usize).cast::<AtomicU32>() }
     }
 
+    #[inline]
     pub(crate) fn head(&self) -> &AtomicU64 {
         self.u64_at(OFF_HEAD)
     }
 
+    #[inline]
     pub(crate) fn tail(&self) -> &AtomicU64 {
         self.u64_at(OFF_TAIL)
     }
 
     /// The doorbell receivers sleep on while there is nothing to read.
+    #[inline]
     pub(crate) fn data_bell(&self) -> Doorbell<'_, AtomicU32, WakeChannel> {
         Doorbell {
             signal: self.u32_at(OFF_DATA_SIGNAL),
@@ -234,6 +239,7 @@ impl ChannelMem {
     }
 
     /// The doorbell senders sleep on while the ring is full.
+    #[inline]
     pub(crate) fn space_bell(&self) -> Doorbell<'_, AtomicU32, WakeChannel> {
         Doorbell {
             signal: self.u32_at(OFF_SPACE_SIGNAL),
@@ -356,16 +362,21 @@ impl ChannelMem {
 
     // ---- ring bytes ----
 
-    /// Stores a record header at ring offset `idx` (8-byte aligned, inside).
+    /// Stores a record header at ring offset `idx` (8-byte aligned, inside), after
+    /// everything written before it (release): a receiver that sees the header
+    /// sees the record.
+    #[inline]
     pub(crate) fn store_header(&self, idx: u64, header: u64) {
-        self.ring_word(idx).store(header, Relaxed);
+        self.ring_word(idx).store(header, Release);
     }
 
-    /// Loads the record header at ring offset `idx`.
+    /// Loads the record header at ring offset `idx` (acquire).
+    #[inline]
     pub(crate) fn load_header(&self, idx: u64) -> u64 {
-        self.ring_word(idx).load(Relaxed)
+        self.ring_word(idx).load(Acquire)
     }
 
+    #[inline]
     fn ring_word(&self, idx: u64) -> &AtomicU64 {
         assert!(idx % 8 == 0 && idx + 8 <= self.capacity, "ring word {idx}");
         // SAFETY: in bounds (asserted; the ring lies inside the mapping) and
@@ -374,6 +385,7 @@ impl ChannelMem {
     }
 
     /// Copies `data` into the ring at `idx`.
+    #[inline]
     pub(crate) fn write(&self, idx: u64, data: &[u8]) {
         self.check_range(idx, data.len());
         // SAFETY: the range is inside the ring (checked); the caller owns it by
@@ -388,7 +400,19 @@ impl ChannelMem {
         }
     }
 
+    /// Copies a record's payload into the ring after its header at `idx`: the
+    /// part beyond the header's cache line first, the part on that line last, so
+    /// that the header store that follows finds the line still owned.
+    #[inline]
+    pub(crate) fn write_payload(&self, idx: u64, data: &[u8]) {
+        let start = idx + RECORD_HEADER;
+        let on_header_line = ((idx | 63) + 1 - start).min(data.len() as u64) as usize;
+        self.write(start + on_header_line as u64, &data[on_header_line..]);
+        self.write(start, &data[..on_header_line]);
+    }
+
     /// Copies ring bytes at `idx` into `out`.
+    #[inline]
     pub(crate) fn read(&self, idx: u64, out: &mut [u8]) {
         self.check_range(idx, out.len());
         // SAFETY: inside the ring (checked); published bytes a conforming writer no
@@ -425,6 +449,7 @@ impl ChannelMem {
     ///
     /// Nobody may write the range while the slice lives: the caller holds it by
     /// protocol (reserved and unpublished, or published and not yet released).
+    #[inline]
     pub(crate) unsafe fn slice(&self, idx: u64, len: usize) -> &[u8] {
         self.check_range(idx, len);
         // SAFETY: inside the ring (checked); exclusivity is the caller's contract.
@@ -443,6 +468,7 @@ impl ChannelMem {
         unsafe { std::slice::from_raw_parts_mut(self.ring.as_ptr().add(idx as usize), len) }
     }
 
+    #[inline]
     fn check_range(&self, idx: u64, len: usize) {
         // Callers validate every index and length read from shared memory before
         // coming here; this catches our own mistakes, never a peer's.

@@ -124,7 +124,7 @@ impl ChannelOptions {
         Self::default()
     }
 
-    /// Bytes in the ring: a power of two from 256 bytes to 2 GiB. A record (and so
+    /// Bytes in the ring: a power of two from 256 bytes to 1 GiB. A record (and so
     /// a zero-copy reservation, and a broadcast message) holds at most a quarter
     /// of it; longer queue messages are fragmented.
     pub fn capacity(mut self, bytes: u64) -> Self {

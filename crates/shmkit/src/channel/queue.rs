@@ -101,11 +101,18 @@ pub(crate) fn open_queue(name: &str, opts: &ChannelOptions) -> Result<ChannelMem
 /// # let name = format!("doc-sender-{}", std::process::id());
 /// let mut tx = Sender::connect(&name)?;
 /// let mut rx = Receiver::connect(&name)?;
-/// tx.send(b"hello")?;
-/// tx.send(&vec![7u8; 5_000_000])?; // far larger than the ring: sent in fragments
-/// assert_eq!(rx.recv()?, b"hello");
-/// assert_eq!(rx.recv()?.len(), 5_000_000);
-/// # Ok(()) }
+/// std::thread::scope(|s| {
+///     s.spawn(move || -> shmkit::Result<()> {
+///         tx.send(b"hello")?;
+///         // Far larger than the 1 MiB ring: sent in fragments as the receiver
+///         // makes room, delivered whole.
+///         tx.send(&vec![7u8; 5_000_000])
+///     });
+///     assert_eq!(rx.recv()?, b"hello");
+///     assert_eq!(rx.recv()?.len(), 5_000_000);
+///     Ok(())
+/// })
+/// # }
 /// ```
 #[derive(Debug)]
 pub struct Sender {
@@ -125,18 +132,36 @@ struct WriteCursor {
 
 impl WriteCursor {
     /// Loads and checks the shared head and tail (attach, or after taking the
-    /// producer lock).
-    fn load(mem: &ChannelMem) -> Result<WriteCursor> {
+    /// producer lock). With `roll_forward` (the previous sender may have died),
+    /// records that were written whole but whose head update died with their
+    /// sender are counted as published: the receiver may be reading them already.
+    fn load(mem: &ChannelMem, roll_forward: bool) -> Result<WriteCursor> {
+        let cap = mem.capacity;
         let head = mem.head().load(SeqCst);
         let tail = mem.tail().load(SeqCst);
-        if head % 8 != 0 || tail > head || head - tail > mem.capacity {
+        if head % 8 != 0 || tail % 8 != 0 || head.abs_diff(tail) > cap {
             return Err(corrupt(
                 mem,
-                format!(
-                    "head {head} and tail {tail} do not describe a ring of {}",
-                    mem.capacity
-                ),
+                format!("head {head} and tail {tail} do not describe a ring of {cap}"),
             ));
+        }
+        // The receiver reads stamped records without waiting for the head, so it
+        // may be past a head that a dead sender did not get to move.
+        let mut head = head.max(tail);
+        if roll_forward {
+            while head - tail < cap {
+                let idx = head & (cap - 1);
+                let size = match Header::decode(mem.load_header(idx), head) {
+                    Header::Record(Tag::Pad, _) => cap - idx,
+                    Header::Record(_, len) => RECORD_HEADER + align8(len as u64),
+                    Header::NotYet | Header::Bad(_) => break,
+                };
+                if size > cap - idx || size > cap - (head - tail) {
+                    break;
+                }
+                head += size;
+            }
+            mem.head().fetch_max(head, SeqCst);
         }
         Ok(WriteCursor {
             head,
@@ -147,6 +172,7 @@ impl WriteCursor {
     /// Makes room for a record of `len` payload bytes at the head, padding to the
     /// ring's end first if the record would not fit before it. `None` if the ring
     /// lacks the room now. Returns the record's ring offset.
+    #[inline]
     fn try_reserve(&mut self, mem: &ChannelMem, len: u64) -> Result<Option<u64>> {
         let cap = mem.capacity;
         let need = RECORD_HEADER + align8(len);
@@ -167,18 +193,31 @@ impl WriteCursor {
             }
         }
         if pad > 0 {
-            mem.store_header(idx, Tag::Pad.encode((pad - RECORD_HEADER) as u32));
+            let header = Tag::Pad.encode((pad - RECORD_HEADER) as u32, self.head);
+            mem.store_header(idx, header);
             self.head += pad;
+        }
+        // A zero word after the record, so that the receiver, reading on, finds
+        // "nothing yet" rather than a header left from a much earlier lap. Written
+        // now, before the payload: the receiver polls the header's cache line, and
+        // the fewer other lines the sender touches between writing that line's
+        // payload and its header, the less that line moves back and forth.
+        let end = self.head + need;
+        if cap - (end - self.cached_tail) >= RECORD_HEADER {
+            mem.store_header(end & (cap - 1), 0);
         }
         Ok(Some(self.head & (cap - 1)))
     }
 
     /// Publishes the record at the head: its header, then the new head.
+    #[inline]
     fn publish(&mut self, mem: &ChannelMem, tag: Tag, len: u64) {
-        let idx = self.head & (mem.capacity - 1);
-        mem.store_header(idx, tag.encode(len as u32));
-        self.head += RECORD_HEADER + align8(len);
-        mem.head().swap(self.head, SeqCst);
+        let cap = mem.capacity;
+        let pos = self.head;
+        let end = pos + RECORD_HEADER + align8(len);
+        mem.store_header(pos & (cap - 1), tag.encode(len as u32, pos));
+        self.head = end;
+        mem.head().swap(end, SeqCst);
         mem.data_bell().ring();
     }
 
@@ -200,7 +239,7 @@ impl WriteCursor {
             return Err(deadline.expired(mem.name(), "send"));
         }
         let schedule = ChannelMem::schedule(spin, deadline.instant());
-        let ready = || match self.try_reserve(mem, len) {
+        let ready = |_thorough| match self.try_reserve(mem, len) {
             Ok(Some(idx)) => Some(Ok(idx)),
             Ok(None) if mem.slot_left(0) => receiver_gone(mem, false).map(Err),
             Ok(None) => None,
@@ -247,7 +286,7 @@ impl Sender {
         } else {
             None
         };
-        let cursor = match WriteCursor::load(&mem) {
+        let cursor = match WriteCursor::load(&mem, true) {
             Ok(c) => c,
             Err(e) => {
                 mem.leave_slot(slot);
@@ -305,6 +344,9 @@ impl Sender {
     /// its end or dies while it waits (noticed within 50 ms): nobody would make
     /// room.
     pub fn send(&mut self, msg: &[u8]) -> Result<()> {
+        if self.send_now(msg) {
+            return Ok(());
+        }
         self.send_until(msg, Deadline::Never)
     }
 
@@ -313,6 +355,9 @@ impl Sender {
     /// longer than [`max_record`](Self::max_record), which only [`send`](Self::send)
     /// and [`send_timeout`](Self::send_timeout) can carry.
     pub fn try_send(&mut self, msg: &[u8]) -> Result<()> {
+        if self.send_now(msg) {
+            return Ok(());
+        }
         self.check_len(msg.len() as u64, self.max_record())?;
         self.send_until(msg, Deadline::Now)
     }
@@ -320,7 +365,30 @@ impl Sender {
     /// Sends `msg`, waiting at most `timeout` for room; [`Error::Timeout`] after
     /// that. A long message that timed out halfway is not delivered at all.
     pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
+        if self.send_now(msg) {
+            return Ok(());
+        }
         self.send_until(msg, Deadline::after(timeout))
+    }
+
+    /// The fast path: a one-record message on a one-sender channel with room for
+    /// it now. `false` sends nothing and leaves the rest (waiting, fragments, the
+    /// lock, every error) to the general path.
+    #[inline]
+    fn send_now(&mut self, msg: &[u8]) -> bool {
+        let len = msg.len() as u64;
+        if self.lock.is_some() || len > max_record(self.mem.capacity) || len > self.mem.max_message
+        {
+            return false;
+        }
+        match self.cursor.try_reserve(&self.mem, len) {
+            Ok(Some(idx)) => {
+                self.mem.write_payload(idx, msg);
+                self.cursor.publish(&self.mem, Tag::Single, len);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Reserves `len` bytes in the ring for a message that the caller writes in
@@ -404,7 +472,7 @@ impl Sender {
         let max_rec = max_record(mem.capacity);
         if len <= max_rec {
             let idx = cursor.reserve(mem, len, deadline, self.spin)?;
-            mem.write(idx + RECORD_HEADER, msg);
+            mem.write_payload(idx, msg);
             cursor.publish(mem, Tag::Single, len);
             return Ok(());
         }
@@ -461,18 +529,18 @@ fn lock<'a>(
         Deadline::Now => lock.try_lock(),
         Deadline::At(at, _) => lock.lock_timeout(at.saturating_duration_since(Instant::now())),
     };
-    let guard = match taken {
-        Ok(g) => g,
+    let (guard, died) = match taken {
+        Ok(g) => (g, false),
         Err(LockError::OwnerDied(mut g)) => {
             g.mark_consistent();
-            g
+            (g, true)
         }
         Err(LockError::Failed(e)) if e.is_timeout() || e.is_would_block() => {
             return Err(deadline.expired(mem.name(), "send"))
         }
         Err(LockError::Failed(e)) => return Err(e),
     };
-    *cursor = WriteCursor::load(mem)?;
+    *cursor = WriteCursor::load(mem, died)?;
     Ok(Some(guard))
 }
 
@@ -547,7 +615,6 @@ struct Assembly {
 #[derive(Debug)]
 struct ReadState {
     tail: u64,
-    cached_head: u64,
     assembly: Option<Assembly>,
     /// A finished assembly buffer kept for the next long message.
     spare: Vec<u8>,
@@ -562,6 +629,14 @@ struct Record {
     size: u64,
 }
 
+/// Why the receive fast path did not deliver.
+enum Fast {
+    /// Nothing published at the tail yet.
+    Nothing,
+    /// Something `poll` must look at.
+    Other,
+}
+
 /// Records a receive call reads between looks at the clock.
 const POLL_BATCH: u32 = 1024;
 
@@ -571,12 +646,18 @@ const PREALLOCATE: u64 = 64 << 20;
 
 impl ReadState {
     /// The record at the tail, if one is published; pads are skipped.
-    fn peek(&mut self, mem: &ChannelMem) -> Result<Option<Record>> {
+    ///
+    /// The fast path reads only the header at the tail: a header stamped for this
+    /// position was written in this lap. `thorough` also reads the head first, which
+    /// the sleep decision needs (the doorbell protocol is about the head) and which
+    /// tells a record that should be there but is not (corruption) from one that
+    /// is not published yet.
+    fn peek(&mut self, mem: &ChannelMem, thorough: bool) -> Result<Option<Record>> {
         let cap = mem.capacity;
         loop {
-            if self.tail == self.cached_head {
+            let head = if thorough {
                 let head = mem.head().load(SeqCst);
-                if head % 8 != 0 || head < self.tail || head - self.tail > cap {
+                if head % 8 != 0 || head > self.tail + cap {
                     return Err(corrupt(
                         mem,
                         format!(
@@ -585,20 +666,32 @@ impl ReadState {
                         ),
                     ));
                 }
-                self.cached_head = head;
-                if head == self.tail {
-                    return Ok(None);
-                }
-            }
-            let avail = self.cached_head - self.tail;
+                Some(head)
+            } else {
+                None
+            };
             let idx = self.tail & (cap - 1);
             let to_end = cap - idx;
-            let (tag, len) = Tag::decode(mem.load_header(idx)).map_err(|raw| {
-                corrupt(mem, format!("record at {} has tag {raw:#010x}", self.tail))
-            })?;
-            let len = len as u64;
+            let (tag, len) = match Header::decode(mem.load_header(idx), self.tail) {
+                Header::Record(tag, len) => (tag, len as u64),
+                Header::NotYet => match head {
+                    Some(head) if head > self.tail => {
+                        return Err(corrupt(
+                            mem,
+                            format!("no record at {} although the head is at {head}", self.tail),
+                        ))
+                    }
+                    _ => return Ok(None),
+                },
+                Header::Bad(word) => {
+                    return Err(corrupt(
+                        mem,
+                        format!("record at {} has header {word:#018x}", self.tail),
+                    ))
+                }
+            };
             if tag == Tag::Pad {
-                if len + RECORD_HEADER != to_end || to_end > avail {
+                if len + RECORD_HEADER != to_end {
                     return Err(corrupt(
                         mem,
                         format!(
@@ -611,11 +704,11 @@ impl ReadState {
                 continue;
             }
             let size = RECORD_HEADER + align8(len);
-            if size > to_end || size > avail {
+            if size > to_end {
                 return Err(corrupt(
                     mem,
                     format!(
-                        "record at {} of {len} bytes overruns the published data",
+                        "record at {} of {len} bytes overruns the ring's end",
                         self.tail
                     ),
                 ));
@@ -629,10 +722,46 @@ impl ReadState {
         }
     }
 
+    #[inline]
     fn release(&mut self, mem: &ChannelMem, size: u64) {
         self.tail += size;
         mem.tail().swap(self.tail, SeqCst);
         mem.space_bell().ring();
+    }
+
+    /// The fast path: a whole one-record message at the tail, accepted.
+    /// `Err(Nothing)` if nothing is published at the tail yet; `Err(Other)`
+    /// leaves everything else (pads, fragments, refusals, errors) to `poll`.
+    #[inline]
+    fn take_single<R>(
+        &mut self,
+        mem: &ChannelMem,
+        accept: &impl Fn(u64, &str) -> Result<()>,
+        deliver: &mut Option<impl FnOnce(&[u8]) -> R>,
+    ) -> std::result::Result<R, Fast> {
+        if self.assembly.is_some() {
+            return Err(Fast::Other);
+        }
+        let cap = mem.capacity;
+        let idx = self.tail & (cap - 1);
+        let len = match Header::decode(mem.load_header(idx), self.tail) {
+            Header::Record(Tag::Single, len) => len as u64,
+            Header::NotYet => return Err(Fast::Nothing),
+            _ => return Err(Fast::Other),
+        };
+        let size = RECORD_HEADER + align8(len);
+        if size > cap - idx || accept(len, mem.name()).is_err() {
+            return Err(Fast::Other);
+        }
+        let Some(deliver) = deliver.take() else {
+            return Err(Fast::Other);
+        };
+        // SAFETY: published and not yet released: the sender does not write
+        // there until the tail passes it, after this call.
+        let bytes = unsafe { mem.slice(idx + RECORD_HEADER, len as usize) };
+        let r = deliver(bytes);
+        self.release(mem, size);
+        Ok(r)
     }
 
     /// Delivers the next whole message, if there is one: `accept` sees its length
@@ -640,9 +769,10 @@ impl ReadState {
     fn poll<R>(
         &mut self,
         mem: &ChannelMem,
-        accept: &impl Fn(u64) -> Result<()>,
+        accept: &impl Fn(u64, &str) -> Result<()>,
         deliver: &mut Option<impl FnOnce(&[u8]) -> R>,
         deadline: Option<Instant>,
+        thorough: bool,
     ) -> Result<Option<R>> {
         let mut records = 0u32;
         loop {
@@ -654,14 +784,14 @@ impl ReadState {
             }
             if self.assembly.as_ref().is_some_and(|a| a.complete) {
                 let total = self.assembly.as_ref().map_or(0, |a| a.total);
-                accept(total)?;
+                accept(total, mem.name())?;
                 let a = self.assembly.take().expect("checked above");
                 let r = (deliver.take().expect("delivered once"))(&a.buf);
                 self.spare = a.buf;
                 self.spare.clear();
                 return Ok(Some(r));
             }
-            let Some(rec) = self.peek(mem)? else {
+            let Some(rec) = self.peek(mem, thorough)? else {
                 return Ok(None);
             };
             match rec.tag {
@@ -669,7 +799,7 @@ impl ReadState {
                     // An unfinished message before a whole one was abandoned by a
                     // sender that died or gave up: drop it.
                     self.abandon();
-                    accept(rec.len)?;
+                    accept(rec.len, mem.name())?;
                     // SAFETY: published and not yet released: the sender does not
                     // write there until the tail passes it, after this call.
                     let bytes = unsafe { mem.slice(rec.payload, rec.len as usize) };
@@ -692,7 +822,7 @@ impl ReadState {
                         ));
                     }
                     self.abandon();
-                    accept(total)?;
+                    accept(total, mem.name())?;
                     let mut buf = std::mem::take(&mut self.spare);
                     buf.reserve(total.min(PREALLOCATE) as usize);
                     mem.append(rec.payload + 8, data as usize, &mut buf);
@@ -780,7 +910,8 @@ impl Receiver {
         let slot = mem.claim_slot(0..1, "receiver")?;
         let tail = mem.tail().load(SeqCst);
         let head = mem.head().load(SeqCst);
-        if tail % 8 != 0 || tail > head || head - tail > mem.capacity {
+        // The tail may be a record past the head (see WriteCursor::load).
+        if tail % 8 != 0 || head % 8 != 0 || head.abs_diff(tail) > mem.capacity {
             mem.leave_slot(slot);
             return Err(corrupt(&mem, format!("head {head} and tail {tail}")));
         }
@@ -788,7 +919,6 @@ impl Receiver {
             mem,
             state: ReadState {
                 tail,
-                cached_head: tail,
                 assembly: None,
                 spare: Vec::new(),
             },
@@ -901,13 +1031,12 @@ impl Receiver {
     /// `size_of::<T>()` is refused with [`Error::WrongKind`] and stays queued.
     pub fn recv_pod<T: bytemuck::AnyBitPattern>(&mut self) -> Result<T> {
         let want = std::mem::size_of::<T>() as u64;
-        let name = self.name().to_owned();
-        let accept = move |len: u64| {
+        let accept = move |len: u64, object: &str| {
             if len == want {
                 Ok(())
             } else {
                 Err(Error::WrongKind {
-                    object: name.clone(),
+                    object: object.to_owned(),
                     found: format!("message of {len} bytes"),
                     expected: format!("{} ({want} bytes)", std::any::type_name::<T>()),
                 })
@@ -930,13 +1059,13 @@ impl Receiver {
 
     fn recv_into_until(&mut self, buf: &mut [u8], deadline: Deadline) -> Result<usize> {
         let capacity = buf.len() as u64;
-        let name = self.name().to_owned();
-        let accept = move |len: u64| {
+        // Builds the error only when refusing: receiving must not allocate.
+        let accept = move |len: u64, object: &str| {
             if len <= capacity {
                 Ok(())
             } else {
                 Err(Error::BufferTooSmall {
-                    object: name.clone(),
+                    object: object.to_owned(),
                     len,
                     capacity,
                 })
@@ -949,20 +1078,24 @@ impl Receiver {
     }
 
     fn recv_with_until<R>(&mut self, deadline: Deadline, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
-        self.recv_until(deadline, |_| Ok(()), f)
+        self.recv_until(deadline, |_, _| Ok(()), f)
     }
 
     fn recv_until<R>(
         &mut self,
         deadline: Deadline,
-        accept: impl Fn(u64) -> Result<()>,
+        accept: impl Fn(u64, &str) -> Result<()>,
         deliver: impl FnOnce(&[u8]) -> R,
     ) -> Result<R> {
         let mut deliver = Some(deliver);
         let mem = &self.mem;
         let state = &mut self.state;
         let until = deadline.instant();
-        if let Some(r) = state.poll(mem, &accept, &mut deliver, until)? {
+        if let Ok(r) = state.take_single(mem, &accept, &mut deliver) {
+            return Ok(r);
+        }
+        let thorough = matches!(deadline, Deadline::Now);
+        if let Some(r) = state.poll(mem, &accept, &mut deliver, until, thorough)? {
             return Ok(r);
         }
         let mut gone = senders_gone(mem, false);
@@ -978,10 +1111,19 @@ impl Receiver {
         }
         if gone.is_none() {
             let schedule = ChannelMem::schedule(self.spin, deadline.instant());
-            let ready = || match state.poll(mem, &accept, &mut deliver, until) {
-                Ok(Some(r)) => Some(Ok(Ok(r))),
-                Ok(None) => None,
-                Err(e) => Some(Err(e)),
+            let ready = |thorough: bool| {
+                if !thorough {
+                    match state.take_single(mem, &accept, &mut deliver) {
+                        Ok(r) => return Some(Ok(Ok(r))),
+                        Err(Fast::Nothing) => return None,
+                        Err(Fast::Other) => {}
+                    }
+                }
+                match state.poll(mem, &accept, &mut deliver, until, thorough) {
+                    Ok(Some(r)) => Some(Ok(Ok(r))),
+                    Ok(None) => None,
+                    Err(e) => Some(Err(e)),
+                }
             };
             let idle = || senders_gone(mem, true).map(|e| Ok(Err(e)));
             match mem.data_bell().wait(&schedule, ready, idle) {
@@ -993,7 +1135,7 @@ impl Receiver {
         }
         // The senders are gone, but what they published before going is still
         // delivered; a message they left unfinished is dropped.
-        if let Some(r) = state.poll(mem, &accept, &mut deliver, until)? {
+        if let Some(r) = state.poll(mem, &accept, &mut deliver, until, true)? {
             return Ok(r);
         }
         state.abandon();
