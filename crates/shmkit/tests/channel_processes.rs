@@ -388,12 +388,9 @@ fn scribbling_over_control_words_gives_errors_never_a_crash_or_a_hang() {
         &[name.as_str(), &MILLIS.to_string()],
     );
     assert_eq!(reader.expect_line(), "ready");
-    let os = if cfg!(windows) {
-        format!("Local\\shmkit.{}", name.as_str())
-    } else {
-        format!("/shmkit.{}", name.as_str())
-    };
-    let raw = shmkit::ShmOptions::new().open_raw(&os).unwrap();
+    let raw = shmkit::ShmOptions::new()
+        .open_raw(&common::managed_os_name(name.as_str()))
+        .unwrap();
     let data = shmkit::HEADER_BLOCK;
     // Control words: head, the data doorbell, tail, the space doorbell, the slot
     // table; and record headers in the ring (which starts at 320).

@@ -361,12 +361,9 @@ fn corrupt_control_words_give_errors_not_panics() {
     let shm = shmkit::ShmOptions::new().open(name.as_str());
     // A channel is not plain bytes: open it raw-ish through the segment API.
     assert!(matches!(shm, Err(Error::WrongKind { .. })));
-    let os = if cfg!(windows) {
-        format!("Local\\shmkit.{}", name.as_str())
-    } else {
-        format!("/shmkit.{}", name.as_str())
-    };
-    let raw = shmkit::ShmOptions::new().open_raw(&os).unwrap();
+    let raw = shmkit::ShmOptions::new()
+        .open_raw(&common::managed_os_name(name.as_str()))
+        .unwrap();
     // Data area starts after the segment header block; head is at 64, the ring
     // at 320 (for one sender). Headers (docs/LAYOUT.md): length in bits 0..32,
     // kind in 32..36, stamp (position / 8) in 36..64.

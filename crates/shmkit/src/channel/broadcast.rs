@@ -344,14 +344,10 @@ impl Subscriber {
         match self.look()? {
             Look::Message => Ok(()),
             Look::Lapped => Err(self.jump()?),
-            Look::Empty => {
-                Err(
-                    publisher_gone(&self.mem, true).unwrap_or_else(|| Error::Disconnected {
-                        object: self.mem.name().to_owned(),
-                        reason: "the publisher closed the channel".into(),
-                    }),
-                )
-            }
+            Look::Empty => Err(publisher_gone(&self.mem, true).unwrap_or_else(|| {
+                self.mem
+                    .disconnected("the publisher closed the channel".into())
+            })),
         }
     }
 
@@ -488,10 +484,7 @@ fn publisher_gone(mem: &ChannelMem, check_alive: bool) -> Option<Error> {
         Peer::Died(pid) => format!("the publisher (process {pid}) died"),
         Peer::Never | Peer::Attached(_) => return None,
     };
-    Some(Error::Disconnected {
-        object: mem.name().to_owned(),
-        reason,
-    })
+    Some(mem.disconnected(reason))
 }
 
 impl Drop for Subscriber {

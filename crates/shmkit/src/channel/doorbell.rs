@@ -143,8 +143,9 @@ impl<W: Word, P: Park<W>> Doorbell<'_, W, P> {
 #[cfg(all(test, target_os = "linux"))]
 mod model {
     //! The channel's index protocol (a one-slot ring: head and tail, each side
-    //! publishing its index and ringing the other's doorbell) run by loom over
-    //! every interleaving within its bounds. A lost wake-up would leave a side
+    //! publishing its index and ringing the other's doorbell; the receiver looks
+    //! at the stamped header first and at the head before sleeping) run by loom
+    //! over every interleaving within its bounds. A lost wake-up would leave a side
     //! asleep forever, which loom reports as a deadlock.
 
     use super::*;
@@ -159,6 +160,8 @@ mod model {
         head: AtomicU64,
         tail: AtomicU64,
         slot: AtomicU64,
+        /// The record header: its stamp is the position after it, here.
+        header: AtomicU64,
         data_signal: LoomU32,
         data_waiters: LoomU32,
         space_signal: LoomU32,
@@ -218,19 +221,24 @@ mod model {
                             .unwrap();
                         ring.slot
                             .store(value * 10, std::sync::atomic::Ordering::Relaxed);
+                        ring.header
+                            .store(head + 1, std::sync::atomic::Ordering::Release);
                         ring.head.swap(head + 1, SeqCst);
                         ring.data().ring();
                     }
                 })
             };
             for tail in 0..2u64 {
-                ring.data()
-                    .wait(
-                        &forever(),
-                        |_| (load(&ring.head) > tail).then_some(()),
-                        || None,
-                    )
-                    .unwrap();
+                // As the receiver does: the fast look reads only the header; the
+                // thorough one (every sleep decision) reads the head first.
+                let ready = |thorough: bool| {
+                    let published = thorough && load(&ring.head) > tail;
+                    let stamped =
+                        ring.header.load(std::sync::atomic::Ordering::Acquire) == tail + 1;
+                    assert!(!published || stamped, "head moved before the header");
+                    stamped.then_some(())
+                };
+                ring.data().wait(&forever(), ready, || None).unwrap();
                 let got = ring.slot.load(std::sync::atomic::Ordering::Relaxed);
                 assert_eq!(got, (tail + 1) * 10, "payload published before its head");
                 ring.tail.swap(tail + 1, SeqCst);

@@ -335,6 +335,14 @@ impl ChannelMem {
         }
     }
 
+    /// `Disconnected`, for `reason`.
+    pub(crate) fn disconnected(&self, reason: String) -> Error {
+        Error::Disconnected {
+            object: self.name().to_owned(),
+            reason,
+        }
+    }
+
     /// Whether slot `i` was closed (cheap: no liveness check).
     pub(crate) fn slot_left(&self, i: u32) -> bool {
         (self.slot(i).0.load(Relaxed) >> 32) as u32 == LEFT

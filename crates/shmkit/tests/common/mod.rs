@@ -61,6 +61,16 @@ impl Drop for TestName {
     }
 }
 
+/// The OS name of the managed segment `name` (docs/LAYOUT.md, "Object names"),
+/// for tests that reach under the API.
+pub fn managed_os_name(name: &str) -> String {
+    if cfg!(windows) {
+        format!("Local\\shmkit.{name}")
+    } else {
+        format!("/shmkit.{name}")
+    }
+}
+
 /// A temporary directory removed on drop.
 pub struct TempDir(pub std::path::PathBuf);
 

@@ -1,0 +1,510 @@
+//! The sending end of a queue: the write cursor, the fast and general send
+//! paths, fragmentation, zero-copy reservations and the many-sender lock.
+
+use std::sync::atomic::Ordering::SeqCst;
+use std::time::{Duration, Instant};
+
+use super::{corrupt, open_queue, spin_of, Deadline};
+use crate::channel::layout::*;
+use crate::channel::memory::{ChannelMem, Peer};
+use crate::channel::{ChannelOptions, WaitMode};
+use crate::error::{Error, Result};
+use crate::sync::{LockError, Mutex, MutexGuard};
+
+/// The sending end of a queue channel.
+///
+/// Created by [`ChannelOptions::sender`] (or [`Sender::connect`]). A channel made
+/// with [`max_senders`](ChannelOptions::max_senders) above 1 takes that many
+/// senders, in any processes; otherwise a second live sender is refused with
+/// [`Error::Occupied`]. A sender may take over the place of one that died.
+///
+/// ```
+/// use shmkit::channel::{Receiver, Sender};
+/// # fn main() -> shmkit::Result<()> {
+/// # let name = format!("doc-sender-{}", std::process::id());
+/// let mut tx = Sender::connect(&name)?;
+/// let mut rx = Receiver::connect(&name)?;
+/// std::thread::scope(|s| {
+///     s.spawn(move || -> shmkit::Result<()> {
+///         tx.send(b"hello")?;
+///         // Far larger than the 1 MiB ring: sent in fragments as the receiver
+///         // makes room, delivered whole.
+///         tx.send(&vec![7u8; 5_000_000])
+///     });
+///     assert_eq!(rx.recv()?, b"hello");
+///     assert_eq!(rx.recv()?.len(), 5_000_000);
+///     Ok(())
+/// })
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Sender {
+    mem: ChannelMem,
+    cursor: WriteCursor,
+    slot: u32,
+    lock: Option<Mutex<()>>,
+    spin: Option<Duration>,
+}
+
+/// The sender's view of the ring: its own head and the last tail it saw.
+#[derive(Debug)]
+struct WriteCursor {
+    head: u64,
+    cached_tail: u64,
+}
+
+impl WriteCursor {
+    /// Loads and checks the shared head and tail (attach, or after taking the
+    /// producer lock). With `roll_forward` (the previous sender may have died),
+    /// records that were written whole but whose head update died with their
+    /// sender are counted as published: the receiver may be reading them already.
+    fn load(mem: &ChannelMem, roll_forward: bool) -> Result<WriteCursor> {
+        let cap = mem.capacity;
+        let head = mem.head().load(SeqCst);
+        let tail = mem.tail().load(SeqCst);
+        if head % 8 != 0 || tail % 8 != 0 || head.abs_diff(tail) > cap {
+            return Err(corrupt(
+                mem,
+                format!("head {head} and tail {tail} do not describe a ring of {cap}"),
+            ));
+        }
+        // The receiver reads stamped records without waiting for the head, so it
+        // may be past a head that a dead sender did not get to move.
+        let mut head = head.max(tail);
+        if roll_forward {
+            while head - tail < cap {
+                let idx = head & (cap - 1);
+                let size = match Header::decode(mem.load_header(idx), head) {
+                    Header::Record(Tag::Pad, _) => cap - idx,
+                    Header::Record(_, len) => RECORD_HEADER + align8(len as u64),
+                    Header::NotYet | Header::Bad(_) => break,
+                };
+                if size > cap - idx || size > cap - (head - tail) {
+                    break;
+                }
+                head += size;
+            }
+            mem.head().fetch_max(head, SeqCst);
+        }
+        Ok(WriteCursor {
+            head,
+            cached_tail: tail,
+        })
+    }
+
+    /// Makes room for a record of `len` payload bytes at the head, padding to the
+    /// ring's end first if the record would not fit before it. `None` if the ring
+    /// lacks the room now. Returns the record's ring offset.
+    #[inline]
+    fn try_reserve(&mut self, mem: &ChannelMem, len: u64) -> Result<Option<u64>> {
+        let cap = mem.capacity;
+        let need = RECORD_HEADER + align8(len);
+        let idx = self.head & (cap - 1);
+        let to_end = cap - idx;
+        let pad = if need > to_end { to_end } else { 0 };
+        if cap - (self.head - self.cached_tail) < pad + need {
+            let tail = mem.tail().load(SeqCst);
+            if tail < self.cached_tail || tail > self.head || tail % 8 != 0 {
+                return Err(corrupt(
+                    mem,
+                    format!("tail {tail} outside {}..={}", self.cached_tail, self.head),
+                ));
+            }
+            self.cached_tail = tail;
+            if cap - (self.head - tail) < pad + need {
+                return Ok(None);
+            }
+        }
+        if pad > 0 {
+            let header = Tag::Pad.encode((pad - RECORD_HEADER) as u32, self.head);
+            mem.store_header(idx, header);
+            self.head += pad;
+        }
+        // A zero word after the record, so that the receiver, reading on, finds
+        // "nothing yet" rather than a header left from a much earlier lap. Written
+        // now, before the payload: the receiver polls the header's cache line, and
+        // the fewer other lines the sender touches between writing that line's
+        // payload and its header, the less that line moves back and forth.
+        let end = self.head + need;
+        if cap - (end - self.cached_tail) >= RECORD_HEADER {
+            mem.store_header(end & (cap - 1), 0);
+        }
+        Ok(Some(self.head & (cap - 1)))
+    }
+
+    /// Publishes the record at the head: its header, then the new head.
+    #[inline]
+    fn publish(&mut self, mem: &ChannelMem, tag: Tag, len: u64) {
+        let cap = mem.capacity;
+        let pos = self.head;
+        let end = pos + RECORD_HEADER + align8(len);
+        mem.store_header(pos & (cap - 1), tag.encode(len as u32, pos));
+        self.head = end;
+        mem.head().swap(end, SeqCst);
+        mem.data_bell().ring();
+    }
+
+    /// Reserves, waiting for room until `deadline`.
+    fn reserve(
+        &mut self,
+        mem: &ChannelMem,
+        len: u64,
+        deadline: Deadline,
+        spin: Option<Duration>,
+    ) -> Result<u64> {
+        if let Some(idx) = self.try_reserve(mem, len)? {
+            return Ok(idx);
+        }
+        if let Some(gone) = receiver_gone(mem, false) {
+            return Err(gone);
+        }
+        if matches!(deadline, Deadline::Now) {
+            return Err(deadline.expired(mem.name(), "send"));
+        }
+        let schedule = ChannelMem::schedule(spin, deadline.instant());
+        let ready = |_thorough| match self.try_reserve(mem, len) {
+            Ok(Some(idx)) => Some(Ok(idx)),
+            Ok(None) if mem.slot_left(0) => receiver_gone(mem, false).map(Err),
+            Ok(None) => None,
+            Err(e) => Some(Err(e)),
+        };
+        mem.space_bell()
+            .wait(&schedule, ready, || receiver_gone(mem, true).map(Err))
+            .unwrap_or_else(|| Err(deadline.expired(mem.name(), "send")))
+    }
+}
+
+/// `Disconnected` if the receiver closed its end (or, with `check_alive`, died).
+fn receiver_gone(mem: &ChannelMem, check_alive: bool) -> Option<Error> {
+    let peer = if check_alive {
+        mem.peer(0)
+    } else if mem.slot_left(0) {
+        Peer::Left
+    } else {
+        return None;
+    };
+    let reason = match peer {
+        Peer::Left => "the receiver closed the channel".to_owned(),
+        Peer::Died(pid) => format!("the receiver (process {pid}) died"),
+        Peer::Never | Peer::Attached(_) => return None,
+    };
+    Some(mem.disconnected(reason))
+}
+
+impl Sender {
+    /// Opens the channel `name` as a sender, creating it with default options if
+    /// it does not exist yet: [`ChannelOptions::new`]`.sender(name)`.
+    pub fn connect(name: &str) -> Result<Sender> {
+        ChannelOptions::new().sender(name)
+    }
+
+    pub(crate) fn attach(name: &str, opts: &ChannelOptions) -> Result<Sender> {
+        let mem = open_queue(name, opts)?;
+        let slot = mem.claim_slot(1..mem.slots, "sender")?;
+        let lock = if mem.slots > 2 {
+            Some(mem.producer_lock()?)
+        } else {
+            None
+        };
+        let cursor = match WriteCursor::load(&mem, true) {
+            Ok(c) => c,
+            Err(e) => {
+                mem.leave_slot(slot);
+                return Err(e);
+            }
+        };
+        Ok(Sender {
+            mem,
+            cursor,
+            slot,
+            lock,
+            spin: spin_of(opts.wait),
+        })
+    }
+
+    /// The channel's name.
+    pub fn name(&self) -> &str {
+        self.mem.name()
+    }
+
+    /// Bytes in the ring.
+    pub fn capacity(&self) -> u64 {
+        self.mem.capacity
+    }
+
+    /// The longest message the channel accepts.
+    pub fn max_message(&self) -> u64 {
+        self.mem.max_message
+    }
+
+    /// The longest message that fits one record: the limit of
+    /// [`reserve`](Self::reserve) and [`try_send`](Self::try_send) (a quarter of
+    /// the ring, less an 8-byte header). Longer messages are fragmented by
+    /// [`send`](Self::send).
+    pub fn max_record(&self) -> u64 {
+        max_record(self.mem.capacity)
+    }
+
+    /// Changes how blocking calls wait.
+    pub fn set_wait_mode(&mut self, mode: WaitMode) {
+        self.spin = spin_of(mode);
+    }
+
+    /// Whether a live receiver is attached now.
+    pub fn receiver_connected(&self) -> bool {
+        matches!(self.mem.peer(0), Peer::Attached(_))
+    }
+
+    /// Sends `msg` (any length up to [`max_message`](Self::max_message)), waiting
+    /// for room as long as it takes.
+    ///
+    /// Like a POSIX message queue, the channel outlives its receiver: a message
+    /// that fits is queued for the next receiver to attach. A send that has to
+    /// wait for room fails with [`Error::Disconnected`] if the receiver has closed
+    /// its end or dies while it waits (noticed within 50 ms): nobody would make
+    /// room.
+    pub fn send(&mut self, msg: &[u8]) -> Result<()> {
+        if self.send_now(msg) {
+            return Ok(());
+        }
+        self.send_until(msg, Deadline::Never)
+    }
+
+    /// Sends `msg` only if it fits the free space now, without waiting:
+    /// [`Error::WouldBlock`] if it does not, [`Error::TooLong`] for messages
+    /// longer than [`max_record`](Self::max_record), which only [`send`](Self::send)
+    /// and [`send_timeout`](Self::send_timeout) can carry.
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<()> {
+        if self.send_now(msg) {
+            return Ok(());
+        }
+        self.check_len(msg.len() as u64, self.max_record())?;
+        self.send_until(msg, Deadline::Now)
+    }
+
+    /// Sends `msg`, waiting at most `timeout` for room; [`Error::Timeout`] after
+    /// that. A long message that timed out halfway is not delivered at all.
+    pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
+        if self.send_now(msg) {
+            return Ok(());
+        }
+        self.send_until(msg, Deadline::after(timeout))
+    }
+
+    /// The fast path: a one-record message on a one-sender channel with room for
+    /// it now. `false` sends nothing and leaves the rest (waiting, fragments, the
+    /// lock, every error) to the general path.
+    #[inline]
+    fn send_now(&mut self, msg: &[u8]) -> bool {
+        let len = msg.len() as u64;
+        if self.lock.is_some() || len > max_record(self.mem.capacity) || len > self.mem.max_message
+        {
+            return false;
+        }
+        match self.cursor.try_reserve(&self.mem, len) {
+            Ok(Some(idx)) => {
+                self.mem.write_payload(idx, msg);
+                self.cursor.publish(&self.mem, Tag::Single, len);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Reserves `len` bytes in the ring for a message that the caller writes in
+    /// place (zero-copy) and then [`commit`](Reservation::commit)s. Waits for room.
+    /// At most [`max_record`](Self::max_record) bytes.
+    ///
+    /// ```
+    /// # use shmkit::channel::{Receiver, Sender};
+    /// # fn main() -> shmkit::Result<()> {
+    /// # let name = format!("doc-reserve-{}", std::process::id());
+    /// # let mut tx = Sender::connect(&name)?;
+    /// # let mut rx = Receiver::connect(&name)?;
+    /// let mut slot = tx.reserve(7)?;
+    /// slot.copy_from_slice(b"in-situ");
+    /// slot.commit();
+    /// assert_eq!(rx.recv()?, b"in-situ");
+    /// # Ok(()) }
+    /// ```
+    pub fn reserve(&mut self, len: usize) -> Result<Reservation<'_>> {
+        self.reserve_until(len, Deadline::Never)
+    }
+
+    /// [`reserve`](Self::reserve) without waiting: [`Error::WouldBlock`] if the
+    /// ring lacks the room now.
+    pub fn try_reserve(&mut self, len: usize) -> Result<Reservation<'_>> {
+        self.reserve_until(len, Deadline::Now)
+    }
+
+    /// [`reserve`](Self::reserve), waiting at most `timeout`.
+    pub fn reserve_timeout(&mut self, len: usize, timeout: Duration) -> Result<Reservation<'_>> {
+        self.reserve_until(len, Deadline::after(timeout))
+    }
+
+    /// Sends a plain-old-data value as its bytes.
+    pub fn send_pod<T: bytemuck::NoUninit>(&mut self, value: &T) -> Result<()> {
+        self.send(bytemuck::bytes_of(value))
+    }
+
+    /// Sends `value` encoded with postcard.
+    #[cfg(feature = "serde")]
+    pub fn send_serde<T: serde::Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+        let bytes = postcard::to_allocvec(value).map_err(|e| Error::Decode {
+            object: self.name().to_owned(),
+            reason: format!("cannot encode {}: {e}", std::any::type_name::<T>()),
+        })?;
+        self.send(&bytes)
+    }
+
+    fn check_len(&self, len: u64, max: u64) -> Result<()> {
+        if len > max {
+            return Err(Error::TooLong {
+                object: self.name().to_owned(),
+                len,
+                max,
+            });
+        }
+        Ok(())
+    }
+
+    fn reserve_until(&mut self, len: usize, deadline: Deadline) -> Result<Reservation<'_>> {
+        self.check_len(len as u64, self.max_record())?;
+        let guard = lock(&self.mem, self.lock.as_ref(), &mut self.cursor, deadline)?;
+        let idx = self
+            .cursor
+            .reserve(&self.mem, len as u64, deadline, self.spin)?;
+        Ok(Reservation {
+            mem: &self.mem,
+            cursor: &mut self.cursor,
+            idx,
+            len,
+            _guard: guard,
+        })
+    }
+
+    fn send_until(&mut self, msg: &[u8], deadline: Deadline) -> Result<()> {
+        let len = msg.len() as u64;
+        self.check_len(len, self.mem.max_message)?;
+        let mem = &self.mem;
+        let _guard = lock(mem, self.lock.as_ref(), &mut self.cursor, deadline)?;
+        let cursor = &mut self.cursor;
+        let max_rec = max_record(mem.capacity);
+        if len <= max_rec {
+            let idx = cursor.reserve(mem, len, deadline, self.spin)?;
+            mem.write_payload(idx, msg);
+            cursor.publish(mem, Tag::Single, len);
+            return Ok(());
+        }
+        // Fragments: the first carries the total length ahead of its data.
+        let mut sent = 0usize;
+        let mut first = true;
+        while sent < msg.len() {
+            let prefix = if first { 8 } else { 0 };
+            let mut want = (msg.len() - sent) as u64 + prefix;
+            want = want.min(max_rec);
+            // Cut the fragment at the ring's end rather than pad, if what fits there
+            // is at least half a fragment.
+            let to_end = mem.capacity - (cursor.head & (mem.capacity - 1)) - RECORD_HEADER;
+            if want > to_end && to_end * 2 >= want && to_end > prefix {
+                want = to_end;
+            }
+            let idx = cursor.reserve(mem, want, deadline, self.spin)?;
+            let payload = idx + RECORD_HEADER;
+            if first {
+                mem.write(payload, &len.to_le_bytes());
+            }
+            let chunk = (want - prefix) as usize;
+            mem.write(payload + prefix, &msg[sent..sent + chunk]);
+            sent += chunk;
+            let tag = if first {
+                Tag::First
+            } else if sent == msg.len() {
+                Tag::Last
+            } else {
+                Tag::Middle
+            };
+            cursor.publish(mem, tag, want);
+            first = false;
+        }
+        Ok(())
+    }
+}
+
+/// Takes the producer lock of a many-sender channel and re-reads the shared head,
+/// which other senders move. A sender that died holding the lock left nothing
+/// visible behind (the head moves only over whole records), so its death is not
+/// an error here.
+fn lock<'a>(
+    mem: &ChannelMem,
+    lock: Option<&'a Mutex<()>>,
+    cursor: &mut WriteCursor,
+    deadline: Deadline,
+) -> Result<Option<MutexGuard<'a, ()>>> {
+    let Some(lock) = lock else {
+        return Ok(None);
+    };
+    let taken = match deadline {
+        Deadline::Never => lock.lock(),
+        Deadline::Now => lock.try_lock(),
+        Deadline::At(at, _) => lock.lock_timeout(at.saturating_duration_since(Instant::now())),
+    };
+    let (guard, died) = match taken {
+        Ok(g) => (g, false),
+        Err(LockError::OwnerDied(mut g)) => {
+            g.mark_consistent();
+            (g, true)
+        }
+        Err(LockError::Failed(e)) if e.is_timeout() || e.is_would_block() => {
+            return Err(deadline.expired(mem.name(), "send"))
+        }
+        Err(LockError::Failed(e)) => return Err(e),
+    };
+    *cursor = WriteCursor::load(mem, died)?;
+    Ok(Some(guard))
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        self.mem.leave_slot(self.slot);
+        self.mem.data_bell().ring();
+    }
+}
+
+/// Room for one message in the ring, written in place, sent by
+/// [`commit`](Self::commit). Dropping it without committing sends nothing.
+///
+/// Dereferences to the reserved bytes (initially whatever the ring held). They are
+/// in shared memory, past the point where the receiver reads, so no process that
+/// follows the protocol reads or writes them until the commit.
+#[derive(Debug)]
+pub struct Reservation<'a> {
+    mem: &'a ChannelMem,
+    cursor: &'a mut WriteCursor,
+    idx: u64,
+    len: usize,
+    _guard: Option<MutexGuard<'a, ()>>,
+}
+
+impl Reservation<'_> {
+    /// Publishes the message.
+    pub fn commit(self) {
+        self.cursor.publish(self.mem, Tag::Single, self.len as u64);
+    }
+}
+
+impl std::ops::Deref for Reservation<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the range lies past the published head, reserved for this
+        // sender: no conforming process reads or writes it before the commit.
+        unsafe { self.mem.slice(self.idx + RECORD_HEADER, self.len) }
+    }
+}
+
+impl std::ops::DerefMut for Reservation<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as for deref; `&mut self` makes this the only reference.
+        unsafe { self.mem.slice_mut(self.idx + RECORD_HEADER, self.len) }
+    }
+}
