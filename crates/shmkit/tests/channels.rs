@@ -399,6 +399,60 @@ fn corrupt_control_words_give_errors_not_panics() {
         }
     };
     assert!(matches!(err, Error::CorruptState { .. }), "{err}");
+    // Positions so large that arithmetic on them would overflow are corrupt.
+    drop(rx);
+    word(64, u64::MAX - 7);
+    word(128, u64::MAX - 7);
+    let err = ChannelOptions::new().receiver(name.as_str()).unwrap_err();
+    assert!(matches!(err, Error::CorruptState { .. }), "{err}");
+}
+
+#[test]
+fn a_corrupt_broadcast_sequence_number_is_an_error_not_a_panic() {
+    let name = TestName::new("ch-bcast-corrupt");
+    let opts = ChannelOptions::new().capacity(1024).max_subscribers(1);
+    let mut publisher = opts.publisher(name.as_str()).unwrap();
+    publisher.publish(b"a").unwrap();
+    // The subscriber keeps the (temporary) channel alive while the publisher goes.
+    let mut sub = opts
+        .clone()
+        .history(true)
+        .subscriber(name.as_str())
+        .unwrap();
+    drop(publisher);
+    let raw = shmkit::ShmOptions::new()
+        .open_raw(&common::managed_os_name(name.as_str()))
+        .unwrap();
+    // With one subscriber slot the ring starts at 320 (docs/LAYOUT.md); a
+    // broadcast record's sequence number follows its 8-byte header.
+    let seq = raw.atomic_u64(shmkit::HEADER_BLOCK + 320 + 8).unwrap();
+    seq.store(u64::MAX, std::sync::atomic::Ordering::SeqCst);
+    // A new publisher re-indexes the ring from what it finds there...
+    let mut publisher = opts.publisher(name.as_str()).unwrap();
+    publisher.publish(b"b").unwrap();
+    // ...going on from it (wrapping), and a subscriber takes the first sequence
+    // number it reads as given.
+    assert_eq!(sub.recv().unwrap(), b"a");
+    assert_eq!(sub.recv().unwrap(), b"b");
+    // Each record takes 16 + 8 bytes: "c" is at 48. A sequence number that is not
+    // the successor of the last one is corruption.
+    publisher.publish(b"c").unwrap();
+    let seq = raw.atomic_u64(shmkit::HEADER_BLOCK + 320 + 48 + 8).unwrap();
+    seq.store(7, std::sync::atomic::Ordering::SeqCst);
+    let err = sub.recv().unwrap_err();
+    assert!(
+        err.to_string().contains("message 7 where 1 was due"),
+        "{err}"
+    );
+    // A head so large that arithmetic on it would overflow is corrupt.
+    raw.atomic_u64(shmkit::HEADER_BLOCK + 64)
+        .unwrap()
+        .store(u64::MAX - 7, std::sync::atomic::Ordering::SeqCst);
+    let err = sub.recv().unwrap_err();
+    assert!(matches!(err, Error::CorruptState { .. }), "{err}");
+    drop(sub);
+    let err = opts.subscriber(name.as_str()).unwrap_err();
+    assert!(matches!(err, Error::CorruptState { .. }), "{err}");
 }
 
 #[test]

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use super::layout::*;
 use super::memory::{ChannelMem, Config, Peer};
-use super::queue::{spin_of, Deadline};
+use super::queue::{corrupt, spin_of, Deadline};
 use super::{ChannelOptions, WaitMode};
 use crate::error::{Error, Result};
 
@@ -33,13 +33,6 @@ fn open_broadcast(name: &str, opts: &ChannelOptions) -> Result<ChannelMem> {
         mode: opts.mode,
     };
     ChannelMem::attach(name, opts.attach, &cfg)
-}
-
-fn corrupt(mem: &ChannelMem, reason: String) -> Error {
-    Error::CorruptState {
-        object: mem.name().to_owned(),
-        reason,
-    }
 }
 
 /// Position and sequence number of each record still whole in the ring, oldest
@@ -99,7 +92,7 @@ impl Publisher {
         let oldest = mem.u64_at(OFF_OLDEST).load(SeqCst);
         let mut next_seq = mem.u64_at(OFF_NEXT_SEQ).load(SeqCst);
         let mut records = VecDeque::new();
-        if head % 8 != 0 || oldest % 8 != 0 || oldest > head || head - oldest > cap {
+        if !is_position(head) || !is_position(oldest) || oldest > head || head - oldest > cap {
             return Err(corrupt(
                 mem,
                 format!("head {head}, oldest record at {oldest}"),
@@ -118,7 +111,8 @@ impl Publisher {
                 Tag::Single if BROADCAST_HEADER + align8(len as u64) <= to_end => {
                     let seq = mem.load_header(idx + 8);
                     records.push_back((pos, seq));
-                    next_seq = seq + 1;
+                    // Shared memory: wrap rather than overflow on a hostile value.
+                    next_seq = seq.wrapping_add(1);
                     BROADCAST_HEADER + align8(len as u64)
                 }
                 _ => return Err(bad()),
@@ -237,6 +231,10 @@ impl Subscriber {
         let mem = open_broadcast(name, opts)?;
         let slot = mem.claim_slot(1..mem.slots, "subscriber")?;
         let head = mem.head().load(SeqCst);
+        if !is_position(head) {
+            mem.leave_slot(slot);
+            return Err(corrupt(&mem, format!("head {head}")));
+        }
         let join_seq = mem.u64_at(OFF_NEXT_SEQ).load(Acquire);
         let mut sub = Subscriber {
             mem,
@@ -249,7 +247,7 @@ impl Subscriber {
         };
         if opts.history {
             let oldest = sub.mem.u64_at(OFF_OLDEST).load(Acquire);
-            if oldest % 8 == 0 && oldest <= head && head - oldest <= sub.mem.capacity {
+            if is_position(oldest) && oldest <= head && head - oldest <= sub.mem.capacity {
                 sub.pos = oldest;
                 let idx = oldest & (sub.mem.capacity - 1);
                 if idx + BROADCAST_HEADER <= sub.mem.capacity {
@@ -361,7 +359,7 @@ impl Subscriber {
         for _ in 0..JUMP_TRIES {
             let head = mem.head().load(SeqCst);
             let oldest = mem.u64_at(OFF_OLDEST).load(Acquire);
-            if oldest % 8 != 0 || oldest > head || head - oldest > mem.capacity {
+            if !is_position(oldest) || oldest > head || head - oldest > mem.capacity {
                 std::hint::spin_loop();
                 continue;
             }
@@ -411,7 +409,7 @@ fn look(
         if *pos == head {
             return Ok(Look::Empty);
         }
-        if head % 8 != 0 || head < *pos {
+        if !is_position(head) || head < *pos {
             return Err(corrupt(
                 mem,
                 format!("head {head} behind read position {pos}"),
@@ -466,7 +464,7 @@ fn look(
                 return Err(corrupt(mem, format!("message {seq} where {e} was due")));
             }
         }
-        *expected = Some(seq + 1);
+        *expected = Some(seq.wrapping_add(1));
         return Ok(Look::Message);
     }
     Err(corrupt(mem, format!("padding after padding at {pos}")))

@@ -162,6 +162,16 @@ impl Header {
     }
 }
 
+/// Ring positions (head, tail, claim, oldest) count bytes since the channel was
+/// made and stay below this: 2^63 bytes take nine years at 30 GB/s. A larger
+/// word is corrupt, and rejecting it keeps `position + capacity` from overflowing.
+pub(crate) const MAX_POSITION: u64 = 1 << 63;
+
+/// Whether `word`, read from shared memory, can be a ring position.
+pub(crate) const fn is_position(word: u64) -> bool {
+    word % 8 == 0 && word < MAX_POSITION
+}
+
 /// Rounds a payload length up to the 8-byte record boundary.
 pub(crate) const fn align8(n: u64) -> u64 {
     (n + 7) & !7

@@ -76,7 +76,7 @@ impl ReadState {
         loop {
             let head = if thorough {
                 let head = mem.head().load(SeqCst);
-                if head % 8 != 0 || head > self.tail + cap {
+                if !is_position(head) || head > self.tail + cap {
                     return Err(corrupt(
                         mem,
                         format!(
@@ -327,7 +327,7 @@ impl Receiver {
         let tail = mem.tail().load(SeqCst);
         let head = mem.head().load(SeqCst);
         // The tail may be a record past the head (see WriteCursor::load).
-        if tail % 8 != 0 || head % 8 != 0 || head.abs_diff(tail) > mem.capacity {
+        if !is_position(tail) || !is_position(head) || head.abs_diff(tail) > mem.capacity {
             mem.leave_slot(slot);
             return Err(corrupt(&mem, format!("head {head} and tail {tail}")));
         }

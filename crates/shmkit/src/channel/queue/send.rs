@@ -62,7 +62,7 @@ impl WriteCursor {
         let cap = mem.capacity;
         let head = mem.head().load(SeqCst);
         let tail = mem.tail().load(SeqCst);
-        if head % 8 != 0 || tail % 8 != 0 || head.abs_diff(tail) > cap {
+        if !is_position(head) || !is_position(tail) || head.abs_diff(tail) > cap {
             return Err(corrupt(
                 mem,
                 format!("head {head} and tail {tail} do not describe a ring of {cap}"),
@@ -104,7 +104,7 @@ impl WriteCursor {
         let pad = if need > to_end { to_end } else { 0 };
         if cap - (self.head - self.cached_tail) < pad + need {
             let tail = mem.tail().load(SeqCst);
-            if tail < self.cached_tail || tail > self.head || tail % 8 != 0 {
+            if tail < self.cached_tail || tail > self.head || !is_position(tail) {
                 return Err(corrupt(
                     mem,
                     format!("tail {tail} outside {}..={}", self.cached_tail, self.head),
