@@ -20,6 +20,24 @@ fn ok(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Runs a command that must succeed, with `input` on its standard input.
+fn ok_with_stdin(args: &[&str], input: &[u8]) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shmkit"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "shmkit {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Runs a failing command; returns its one-line error.
 fn fails(args: &[&str]) -> String {
     let out = shmkit(args);
@@ -79,19 +97,7 @@ fn create_write_cat_info_ls_rm() {
     let whole = shmkit(&["cat", name]).stdout;
     assert_eq!(whole.len(), 65536);
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shmkit"))
-        .args(["write", name, "--offset", "1KiB"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"from stdin")
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    ok_with_stdin(&["write", name, "--offset", "1KiB"], b"from stdin");
     assert_eq!(
         shmkit(&["cat", name, "--offset", "1024", "--len", "10"]).stdout,
         b"from stdin"
@@ -204,20 +210,7 @@ fn send_recv_pub_sub_and_channel_info() {
     let name = q.0.as_str();
     // The sender may go first: the CLI's channels are persistent.
     assert!(shmkit(&["send", name, "first", "second"]).status.success());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shmkit"))
-        .args(["send", name])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"line one\nline two\n")
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    ok_with_stdin(&["send", name], b"line one\nline two\n");
     let ls = ok(&["ls"]);
     let row = ls.lines().find(|l| l.starts_with(name)).unwrap();
     assert!(row.contains("channel") && row.contains("queue"), "{row}");
