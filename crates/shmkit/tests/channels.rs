@@ -523,22 +523,43 @@ fn rpc_replies_reach_the_caller() {
     let mut server = RpcServer::bind(name.as_str()).unwrap();
     let mut a = RpcClient::connect(name.as_str()).unwrap();
     let mut b = RpcClient::connect(name.as_str()).unwrap();
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            for _ in 0..20 {
-                let req = server.recv().unwrap();
-                let mut answer = req.payload().to_vec();
-                answer.reverse();
-                server.reply(&req, &answer).unwrap();
-            }
-        });
+    let serve = |server: &mut RpcServer, n: usize| {
+        let mut clients = Vec::new();
+        for _ in 0..n {
+            let req = server.recv().unwrap();
+            let mut answer = req.payload().to_vec();
+            answer.reverse();
+            server.reply(&req, &answer).unwrap();
+            clients.push((req.payload()[0], req.client().to_owned()));
+        }
+        clients
+    };
+    let clients = std::thread::scope(|s| {
+        let served = s.spawn(|| serve(&mut server, 20));
         for i in 0..10u32 {
             let ask = format!("a{i}");
             assert_eq!(a.call(ask.as_bytes()).unwrap(), format!("{i}a").as_bytes());
             let ask = format!("b{i}");
             assert_eq!(b.call(ask.as_bytes()).unwrap(), format!("{i}b").as_bytes());
         }
+        served.join().unwrap()
     });
+    let reply_queue = |who: u8| {
+        let (_, queue) = clients.iter().find(|(c, _)| *c == who).unwrap();
+        queue.clone()
+    };
+    let (a_queue, b_queue) = (reply_queue(b'a'), reply_queue(b'b'));
+    assert_ne!(a_queue, b_queue);
+    // A client that leaves takes its reply queue with it once the server next
+    // meets a new client: the server does not keep it alive.
+    drop(b);
+    let mut c = RpcClient::connect(name.as_str()).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| serve(&mut server, 1));
+        assert_eq!(c.call(b"c1").unwrap(), b"1c");
+    });
+    assert!(inspect(&b_queue).unwrap_err().is_not_found());
+    assert!(inspect(&a_queue).is_ok());
     drop(server);
     let err = a.call(b"anyone?").unwrap_err();
     assert!(err.is_disconnected(), "{err}");

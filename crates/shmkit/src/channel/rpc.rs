@@ -42,7 +42,10 @@ fn request_options() -> ChannelOptions {
 #[derive(Debug)]
 pub struct RpcServer {
     requests: Receiver,
+    /// Reply queues of the clients served so far.
     replies: HashMap<String, Sender>,
+    /// The reply being put together, kept to avoid an allocation per reply.
+    scratch: Vec<u8>,
 }
 
 /// A request as the server received it.
@@ -71,6 +74,7 @@ impl RpcServer {
         Ok(RpcServer {
             requests: request_options().receiver(name)?,
             replies: HashMap::new(),
+            scratch: Vec::new(),
         })
     }
 
@@ -85,7 +89,6 @@ impl RpcServer {
     }
 
     fn recv_until(&mut self, deadline: Deadline) -> Result<Request> {
-        let object = self.requests.name().to_owned();
         let decoded = match deadline {
             Deadline::Never => self.requests.recv_with(decode_request)?,
             Deadline::At(at, _) => self
@@ -93,13 +96,19 @@ impl RpcServer {
                 .recv_with_timeout(at.saturating_duration_since(Instant::now()), decode_request)?,
             Deadline::Now => self.requests.try_recv_with(decode_request)?,
         };
-        decoded.map_err(|reason| Error::Decode { object, reason })
+        decoded.map_err(|reason| Error::Decode {
+            object: self.requests.name().to_owned(),
+            reason,
+        })
     }
 
     /// Sends `payload` to the client that made `request`. [`Error::Disconnected`]
     /// or [`Error::NotFound`] if that client is gone.
     pub fn reply(&mut self, request: &Request, payload: &[u8]) -> Result<()> {
         if !self.replies.contains_key(&request.reply_to) {
+            // A new client: let go of the queues of clients that left, which our
+            // sender would otherwise keep alive as long as the server runs.
+            self.replies.retain(|_, tx| tx.receiver_connected());
             let tx = ChannelOptions::new()
                 .open_existing()
                 .sender(&request.reply_to)?;
@@ -109,10 +118,11 @@ impl RpcServer {
             .replies
             .get_mut(&request.reply_to)
             .expect("inserted above");
-        let mut msg = Vec::with_capacity(8 + payload.len());
+        let msg = &mut self.scratch;
+        msg.clear();
         msg.extend_from_slice(&request.id.to_le_bytes());
         msg.extend_from_slice(payload);
-        let sent = tx.send(&msg);
+        let sent = tx.send(msg);
         if sent.is_err() {
             // A client that went away takes its queue with it; forget ours.
             self.replies.remove(&request.reply_to);
@@ -147,6 +157,8 @@ pub struct RpcClient {
     replies: Receiver,
     reply_name: String,
     next_id: u64,
+    /// The request being put together, kept to avoid an allocation per call.
+    scratch: Vec<u8>,
 }
 
 impl RpcClient {
@@ -167,6 +179,7 @@ impl RpcClient {
             replies,
             reply_name,
             next_id: 1,
+            scratch: Vec::new(),
         })
     }
 
@@ -192,28 +205,30 @@ impl RpcClient {
     ) -> Result<Vec<u8>> {
         let id = self.next_id;
         self.next_id += 1;
-        let mut msg = Vec::with_capacity(10 + self.reply_name.len() + payload.len());
+        let msg = &mut self.scratch;
+        msg.clear();
         msg.extend_from_slice(&id.to_le_bytes());
         msg.extend_from_slice(&(self.reply_name.len() as u16).to_le_bytes());
         msg.extend_from_slice(self.reply_name.as_bytes());
         msg.extend_from_slice(payload);
         match deadline {
-            None => self.requests.send(&msg)?,
+            None => self.requests.send(msg)?,
             Some((at, _)) => self
                 .requests
-                .send_timeout(&msg, at.saturating_duration_since(Instant::now()))?,
+                .send_timeout(msg, at.saturating_duration_since(Instant::now()))?,
         }
         loop {
             let slice = Duration::from_millis(50);
             let wait = deadline.map_or(slice, |(at, _)| {
                 slice.min(at.saturating_duration_since(Instant::now()))
             });
-            match self.replies.recv_timeout(wait) {
-                Ok(reply) if reply.len() >= 8 && reply[..8] == id.to_le_bytes() => {
-                    return Ok(reply[8..].to_vec())
-                }
+            let ours = |reply: &[u8]| {
+                (reply.get(..8) == Some(&id.to_le_bytes()[..])).then(|| reply[8..].to_vec())
+            };
+            match self.replies.recv_with_timeout(wait, ours) {
+                Ok(Some(reply)) => return Ok(reply),
                 // A late reply to an earlier call that timed out.
-                Ok(_) => continue,
+                Ok(None) => continue,
                 Err(e) if e.is_timeout() => {}
                 Err(e) => return Err(e),
             }
