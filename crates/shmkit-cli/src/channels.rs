@@ -18,7 +18,7 @@ use crate::size;
 pub struct Listen {
     pub count: Option<u64>,
     pub follow: bool,
-    pub timeout: Option<f64>,
+    pub timeout: Option<Duration>,
 }
 
 fn options(capacity: u64) -> ChannelOptions {
@@ -41,12 +41,17 @@ fn each_message(messages: Vec<String>, mut f: impl FnMut(&[u8]) -> CmdResult) ->
     Ok(())
 }
 
-pub fn send(name: &str, messages: Vec<String>, capacity: u64, timeout: Option<f64>) -> CmdResult {
+pub fn send(
+    name: &str,
+    messages: Vec<String>,
+    capacity: u64,
+    timeout: Option<Duration>,
+) -> CmdResult {
     let mut tx: Sender = options(capacity).sender(name)?;
     let mut sent = 0u64;
     each_message(messages, |m| {
         match timeout {
-            Some(secs) => tx.send_timeout(m, Duration::from_secs_f64(secs))?,
+            Some(t) => tx.send_timeout(m, t)?,
             None => tx.send(m)?,
         }
         sent += 1;
@@ -87,7 +92,7 @@ fn listen(listen: &Listen, mut next: impl FnMut(Duration) -> shmkit::Result<Vec<
         (None, true) => u64::MAX,
         (None, false) => 1,
     };
-    let limit = listen.timeout.map(Duration::from_secs_f64);
+    let limit = listen.timeout;
     let started = std::time::Instant::now();
     let mut got = 0;
     while got < want {

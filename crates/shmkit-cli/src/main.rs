@@ -12,6 +12,7 @@ mod hexdump;
 mod size;
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -98,8 +99,8 @@ enum Command {
         #[arg(long, value_parser = size::parse, default_value = "1MiB")]
         capacity: u64,
         /// Give up if the ring stays full this many seconds.
-        #[arg(long)]
-        timeout: Option<f64>,
+        #[arg(long, value_parser = parse_seconds)]
+        timeout: Option<Duration>,
     },
     /// Receive messages from a queue channel and print each on its own line:
     /// one message, --count N, or --follow for all that come. Waits for senders
@@ -114,8 +115,8 @@ enum Command {
         #[arg(long)]
         follow: bool,
         /// Give up after this many seconds.
-        #[arg(long)]
-        timeout: Option<f64>,
+        #[arg(long, value_parser = parse_seconds)]
+        timeout: Option<Duration>,
         /// Ring size if the channel is created (a power of two).
         #[arg(long, value_parser = size::parse, default_value = "1MiB")]
         capacity: u64,
@@ -142,8 +143,8 @@ enum Command {
         #[arg(long)]
         follow: bool,
         /// Give up after this many seconds.
-        #[arg(long)]
-        timeout: Option<f64>,
+        #[arg(long, value_parser = parse_seconds)]
+        timeout: Option<Duration>,
         /// Start with the messages the ring still holds.
         #[arg(long)]
         history: bool,
@@ -158,6 +159,15 @@ enum Command {
         #[arg(long, hide = true)]
         peer: Option<String>,
     },
+}
+
+/// A number of seconds (fractions allowed) as a duration.
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| format!("{s} seconds is not a duration (negative, infinite or too long)"))
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {

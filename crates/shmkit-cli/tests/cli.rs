@@ -208,6 +208,12 @@ fn demo_shows_two_processes_talking_through_channels() {
 fn send_recv_pub_sub_and_channel_info() {
     let q = Name::new("queue");
     let name = q.0.as_str();
+    // A timeout must be a duration; refused before anything is created.
+    for bad in ["-1", "nan", "soon", "1e300"] {
+        let err = fails(&["recv", name, &format!("--timeout={bad}")]);
+        assert!(err.contains("--timeout") && err.contains(bad), "{err}");
+    }
+    assert!(!ok(&["ls"]).contains(name));
     // The sender may go first: the CLI's channels are persistent.
     assert!(shmkit(&["send", name, "first", "second"]).status.success());
     ok_with_stdin(&["send", name], b"line one\nline two\n");
