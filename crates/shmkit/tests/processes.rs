@@ -286,7 +286,10 @@ fn another_user_is_denied_an_owner_only_segment() {
     }
     let n = TestName::new("denied");
     let _s = Shm::create(n.as_str(), 100).unwrap();
-    let mut child = common::spawn_as(ENTRY, "open-expect-denied", &[n.as_str()], 65534);
+    let Some(mut child) = common::spawn_as(ENTRY, "open-expect-denied", &[n.as_str()], 65534)
+    else {
+        return;
+    };
     let reply = child.expect_line();
     assert!(reply.starts_with("PermissionDenied"), "{reply}");
     child.wait_success(Duration::from_secs(30));

@@ -95,6 +95,9 @@ pub struct ChildProc {
     pub child: Child,
     stdout: BufReader<ChildStdout>,
     stdin: Option<ChildStdin>,
+    /// A copy of the test binary that the child runs from, removed after the
+    /// child has been reaped (see [`spawn_as`]).
+    _exe_copy: Option<TempDir>,
 }
 
 /// Starts this test binary again, running only the test `entry`, which dispatches on
@@ -104,17 +107,61 @@ pub fn spawn(entry: &str, role: &str, args: &[&str]) -> ChildProc {
     start(command(entry, role, args))
 }
 
-/// Like [`spawn`], running the child as user `uid` (and group `uid`).
+/// Like [`spawn`], running the child as user `uid` (and group `uid`), or `None`
+/// (with the reason printed) if no directory that user can reach exists.
+///
+/// The checkout, and so the test binary, may sit in a directory other users
+/// cannot enter (root's home, a `mktemp -d` folder): the child runs from a copy
+/// of the binary in a world-traversable temporary directory, removed on drop.
 #[cfg(unix)]
-pub fn spawn_as(entry: &str, role: &str, args: &[&str], uid: u32) -> ChildProc {
+pub fn spawn_as(entry: &str, role: &str, args: &[&str], uid: u32) -> Option<ChildProc> {
     use std::os::unix::process::CommandExt;
-    let mut cmd = command(entry, role, args);
-    cmd.uid(uid).gid(uid);
-    start(cmd)
+    let Some(copy) = reachable_copy_of_this_binary() else {
+        eprintln!(
+            "skipped: no temporary directory that every user can traverse \
+             ($TMPDIR, /tmp, /var/tmp), so user {uid} cannot run a copy of the test binary"
+        );
+        return None;
+    };
+    let mut cmd = command_for(&copy.0.join("peer"), entry, role, args);
+    cmd.uid(uid).gid(uid).current_dir("/");
+    let mut child = start(cmd);
+    child._exe_copy = Some(copy);
+    Some(child)
+}
+
+/// A fresh directory (mode 0755) holding a copy of this test binary (mode 0755),
+/// in the first temporary directory whose every ancestor others may traverse.
+#[cfg(unix)]
+fn reachable_copy_of_this_binary() -> Option<TempDir> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    use std::path::Path;
+    let traversable = |dir: &Path| {
+        dir.ancestors().all(|d| {
+            std::fs::metadata(d).is_ok_and(|m| m.is_dir() && m.permissions().mode() & 0o001 != 0)
+        })
+    };
+    let candidates = [std::env::temp_dir(), "/tmp".into(), "/var/tmp".into()];
+    let base = candidates.into_iter().find(|d| traversable(d))?;
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = base.join(format!(
+        "shmkit-peer-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::DirBuilder::new().mode(0o755).create(&dir).ok()?;
+    let copy = TempDir(dir);
+    let exe = copy.0.join("peer");
+    std::fs::copy(std::env::current_exe().ok()?, &exe).ok()?;
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).ok()?;
+    Some(copy)
 }
 
 fn command(entry: &str, role: &str, args: &[&str]) -> Command {
-    let exe = std::env::current_exe().unwrap();
+    command_for(&std::env::current_exe().unwrap(), entry, role, args)
+}
+
+fn command_for(exe: &std::path::Path, entry: &str, role: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new(exe);
     cmd.args([entry, "--exact", "--nocapture", "--test-threads=1"])
         .env(
@@ -138,6 +185,7 @@ fn start(mut cmd: Command) -> ChildProc {
         child,
         stdout,
         stdin,
+        _exe_copy: None,
     }
 }
 
