@@ -456,6 +456,27 @@ fn a_corrupt_broadcast_sequence_number_is_an_error_not_a_panic() {
 }
 
 #[test]
+fn a_resumed_sequence_number_at_its_maximum_wraps_instead_of_panicking() {
+    let name = TestName::new("ch-bcast-seqmax");
+    let opts = ChannelOptions::new().capacity(1024).max_subscribers(1);
+    let publisher = opts.publisher(name.as_str()).unwrap();
+    let mut sub = opts.subscriber(name.as_str()).unwrap();
+    drop(publisher);
+    // An empty ring: a new publisher goes on from NEXT_SEQ (offset 96).
+    let raw = shmkit::ShmOptions::new()
+        .open_raw(&common::managed_os_name(name.as_str()))
+        .unwrap();
+    raw.atomic_u64(shmkit::HEADER_BLOCK + 96)
+        .unwrap()
+        .store(u64::MAX, std::sync::atomic::Ordering::SeqCst);
+    let mut publisher = opts.publisher(name.as_str()).unwrap();
+    publisher.publish(b"last").unwrap();
+    publisher.publish(b"first again").unwrap();
+    assert_eq!(sub.recv().unwrap(), b"last");
+    assert_eq!(sub.recv().unwrap(), b"first again");
+}
+
+#[test]
 fn broadcast_every_subscriber_reads_everything_and_laggards_are_told() {
     let name = TestName::new("ch-bcast");
     let opts = ChannelOptions::new().capacity(1024);

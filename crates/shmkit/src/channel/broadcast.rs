@@ -180,7 +180,8 @@ impl Publisher {
         mem.store_header(ridx + 8, self.next_seq);
         mem.write(ridx + BROADCAST_HEADER, msg);
         self.records.push_back((start, self.next_seq));
-        self.next_seq += 1;
+        // Resumed from shared memory, so possibly any value: wrap, never overflow.
+        self.next_seq = self.next_seq.wrapping_add(1);
         self.head = end;
         mem.u64_at(OFF_NEXT_SEQ).store(self.next_seq, Release);
         mem.head().swap(end, SeqCst);
@@ -208,9 +209,9 @@ pub struct Subscriber {
     pos: u64,
     /// Sequence number of the next message, once known.
     expected: Option<u64>,
-    /// Before the first message: the publisher's next sequence number when this
-    /// subscriber joined, at least that of its first message (used to count what
-    /// a subscriber lapped before reading anything missed; may count one short).
+    /// Before the first message: the sequence number of the message at the join
+    /// position (used to count what a subscriber lapped before reading anything
+    /// missed).
     join_seq: u64,
     buf: Vec<u8>,
     spin: Option<Duration>,
@@ -230,12 +231,13 @@ impl Subscriber {
     pub(crate) fn attach(name: &str, opts: &ChannelOptions) -> Result<Subscriber> {
         let mem = open_broadcast(name, opts)?;
         let slot = mem.claim_slot(1..mem.slots, "subscriber")?;
-        let head = mem.head().load(SeqCst);
-        if !is_position(head) {
-            mem.leave_slot(slot);
-            return Err(corrupt(&mem, format!("head {head}")));
-        }
-        let join_seq = mem.u64_at(OFF_NEXT_SEQ).load(Acquire);
+        let (head, join_seq) = match join_point(&mem) {
+            Ok(point) => point,
+            Err(e) => {
+                mem.leave_slot(slot);
+                return Err(e);
+            }
+        };
         let mut sub = Subscriber {
             mem,
             slot,
@@ -304,48 +306,51 @@ impl Subscriber {
     }
 
     fn recv_with_until<R>(&mut self, deadline: Deadline, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
-        let found = match self.look()? {
-            Look::Message => true,
-            Look::Lapped => return Err(self.jump()?),
-            Look::Empty => false,
-        };
-        if !found {
-            self.wait(deadline)?;
+        loop {
+            let look = match self.look()? {
+                Look::Empty => self.wait(deadline)?,
+                found => found,
+            };
+            match look {
+                Look::Message => return Ok(f(&self.buf)),
+                Look::Lapped => {
+                    if let Some(lagged) = self.jump()? {
+                        return Err(lagged);
+                    }
+                }
+                Look::Empty => unreachable!("wait returns a message or a lap"),
+            }
         }
-        Ok(f(&self.buf))
     }
 
-    /// Waits for a message (then in `buf`), or for the publisher to go.
-    fn wait(&mut self, deadline: Deadline) -> Result<()> {
+    /// Waits for a message (then in `buf`: `Look::Message`), a lap (`Look::Lapped`),
+    /// or for the publisher to go (`Disconnected` once everything is read).
+    fn wait(&mut self, deadline: Deadline) -> Result<Look> {
         let mem = &self.mem;
         if publisher_gone(mem, false).is_none() && !matches!(deadline, Deadline::Now) {
             let schedule = ChannelMem::schedule(self.spin, deadline.instant());
             let (pos, expected, buf) = (&mut self.pos, &mut self.expected, &mut self.buf);
             let ready = |_thorough| match look(mem, pos, expected, buf) {
                 Ok(Look::Empty) => None,
-                Ok(Look::Message) => Some(Ok(None)),
-                Ok(Look::Lapped) => Some(Ok(Some(Lapped))),
+                Ok(found) => Some(Ok(found)),
                 Err(e) => Some(Err(e)),
             };
             let idle = || publisher_gone(mem, true).map(Err);
             match mem.data_bell().wait(&schedule, ready, idle) {
                 None => return Err(deadline.expired(mem.name(), "receive")),
-                Some(Ok(None)) => return Ok(()),
-                Some(Ok(Some(Lapped))) => return Err(self.jump()?),
-                Some(Err(e)) if !e.is_disconnected() => return Err(e),
-                Some(Err(_)) => {}
+                Some(Err(e)) if e.is_disconnected() => {}
+                Some(found) => return found,
             }
         } else if publisher_gone(mem, false).is_none() {
             return Err(deadline.expired(mem.name(), "receive"));
         }
         // The publisher is gone; deliver what it published before it went.
         match self.look()? {
-            Look::Message => Ok(()),
-            Look::Lapped => Err(self.jump()?),
             Look::Empty => Err(publisher_gone(&self.mem, true).unwrap_or_else(|| {
                 self.mem
                     .disconnected("the publisher closed the channel".into())
             })),
+            found => Ok(found),
         }
     }
 
@@ -353,8 +358,9 @@ impl Subscriber {
         look(&self.mem, &mut self.pos, &mut self.expected, &mut self.buf)
     }
 
-    /// Moves to the oldest record still whole; the `Lagged` error to return.
-    fn jump(&mut self) -> Result<Error> {
+    /// Moves to the oldest record still whole; the `Lagged` error to return, or
+    /// `None` if that record is the one due (only a pad before it was overwritten).
+    fn jump(&mut self) -> Result<Option<Error>> {
         let mem = &self.mem;
         for _ in 0..JUMP_TRIES {
             let head = mem.head().load(SeqCst);
@@ -380,10 +386,10 @@ impl Subscriber {
             let missed = seq.saturating_sub(self.expected.unwrap_or(self.join_seq));
             self.pos = oldest;
             self.expected = Some(seq);
-            return Ok(Error::Lagged {
+            return Ok((missed > 0).then(|| Error::Lagged {
                 object: mem.name().to_owned(),
                 missed,
-            });
+            }));
         }
         Err(corrupt(
             mem,
@@ -392,8 +398,33 @@ impl Subscriber {
     }
 }
 
-/// Marker: the subscriber was lapped while waiting.
-struct Lapped;
+/// Where a new subscriber starts: the head, and the sequence number of the
+/// message that will be written there.
+///
+/// The publisher raises the claim before it stores the next sequence number,
+/// and moves the head last. A claim still equal to the head, read after the
+/// sequence number (which makes the claim store visible), proves that no publish
+/// was under way when the number was read; an unchanged head proves none
+/// finished meanwhile. The publisher never waits, so a busy one can keep this
+/// from settling: after a bounded number of tries the number is taken as read,
+/// and may then be one too high (a first `Lagged` one short).
+fn join_point(mem: &ChannelMem) -> Result<(u64, u64)> {
+    let mut seen = (0, 0);
+    for _ in 0..JUMP_TRIES {
+        let head = mem.head().load(SeqCst);
+        if !is_position(head) {
+            return Err(corrupt(mem, format!("head {head}")));
+        }
+        let next_seq = mem.u64_at(OFF_NEXT_SEQ).load(Acquire);
+        let claim = mem.u64_at(OFF_CLAIM).load(Acquire);
+        seen = (head, next_seq);
+        if claim == head && mem.head().load(SeqCst) == head {
+            break;
+        }
+        std::hint::spin_loop();
+    }
+    Ok(seen)
+}
 
 /// Reads the record at `pos` into `buf` if there is one and it was whole.
 fn look(
@@ -421,40 +452,48 @@ fn look(
         let idx = *pos & (cap - 1);
         let to_end = cap - idx;
         let header = mem.load_header(idx);
-        let (tag, len) = match Header::decode(header, *pos) {
-            Header::Record(tag, len) => (tag, len as u64),
-            Header::NotYet | Header::Bad(_) => (Tag::Pad, u64::MAX),
+        // What the header describes, if it is a record that fits where it is:
+        // its kind, payload length and size in the ring. Everything in the header
+        // is peer-written, so nothing here may overflow.
+        let record = match Header::decode(header, *pos) {
+            Header::Record(Tag::Pad, len) if len as u64 + RECORD_HEADER == to_end => {
+                Some((Tag::Pad, 0, to_end))
+            }
+            Header::Record(Tag::Single, len) => {
+                let len = len as u64;
+                let size = BROADCAST_HEADER + align8(len);
+                (len <= mem.max_message && size <= to_end && size <= head - *pos).then_some((
+                    Tag::Single,
+                    len,
+                    size,
+                ))
+            }
+            _ => None,
         };
-        let size = match tag {
-            Tag::Pad if len + RECORD_HEADER == to_end => to_end,
-            Tag::Single
-                if len <= mem.max_message
-                    && BROADCAST_HEADER + align8(len) <= to_end
-                    && BROADCAST_HEADER + align8(len) <= head - *pos =>
-            {
-                BROADCAST_HEADER + align8(len)
+        let seq = match record {
+            Some((Tag::Single, len, _)) => {
+                let seq = mem.load_header(idx + 8);
+                buf.clear();
+                mem.append(idx + BROADCAST_HEADER, len as usize, buf);
+                seq
             }
             _ => 0,
         };
-        let seq = if tag == Tag::Single && size != 0 {
-            let seq = mem.load_header(idx + 8);
-            buf.clear();
-            mem.append(idx + BROADCAST_HEADER, len as usize, buf);
-            seq
-        } else {
-            0
-        };
         fence(Acquire);
         let claim = mem.u64_at(OFF_CLAIM).load(Relaxed);
-        if *pos + cap < claim {
+        // A pad carries nothing to tear: a header stamped for this position is
+        // the pad's own, and where it ends follows from where it is. Only the
+        // record after it can have been lost.
+        let is_pad = matches!(record, Some((Tag::Pad, ..)));
+        if *pos + cap < claim && !is_pad {
             return Ok(Look::Lapped);
         }
-        if size == 0 {
+        let Some((tag, _, size)) = record else {
             return Err(corrupt(
                 mem,
                 format!("record at {pos} has header {header:#018x}"),
             ));
-        }
+        };
         *pos += size;
         if tag == Tag::Pad {
             continue;
