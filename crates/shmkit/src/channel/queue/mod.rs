@@ -91,3 +91,77 @@ pub(crate) fn open_queue(name: &str, opts: &ChannelOptions) -> Result<ChannelMem
     };
     ChannelMem::attach(name, opts.attach, &cfg)
 }
+
+/// Places where a test can run code in the middle of a receive, to make a race
+/// that is otherwise a matter of luck happen every time.
+#[cfg(test)]
+pub(crate) mod test_hooks {
+    use std::cell::RefCell;
+
+    type Hook = Box<dyn FnOnce()>;
+
+    thread_local! {
+        static BEFORE_PAD_RELEASE: RefCell<Option<Hook>> = RefCell::new(None);
+    }
+
+    /// Runs `f` (once, on this thread) after the receiver has read a pad and
+    /// before it releases it.
+    pub(crate) fn set_before_pad_release(f: impl FnOnce() + 'static) {
+        BEFORE_PAD_RELEASE.with(|h| *h.borrow_mut() = Some(Box::new(f)));
+    }
+
+    pub(crate) fn before_pad_release() {
+        if let Some(f) = BEFORE_PAD_RELEASE.with(|h| h.borrow_mut().take()) {
+            f();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Shm;
+
+    struct Removed(String);
+    impl Drop for Removed {
+        fn drop(&mut self) {
+            let _ = Shm::remove(&self.0);
+        }
+    }
+
+    /// Defect: a reservation dropped after it padded the ring left the shared
+    /// head before the pad; the next sender wrote its record over the pad that
+    /// the receiver had just read, and the receiver jumped past it: lost.
+    #[test]
+    fn a_dropped_reservation_that_padded_the_ring_loses_no_later_message() {
+        let name = Removed(format!("t-unit-pad-{}", std::process::id()));
+        let opts = ChannelOptions::new().capacity(256).max_senders(2);
+        let mut rx = opts.receiver(&name.0).unwrap();
+        let mut a = opts.sender(&name.0).unwrap();
+        let mut b = opts.sender(&name.0).unwrap();
+        // Seven 32-byte records (8 header + 24 payload): the head at 224, 32 bytes
+        // before the ring's end, everything read.
+        for i in 0..7u8 {
+            a.send(&[i; 24]).unwrap();
+            assert_eq!(rx.try_recv().unwrap(), [i; 24]);
+        }
+        // 40 bytes do not fit in the 32 left: A pads to the end, then gives up.
+        drop(a.try_reserve(40).unwrap());
+        // While the receiver holds the pad it has read, B sends.
+        let sent = std::rc::Rc::new(std::cell::Cell::new(false));
+        let flag = sent.clone();
+        test_hooks::set_before_pad_release(move || {
+            b.send(b"from B").unwrap();
+            flag.set(true);
+        });
+        let got = rx.try_recv();
+        let got = match got {
+            Ok(m) => m,
+            // The hook ran inside this call; B's message comes with the next.
+            Err(e) if e.is_would_block() => rx.try_recv().unwrap(),
+            Err(e) => panic!("{e}"),
+        };
+        assert!(sent.get(), "the receiver never read the pad");
+        assert_eq!(got, b"from B");
+    }
+}

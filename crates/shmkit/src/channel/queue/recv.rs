@@ -119,6 +119,8 @@ impl ReadState {
                         ),
                     ));
                 }
+                #[cfg(test)]
+                super::test_hooks::before_pad_release();
                 self.release(mem, to_end);
                 continue;
             }

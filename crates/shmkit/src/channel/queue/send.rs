@@ -379,6 +379,7 @@ impl Sender {
             cursor: &mut self.cursor,
             idx,
             len,
+            committed: false,
             _guard: guard,
         })
     }
@@ -483,13 +484,29 @@ pub struct Reservation<'a> {
     cursor: &'a mut WriteCursor,
     idx: u64,
     len: usize,
+    committed: bool,
+    // Declared last: dropped after `Drop::drop` has put the ring in order.
     _guard: Option<MutexGuard<'a, ()>>,
 }
 
 impl Reservation<'_> {
     /// Publishes the message.
-    pub fn commit(self) {
+    pub fn commit(mut self) {
         self.cursor.publish(self.mem, Tag::Single, self.len as u64);
+        self.committed = true;
+    }
+}
+
+impl Drop for Reservation<'_> {
+    /// An uncommitted reservation sends nothing, but reserving may have padded
+    /// the ring to its end, and a receiver may already have read that pad (it
+    /// reads stamped records without waiting for the head). Publishing the head
+    /// past the pad keeps the next sender, which starts from the shared head,
+    /// from writing where the receiver has already been.
+    fn drop(&mut self) {
+        if !self.committed && self.mem.head().load(SeqCst) != self.cursor.head {
+            self.mem.head().swap(self.cursor.head, SeqCst);
+        }
     }
 }
 
