@@ -172,6 +172,11 @@ fn child_entry() {
             }
             say(&format!("published {seq}"));
         }
+        "sleeping-receiver" => {
+            let mut rx = Receiver::connect(a(1)).unwrap();
+            say("ready");
+            let _ = rx.recv();
+        }
         "scribbled-reader" => {
             let mut rx = Receiver::connect(a(1)).unwrap();
             say("ready");
@@ -451,6 +456,38 @@ fn a_subscriber_lapped_over_and_over_on_a_tiny_ring_never_panics_and_counts_exac
         .parse()
         .unwrap();
     assert_eq!(got + missed_total, published, "messages unaccounted for");
+}
+
+/// A receiver SIGKILLed in its sleep leaves its place in the data doorbell's
+/// waiter count (no destructor runs); the next receiver to attach clears it, so
+/// senders stop paying for wake-up calls.
+#[cfg(unix)]
+#[test]
+fn a_receiver_killed_asleep_leaves_no_waiter_count_behind_for_the_next() {
+    let name = TestName::new("cp-sleeper");
+    let mut tx = Sender::connect(name.as_str()).unwrap();
+    let mut child = spawn(ENTRY, "sleeping-receiver", &[name.as_str()]);
+    assert_eq!(child.expect_line(), "ready");
+    let raw = shmkit::ShmOptions::new()
+        .open_raw(&common::managed_os_name(name.as_str()))
+        .unwrap();
+    let waiters = raw.atomic_u32(shmkit::HEADER_BLOCK + 76).unwrap();
+    let load = || waiters.load(std::sync::atomic::Ordering::SeqCst);
+    let until = Instant::now() + LONG;
+    while load() == 0 {
+        assert!(Instant::now() < until, "the receiver never went to sleep");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    child.kill();
+    assert_eq!(
+        load(),
+        1,
+        "the killed sleeper's count stays until someone repairs it"
+    );
+    let mut rx = Receiver::connect(name.as_str()).unwrap();
+    assert_eq!(load(), 0, "the new receiver did not clear the leaked count");
+    tx.send(b"still works").unwrap();
+    assert_eq!(rx.recv().unwrap(), b"still works");
 }
 
 #[test]

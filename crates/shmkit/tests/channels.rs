@@ -476,6 +476,47 @@ fn a_resumed_sequence_number_at_its_maximum_wraps_instead_of_panicking() {
     assert_eq!(sub.recv().unwrap(), b"first again");
 }
 
+/// The receiver's place in the data doorbell's waiter count (docs/LAYOUT.md).
+fn data_waiters(name: &TestName) -> u32 {
+    shmkit::ShmOptions::new()
+        .open_raw(&common::managed_os_name(name.as_str()))
+        .unwrap()
+        .atomic_u32(shmkit::HEADER_BLOCK + 76)
+        .unwrap()
+        .load(std::sync::atomic::Ordering::SeqCst)
+}
+
+#[test]
+fn a_panicking_recv_with_callback_gives_back_its_place_among_the_waiters() {
+    let name = TestName::new("ch-waiter-panic");
+    let (mut tx, rx) = pair(&name, 4096);
+    let mut rx = rx;
+    rx.set_wait_mode(WaitMode::Blocking {
+        spin: Duration::ZERO,
+    });
+    let waiter = std::thread::spawn(move || {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            rx.recv_with(|_| panic!("the callback fails"))
+        }));
+        assert!(outcome.is_err(), "the callback's panic reaches the caller");
+        rx
+    });
+    // Send only once the receiver sleeps, so that the callback runs inside the
+    // wait, registered as a waiter.
+    let until = Instant::now() + Duration::from_secs(30);
+    while data_waiters(&name) == 0 {
+        assert!(Instant::now() < until, "the receiver never went to sleep");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    tx.send(b"boom").unwrap();
+    let mut rx = waiter.join().unwrap();
+    assert_eq!(data_waiters(&name), 0, "a waiter count leaked");
+    // A message is released only when the callback returns: it stays queued.
+    tx.send(b"after").unwrap();
+    assert_eq!(rx.recv().unwrap(), b"boom");
+    assert_eq!(rx.recv().unwrap(), b"after");
+}
+
 #[test]
 fn broadcast_every_subscriber_reads_everything_and_laggards_are_told() {
     let name = TestName::new("ch-bcast");

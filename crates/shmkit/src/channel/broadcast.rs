@@ -328,7 +328,7 @@ impl Subscriber {
     fn wait(&mut self, deadline: Deadline) -> Result<Look> {
         let mem = &self.mem;
         if publisher_gone(mem, false).is_none() && !matches!(deadline, Deadline::Now) {
-            let schedule = ChannelMem::schedule(self.spin, deadline.instant());
+            let plan = ChannelMem::plan(self.spin, deadline.instant());
             let (pos, expected, buf) = (&mut self.pos, &mut self.expected, &mut self.buf);
             let ready = |_thorough| match look(mem, pos, expected, buf) {
                 Ok(Look::Empty) => None,
@@ -336,7 +336,7 @@ impl Subscriber {
                 Err(e) => Some(Err(e)),
             };
             let idle = || publisher_gone(mem, true).map(Err);
-            match mem.data_bell().wait(&schedule, ready, idle) {
+            match mem.data_bell().wait(&plan, ready, idle) {
                 None => return Err(deadline.expired(mem.name(), "receive")),
                 Some(Err(e)) if e.is_disconnected() => {}
                 Some(found) => return found,

@@ -12,20 +12,8 @@
 //! no lost wake-up, which the loom model below checks.
 
 use std::sync::atomic::Ordering::SeqCst;
-use std::time::{Duration, Instant};
 
-use crate::sync::protocol::{Park, Word};
-
-/// How a blocking call waits and how often it looks at its peer.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Schedule {
-    /// How long to spin before sleeping; `None` spins until done (busy poll).
-    pub spin: Option<Duration>,
-    /// When to give up.
-    pub deadline: Option<Instant>,
-    /// How often `idle` (the peer liveness check) runs while waiting.
-    pub check_every: Duration,
-}
+use crate::sync::protocol::{self, Attempt, Park, Plan, Word};
 
 /// A doorbell's two words and the way to sleep on the signal.
 pub(crate) struct Doorbell<'a, W, P> {
@@ -33,9 +21,6 @@ pub(crate) struct Doorbell<'a, W, P> {
     pub waiters: &'a W,
     pub park: &'a P,
 }
-
-/// How many spin attempts between clock readings.
-const SPIN_BATCH: u32 = 32;
 
 impl<W: Word, P: Park<W>> Doorbell<'_, W, P> {
     /// Wakes every sleeper, if any. Call after publishing the new index with a
@@ -51,9 +36,17 @@ impl<W: Word, P: Park<W>> Doorbell<'_, W, P> {
         }
     }
 
+    /// Sets the waiter count to zero. Only for the one process that can be
+    /// waiting on this doorbell, when it attaches: a count it finds was left by a
+    /// predecessor killed in its sleep.
+    pub(crate) fn forget_waiters(&self) {
+        self.waiters.swap(0, SeqCst);
+    }
+
     /// Calls `ready` until it returns `Some`, spinning and then sleeping between
-    /// tries; `None` at the deadline. `idle` runs about every `check_every` and may
-    /// end the wait (with the peer found dead, say).
+    /// tries (the shared wait loop, [`protocol::wait`]); `None` at the deadline.
+    /// `idle` runs about every `plan.check_every` and may end the wait (with the
+    /// peer found dead, say).
     ///
     /// `ready(thorough)`: while spinning, most calls pass `false` and may look
     /// only at what is cheapest to watch; every call that decides about sleeping
@@ -61,82 +54,26 @@ impl<W: Word, P: Park<W>> Doorbell<'_, W, P> {
     /// index it waits for with a SeqCst (or stronger) load.
     pub(crate) fn wait<R>(
         &self,
-        schedule: &Schedule,
+        plan: &Plan,
         mut ready: impl FnMut(bool) -> Option<R>,
         mut idle: impl FnMut() -> Option<R>,
     ) -> Option<R> {
-        // Not thorough: the other side's index lives on a cache line of its own,
-        // and reading it on every call would make it bounce on every message.
-        if let Some(r) = ready(false) {
-            return Some(r);
-        }
-        if schedule.spin != Some(Duration::ZERO) {
-            // The answer often comes within a few tries: look before reading the
-            // clock, which costs as much as several tries.
-            for _ in 0..SPIN_BATCH {
-                std::hint::spin_loop();
-                if let Some(r) = ready(false) {
-                    return Some(r);
-                }
+        let attempt = |thorough: bool| {
+            // The signal is read before the condition: a ring between the two
+            // changes it, and the sleep then returns at once.
+            let seen = if thorough {
+                self.signal.load(SeqCst)
+            } else {
+                0
+            };
+            match ready(thorough) {
+                Some(r) => Attempt::Done(r),
+                None => Attempt::Sleep(seen),
             }
-        }
-        let started = Instant::now();
-        let mut last_idle = started;
-        if schedule.spin != Some(Duration::ZERO) {
-            loop {
-                for i in 0..SPIN_BATCH {
-                    std::hint::spin_loop();
-                    if let Some(r) = ready(i == 0) {
-                        return Some(r);
-                    }
-                }
-                let now = Instant::now();
-                if schedule.deadline.is_some_and(|d| now >= d) {
-                    return None;
-                }
-                if now.duration_since(last_idle) >= schedule.check_every {
-                    last_idle = now;
-                    if let Some(r) = idle() {
-                        return Some(r);
-                    }
-                }
-                if schedule
-                    .spin
-                    .is_some_and(|spin| now.duration_since(started) >= spin)
-                {
-                    break;
-                }
-            }
-        }
-        self.waiters.fetch_add(1, SeqCst);
-        let result = loop {
-            let seen = self.signal.load(SeqCst);
-            if let Some(r) = ready(true) {
-                break Some(r);
-            }
-            let now = Instant::now();
-            let since = now.duration_since(last_idle);
-            if since >= schedule.check_every {
-                last_idle = now;
-                if let Some(r) = idle() {
-                    break Some(r);
-                }
-            }
-            let mut nap = schedule.check_every.saturating_sub(since);
-            if nap.is_zero() {
-                nap = schedule.check_every;
-            }
-            if let Some(d) = schedule.deadline {
-                let left = d.saturating_duration_since(now);
-                if left.is_zero() {
-                    break None;
-                }
-                nap = nap.min(left);
-            }
-            self.park.wait(self.signal, seen, Some(nap));
         };
-        self.waiters.fetch_sub(1, SeqCst);
-        result
+        protocol::wait(self.signal, self.waiters, self.park, plan, attempt, |_| {
+            idle()
+        })
     }
 }
 
@@ -187,11 +124,11 @@ mod model {
         }
     }
 
-    fn forever() -> Schedule {
-        Schedule {
-            spin: Some(Duration::ZERO),
+    fn forever() -> Plan {
+        Plan {
+            spin: protocol::Spin::For(std::time::Duration::ZERO),
             deadline: None,
-            check_every: Duration::from_secs(3600),
+            check_every: None,
         }
     }
 

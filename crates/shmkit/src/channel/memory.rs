@@ -7,13 +7,14 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::time::Duration;
 
-use super::doorbell::{Doorbell, Schedule};
+use super::doorbell::Doorbell;
 use super::layout::*;
 use crate::error::{Error, Result};
 use crate::name;
 use crate::segment::{Lifetime, SegmentKind};
 use crate::shm::{Shm, ShmOptions};
 use crate::sync::owner::me;
+use crate::sync::protocol::{Plan, Spin};
 use crate::sync::Mutex;
 use crate::sys::{self, ProcessIdentity, WakeChannel};
 
@@ -487,15 +488,13 @@ impl ChannelMem {
         );
     }
 
-    /// A schedule for a wait until `deadline`.
-    pub(crate) fn schedule(
-        spin: Option<Duration>,
-        deadline: Option<std::time::Instant>,
-    ) -> Schedule {
-        Schedule {
-            spin,
+    /// The plan of a wait until `deadline` that spins for `spin` (`None`: busy
+    /// poll) and checks the peer every [`CHECK_EVERY`].
+    pub(crate) fn plan(spin: Option<Duration>, deadline: Option<std::time::Instant>) -> Plan {
+        Plan {
+            spin: spin.map_or(Spin::Forever, Spin::For),
             deadline,
-            check_every: CHECK_EVERY,
+            check_every: Some(CHECK_EVERY),
         }
     }
 }

@@ -18,6 +18,20 @@
 //! `shmkit ls`, temporary: gone when the last user closes them); `init_in` and
 //! `open_in` place one at an offset of a segment the caller already has.
 //!
+//! # Waiter counts and crashed sleepers
+//!
+//! Every way of waiting (these objects and the channels alike) runs one wait
+//! loop, which holds its place in the waiter count through a guard: a wait that
+//! ends by a result, a timeout or a panic (a `recv_with` callback that panics)
+//! gives the place back. A process killed while asleep runs no destructor and
+//! leaves its place counted. That costs nothing in correctness, since the count
+//! only tells a releasing process whether to make the wake-up system call, but
+//! from then on each release makes that call (about a microsecond). Where one
+//! process alone can wait on a word, it clears the count when it attaches: a
+//! queue channel's receiver (data doorbell) and the sender of a one-sender queue
+//! (space doorbell). Elsewhere (these objects, many-sender queues, broadcast
+//! subscribers) a leaked count stays until the object is made anew.
+//!
 //! # Why not a robust pthread mutex
 //!
 //! A `PTHREAD_MUTEX_ROBUST` mutex reports a dead owner through the kernel's

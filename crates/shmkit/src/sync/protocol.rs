@@ -66,6 +66,167 @@ pub(crate) enum Attempt<R> {
     Sleep(u32),
 }
 
+/// How long a waiter spins before it registers as a waiter and sleeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Spin {
+    /// This many more attempts, without reading the clock.
+    Tries(u32),
+    /// For about this long (no spinning for zero).
+    For(Duration),
+    /// Until done: never sleep (busy poll). Deadline and `idle` still apply.
+    Forever,
+}
+
+/// How a wait goes: how long it spins, when it gives up, and how often it runs
+/// its `idle` check (a peer's or an owner's liveness) while waiting.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Plan {
+    pub spin: Spin,
+    pub deadline: Option<Instant>,
+    pub check_every: Option<Duration>,
+}
+
+/// Spin attempts between clock readings.
+const SPIN_BATCH: u32 = 32;
+
+/// A place in the waiter count, given back however the wait ends: by a result,
+/// a timeout, or a panic unwinding out of `attempt` or `idle` (a `recv_with`
+/// callback runs inside the wait). A leaked place would make every release pay
+/// for a wake-up system call from then on.
+struct Registered<'a, W: Word>(&'a W);
+
+impl<'a, W: Word> Registered<'a, W> {
+    fn new(waiters: &'a W) -> Self {
+        waiters.fetch_add(1, SeqCst);
+        Registered(waiters)
+    }
+}
+
+impl<W: Word> Drop for Registered<'_, W> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, SeqCst);
+    }
+}
+
+/// The one wait loop under every blocking call, channels and sync objects alike:
+/// calls `attempt` until it is done, spinning as `plan` says, then registered as
+/// a waiter and asleep on `word` between tries; `None` at the deadline.
+///
+/// `attempt(thorough)`: while spinning, most calls pass `false` and may look only
+/// at what is cheapest to watch; every call that decides about sleeping (and the
+/// first of each batch of spins) passes `true` and must then read what it waits
+/// for with a SeqCst (or stronger) operation. `Attempt::Sleep(v)` sleeps while
+/// the word still holds `v`. `idle` runs about every `plan.check_every` with the
+/// last value seen and may end the wait itself (a dead peer, a dead owner).
+pub(crate) fn wait<W: Word, P: Park<W>, R>(
+    word: &W,
+    waiters: &W,
+    park: &P,
+    plan: &Plan,
+    mut attempt: impl FnMut(bool) -> Attempt<R>,
+    mut idle: impl FnMut(u32) -> Option<R>,
+) -> Option<R> {
+    // The first attempt is the uncontended fast path: no clock, no waiter count.
+    let mut observed = match attempt(false) {
+        Attempt::Done(r) => return Some(r),
+        Attempt::Sleep(v) => v,
+    };
+    let mut try_once = |thorough: bool, observed: &mut u32| match attempt(thorough) {
+        Attempt::Done(r) => Some(r),
+        Attempt::Sleep(v) => {
+            *observed = v;
+            None
+        }
+    };
+    let mut last_idle = None;
+    match plan.spin {
+        Spin::Tries(n) => {
+            for _ in 0..n {
+                std::hint::spin_loop();
+                if let Some(r) = try_once(false, &mut observed) {
+                    return Some(r);
+                }
+            }
+        }
+        Spin::For(d) if d.is_zero() => {}
+        Spin::For(_) | Spin::Forever => {
+            // The answer often comes within a few tries: look before reading the
+            // clock, which costs as much as several tries.
+            for _ in 0..SPIN_BATCH {
+                std::hint::spin_loop();
+                if let Some(r) = try_once(false, &mut observed) {
+                    return Some(r);
+                }
+            }
+            let started = Instant::now();
+            let mut last = started;
+            loop {
+                for i in 0..SPIN_BATCH {
+                    std::hint::spin_loop();
+                    if let Some(r) = try_once(i == 0, &mut observed) {
+                        return Some(r);
+                    }
+                }
+                let now = Instant::now();
+                if plan.deadline.is_some_and(|d| now >= d) {
+                    return None;
+                }
+                if plan
+                    .check_every
+                    .is_some_and(|e| now.duration_since(last) >= e)
+                {
+                    last = now;
+                    if let Some(r) = idle(observed) {
+                        return Some(r);
+                    }
+                }
+                if let Spin::For(d) = plan.spin {
+                    if now.duration_since(started) >= d {
+                        break;
+                    }
+                }
+            }
+            last_idle = Some(last);
+        }
+    }
+    let _registered = Registered::new(waiters);
+    let timed = plan.deadline.is_some() || plan.check_every.is_some();
+    let mut last_idle = if timed {
+        last_idle.or_else(|| Some(Instant::now()))
+    } else {
+        None
+    };
+    loop {
+        if let Some(r) = try_once(true, &mut observed) {
+            return Some(r);
+        }
+        let mut nap = None;
+        if timed {
+            let now = Instant::now();
+            if let (Some(every), Some(last)) = (plan.check_every, last_idle) {
+                let since = now.duration_since(last);
+                if since >= every {
+                    last_idle = Some(now);
+                    if let Some(r) = idle(observed) {
+                        return Some(r);
+                    }
+                    nap = Some(every);
+                } else {
+                    nap = Some(every - since);
+                }
+            }
+            if let Some(d) = plan.deadline {
+                let left = d.saturating_duration_since(now);
+                if left.is_zero() {
+                    return None;
+                }
+                nap = Some(nap.map_or(left, |n: Duration| n.min(left)));
+            }
+        }
+        park.wait(word, observed, nap);
+    }
+}
+
 /// A word, its waiter count and the way to sleep on it.
 pub(crate) struct Waitable<'a, W, P> {
     pub word: &'a W,
@@ -90,49 +251,21 @@ impl<W: Word, P: Park<W>> Waitable<'_, W, P> {
         deadline: Option<Instant>,
         check_every: Option<Duration>,
         mut attempt: impl FnMut() -> Attempt<R>,
-        mut idle: impl FnMut(u32) -> Option<R>,
+        idle: impl FnMut(u32) -> Option<R>,
     ) -> Option<R> {
-        // The first attempt is the uncontended fast path: it must not touch the
-        // waiter count, whatever the spin setting.
-        if let Attempt::Done(r) = attempt() {
-            return Some(r);
-        }
-        for _ in 0..self.spins {
-            std::hint::spin_loop();
-            if let Attempt::Done(r) = attempt() {
-                return Some(r);
-            }
-        }
-        self.waiters.fetch_add(1, SeqCst);
-        let mut last_check = check_every.map(|_| Instant::now());
-        let result = loop {
-            let observed = match attempt() {
-                Attempt::Done(r) => break Some(r),
-                Attempt::Sleep(v) => v,
-            };
-            let mut nap = check_every;
-            if deadline.is_some() || last_check.is_some() {
-                let now = Instant::now();
-                if let (Some(every), Some(last)) = (check_every, last_check) {
-                    if now.duration_since(last) >= every {
-                        last_check = Some(now);
-                        if let Some(r) = idle(observed) {
-                            break Some(r);
-                        }
-                    }
-                }
-                if let Some(d) = deadline {
-                    let left = d.saturating_duration_since(now);
-                    if left.is_zero() {
-                        break None;
-                    }
-                    nap = Some(nap.map_or(left, |n| n.min(left)));
-                }
-            }
-            self.park.wait(self.word, observed, nap);
+        let plan = Plan {
+            spin: Spin::Tries(self.spins),
+            deadline,
+            check_every,
         };
-        self.waiters.fetch_sub(1, SeqCst);
-        result
+        wait(
+            self.word,
+            self.waiters,
+            self.park,
+            &plan,
+            |_| attempt(),
+            idle,
+        )
     }
 
     /// Wakes up to `n` sleepers, skipping the system call when nobody sleeps.

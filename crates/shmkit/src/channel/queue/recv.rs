@@ -326,6 +326,10 @@ impl Receiver {
     pub(crate) fn attach(name: &str, opts: &ChannelOptions) -> Result<Receiver> {
         let mem = open_queue(name, opts)?;
         let slot = mem.claim_slot(0..1, "receiver")?;
+        // Only the receiver sleeps on the data doorbell: a count left there was
+        // leaked by a receiver that died asleep (SIGKILL runs no destructor), and
+        // would make every send pay for a wake-up call.
+        mem.data_bell().forget_waiters();
         let tail = mem.tail().load(SeqCst);
         let head = mem.head().load(SeqCst);
         // The tail may be a record past the head (see WriteCursor::load).
@@ -528,7 +532,7 @@ impl Receiver {
             }
         }
         if gone.is_none() {
-            let schedule = ChannelMem::schedule(self.spin, deadline.instant());
+            let plan = ChannelMem::plan(self.spin, deadline.instant());
             let ready = |thorough: bool| {
                 if !thorough {
                     match state.take_single(mem, &accept, &mut deliver) {
@@ -544,7 +548,7 @@ impl Receiver {
                 }
             };
             let idle = || senders_gone(mem, true).map(|e| Ok(Err(e)));
-            match mem.data_bell().wait(&schedule, ready, idle) {
+            match mem.data_bell().wait(&plan, ready, idle) {
                 None => return Err(deadline.expired(mem.name(), "receive")),
                 Some(Err(e)) => return Err(e),
                 Some(Ok(Ok(r))) => return Ok(r),

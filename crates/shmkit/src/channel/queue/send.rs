@@ -161,7 +161,7 @@ impl WriteCursor {
         if matches!(deadline, Deadline::Now) {
             return Err(deadline.expired(mem.name(), "send"));
         }
-        let schedule = ChannelMem::schedule(spin, deadline.instant());
+        let plan = ChannelMem::plan(spin, deadline.instant());
         let ready = |_thorough| match self.try_reserve(mem, len) {
             Ok(Some(idx)) => Some(Ok(idx)),
             Ok(None) if mem.slot_left(0) => receiver_gone(mem, false).map(Err),
@@ -169,7 +169,7 @@ impl WriteCursor {
             Err(e) => Some(Err(e)),
         };
         mem.space_bell()
-            .wait(&schedule, ready, || receiver_gone(mem, true).map(Err))
+            .wait(&plan, ready, || receiver_gone(mem, true).map(Err))
             .unwrap_or_else(|| Err(deadline.expired(mem.name(), "send")))
     }
 }
@@ -204,6 +204,9 @@ impl Sender {
         let lock = if mem.slots > 2 {
             Some(mem.producer_lock()?)
         } else {
+            // The only sender is the only one that sleeps on the space doorbell:
+            // a count left there was leaked by a sender that died asleep.
+            mem.space_bell().forget_waiters();
             None
         };
         let cursor = match WriteCursor::load(&mem, true) {
