@@ -344,6 +344,28 @@ fn request_response_with_four_client_processes() {
     }
 }
 
+/// A server whose clients come and go one at a time: with nobody connected it
+/// waits for the next client instead of reporting `Disconnected`.
+#[test]
+fn an_rpc_server_keeps_serving_while_clients_come_and_go() {
+    let name = TestName::new("cp-rpc-come-go");
+    let mut server = RpcServer::bind(name.as_str()).unwrap();
+    for id in 0..3 {
+        let mut client = spawn(ENTRY, "rpc-client", &[name.as_str(), &id.to_string(), "2"]);
+        for _ in 0..2 {
+            let req = server.recv_timeout(LONG).unwrap();
+            server
+                .reply(&req, &req.payload().to_ascii_uppercase())
+                .unwrap();
+        }
+        assert_eq!(client.expect_line(), "done");
+        client.wait_success(LONG);
+        // Nobody is connected now: the server waits, it does not quit.
+        let err = server.recv_timeout(Duration::from_millis(100)).unwrap_err();
+        assert!(err.is_timeout(), "{err}");
+    }
+}
+
 #[test]
 fn a_sender_killed_mid_message_leaves_no_partial_message() {
     let name = TestName::new("cp-kill-sender");

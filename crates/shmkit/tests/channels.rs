@@ -628,6 +628,69 @@ fn rpc_replies_reach_the_caller() {
 }
 
 #[test]
+fn a_reply_to_a_client_that_stopped_reading_times_out_and_names_the_client() {
+    let name = TestName::new("ch-rpc-full");
+    let mut server = RpcServer::bind(name.as_str()).unwrap();
+    server.set_reply_timeout(Duration::from_millis(100));
+    let mut client = RpcClient::connect(name.as_str()).unwrap();
+    // Calls that give up at once leave their requests queued for the server,
+    // and nobody reads the replies: the client's 256 KiB reply queue fills.
+    for _ in 0..8 {
+        let err = client
+            .call_timeout(b"x", Duration::from_millis(1))
+            .unwrap_err();
+        assert!(err.is_timeout(), "{err}");
+    }
+    let big = vec![0u8; 60 * 1024];
+    let started = Instant::now();
+    let mut refused = None;
+    for _ in 0..8 {
+        let req = server.recv_timeout(Duration::from_secs(5)).unwrap();
+        if let Err(e) = server.reply(&req, &big) {
+            refused = Some((e, req.client().to_owned()));
+            break;
+        }
+    }
+    let (err, client_queue) = refused.expect("a full reply queue must refuse a reply");
+    assert!(err.is_timeout(), "{err}");
+    assert!(err.to_string().contains(&client_queue), "{err}");
+    assert!(err.to_string().contains("reply queue stayed full"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+/// Receivers stop when their senders are gone, unless they asked to wait for
+/// the next one; with several senders, one leaving while another stays is no
+/// disconnection.
+#[test]
+fn wait_for_senders_decides_what_an_empty_queue_without_senders_means() {
+    let name = TestName::new("ch-wait-senders");
+    let opts = ChannelOptions::new().capacity(4096).max_senders(2);
+    let mut rx = opts
+        .clone()
+        .wait_for_senders(true)
+        .receiver(name.as_str())
+        .unwrap();
+    let mut a = opts.sender(name.as_str()).unwrap();
+    let b = opts.sender(name.as_str()).unwrap();
+    a.send(b"from a").unwrap();
+    drop(a);
+    assert_eq!(rx.recv().unwrap(), b"from a");
+    assert!(rx.try_recv().unwrap_err().is_would_block());
+    drop(b);
+    let err = rx.recv_timeout(Duration::from_millis(100)).unwrap_err();
+    assert!(err.is_timeout(), "a waiting receiver: {err}");
+    let mut c = opts.sender(name.as_str()).unwrap();
+    c.send(b"from c").unwrap();
+    assert_eq!(rx.recv().unwrap(), b"from c");
+    drop(rx);
+    // The default: Disconnected once the last sender went.
+    let mut rx = opts.receiver(name.as_str()).unwrap();
+    drop(c);
+    let err = rx.recv_timeout(Duration::from_secs(5)).unwrap_err();
+    assert!(err.is_disconnected(), "{err}");
+}
+
+#[test]
 fn inspect_reports_capacity_fill_and_peers() {
     let name = TestName::new("ch-info");
     let (mut tx, rx) = pair(&name, 4096);

@@ -56,7 +56,7 @@ use std::time::Duration;
 pub use broadcast::{Publisher, Subscriber};
 pub use info::{inspect, ChannelInfo, ChannelKind, EndpointState};
 pub use queue::{Receiver, Reservation, Sender};
-pub use rpc::{Request, RpcClient, RpcServer, RPC_MAX_CLIENTS};
+pub use rpc::{Request, RpcClient, RpcServer, RPC_MAX_CLIENTS, RPC_REPLY_TIMEOUT};
 
 use crate::error::Result;
 use crate::segment::Lifetime;
@@ -95,6 +95,7 @@ pub struct ChannelOptions {
     pub(crate) max_senders: u32,
     pub(crate) max_subscribers: u32,
     pub(crate) history: bool,
+    pub(crate) wait_for_senders: bool,
     pub(crate) lifetime: Lifetime,
     pub(crate) mode: Option<u32>,
     pub(crate) wait: WaitMode,
@@ -109,6 +110,7 @@ impl Default for ChannelOptions {
             max_senders: 1,
             max_subscribers: 64,
             history: false,
+            wait_for_senders: false,
             lifetime: Lifetime::Temporary,
             mode: None,
             wait: WaitMode::default(),
@@ -157,6 +159,22 @@ impl ChannelOptions {
     /// message published. Default false.
     pub fn history(mut self, yes: bool) -> Self {
         self.history = yes;
+        self
+    }
+
+    /// What a queue receiver does when the queue is empty and no sender is
+    /// attached (every sender that came has closed or died). By default (`false`)
+    /// it stops: the receive returns [`Error::Disconnected`](crate::Error::Disconnected).
+    /// With `true` it waits for the next sender, as a server whose clients come
+    /// and go must, within the call's own timeout. Either way a receiver that
+    /// never saw a sender waits for the first, and whatever the senders queued
+    /// before they went is delivered first.
+    ///
+    /// With [`max_senders`](Self::max_senders) above 1, "no sender" means none of
+    /// the slots is held by a live process: one sender leaving while another
+    /// stays attached never disconnects the receiver.
+    pub fn wait_for_senders(mut self, yes: bool) -> Self {
+        self.wait_for_senders = yes;
         self
     }
 

@@ -20,6 +20,10 @@ fn request_options() -> ChannelOptions {
     ChannelOptions::new().max_senders(RPC_MAX_CLIENTS)
 }
 
+/// How long [`RpcServer::reply`] waits for room in a client's reply queue by
+/// default.
+pub const RPC_REPLY_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// A server: receives requests from many clients and replies to each.
 ///
 /// ```
@@ -46,6 +50,7 @@ pub struct RpcServer {
     replies: HashMap<String, Sender>,
     /// The reply being put together, kept to avoid an allocation per reply.
     scratch: Vec<u8>,
+    reply_timeout: Duration,
 }
 
 /// A request as the server received it.
@@ -69,16 +74,32 @@ impl Request {
 }
 
 impl RpcServer {
-    /// Serves on the channel `name` (created if no client made it yet).
+    /// Serves on the channel `name` (created if no client made it yet). Clients
+    /// may come and go: with none connected, [`recv`](Self::recv) waits for the
+    /// next one.
     pub fn bind(name: &str) -> Result<RpcServer> {
         Ok(RpcServer {
-            requests: request_options().receiver(name)?,
+            requests: request_options().wait_for_senders(true).receiver(name)?,
             replies: HashMap::new(),
             scratch: Vec::new(),
+            reply_timeout: RPC_REPLY_TIMEOUT,
         })
     }
 
-    /// The next request, waiting as long as it takes.
+    /// The channel's name.
+    pub fn name(&self) -> &str {
+        self.requests.name()
+    }
+
+    /// How long [`reply`](Self::reply) waits for room in a client's reply queue
+    /// (a client that stopped reading must not stall the server); default
+    /// [`RPC_REPLY_TIMEOUT`].
+    pub fn set_reply_timeout(&mut self, timeout: Duration) {
+        self.reply_timeout = timeout;
+    }
+
+    /// The next request, waiting as long as it takes, also while no client is
+    /// connected.
     pub fn recv(&mut self) -> Result<Request> {
         self.recv_until(Deadline::Never)
     }
@@ -103,7 +124,10 @@ impl RpcServer {
     }
 
     /// Sends `payload` to the client that made `request`. [`Error::Disconnected`]
-    /// or [`Error::NotFound`] if that client is gone.
+    /// or [`Error::NotFound`] if that client is gone; [`Error::Timeout`], naming
+    /// the client's reply queue, if its queue stays full for the reply timeout
+    /// ([`set_reply_timeout`](Self::set_reply_timeout)): the reply is dropped and
+    /// the server goes on.
     pub fn reply(&mut self, request: &Request, payload: &[u8]) -> Result<()> {
         if !self.replies.contains_key(&request.reply_to) {
             // A new client: let go of the queues of clients that left, which our
@@ -122,7 +146,16 @@ impl RpcServer {
         msg.clear();
         msg.extend_from_slice(&request.id.to_le_bytes());
         msg.extend_from_slice(payload);
-        let sent = tx.send(msg);
+        let sent = tx
+            .send_timeout(msg, self.reply_timeout)
+            .map_err(|e| match e {
+                Error::Timeout { object, after, .. } => Error::Timeout {
+                    object,
+                    op: "deliver a reply (the client's reply queue stayed full)",
+                    after,
+                },
+                other => other,
+            });
         if sent.is_err() {
             // A client that went away takes its queue with it; forget ours.
             self.replies.remove(&request.reply_to);

@@ -21,6 +21,8 @@ pub struct Receiver {
     state: ReadState,
     spin: Option<Duration>,
     last_check: Instant,
+    /// Wait for the next sender rather than report `Disconnected`.
+    wait_for_senders: bool,
 }
 
 /// A message being put back together from fragments.
@@ -346,6 +348,7 @@ impl Receiver {
             },
             spin: spin_of(opts.wait),
             last_check: Instant::now(),
+            wait_for_senders: opts.wait_for_senders,
         })
     }
 
@@ -376,7 +379,9 @@ impl Receiver {
 
     /// Receives the next message into a new vector, waiting as long as it takes.
     /// [`Error::Disconnected`] once the queue is empty and every sender that was
-    /// attached has closed or died (a channel that never had a sender waits).
+    /// attached has closed or died (a channel that never had a sender waits, and
+    /// so does a receiver made with
+    /// [`wait_for_senders`](ChannelOptions::wait_for_senders)).
     pub fn recv(&mut self) -> Result<Vec<u8>> {
         self.recv_with_until(Deadline::Never, |b| b.to_vec())
     }
@@ -520,10 +525,13 @@ impl Receiver {
         if let Some(r) = state.poll(mem, &accept, &mut deliver, until, thorough)? {
             return Ok(r);
         }
-        let mut gone = senders_gone(mem, false);
+        // A receiver that waits for the next sender never asks whether they are
+        // gone: for it an empty queue is only ever "not yet".
+        let stop = !self.wait_for_senders;
+        let mut gone = senders_gone(mem, false).filter(|_| stop);
         if gone.is_none() && matches!(deadline, Deadline::Now) {
             // try_recv polled in a loop must not read /proc every time.
-            if self.last_check.elapsed() >= CHECK_EVERY {
+            if stop && self.last_check.elapsed() >= CHECK_EVERY {
                 self.last_check = Instant::now();
                 gone = senders_gone(mem, true);
             }
@@ -547,7 +555,13 @@ impl Receiver {
                     Err(e) => Some(Err(e)),
                 }
             };
-            let idle = || senders_gone(mem, true).map(|e| Ok(Err(e)));
+            let idle = || {
+                if stop {
+                    senders_gone(mem, true).map(|e| Ok(Err(e)))
+                } else {
+                    None
+                }
+            };
             match mem.data_bell().wait(&plan, ready, idle) {
                 None => return Err(deadline.expired(mem.name(), "receive")),
                 Some(Err(e)) => return Err(e),
