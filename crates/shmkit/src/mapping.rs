@@ -273,6 +273,13 @@ impl Mapping {
         Ok(unsafe { &*ptr }.load(Ordering::Acquire))
     }
 
+    /// Loads a 64-bit word with acquire ordering; works on read-only mappings too.
+    pub(crate) fn load_u64_acquire(&self, offset: u64) -> Result<u64> {
+        let ptr = self.aligned_ptr::<AtomicU64>(offset)?;
+        // SAFETY: as for load_u32_acquire.
+        Ok(unsafe { &*ptr }.load(Ordering::Acquire))
+    }
+
     /// Address of the first byte of the window.
     ///
     /// Reading or writing through it is `unsafe`: stay inside `len()` bytes, do not

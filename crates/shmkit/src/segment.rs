@@ -302,7 +302,16 @@ fn create_once(spec: &Spec, data_size: u64, init: Init) -> Result<Segment> {
     let name = truncate_utf8(spec.name, NAME_CAPACITY);
     h.name_len = name.len() as u32;
     h.name[..name.len()].copy_from_slice(name.as_bytes());
+    // The magic goes last, with release ordering: where the object is visible by
+    // name before this point (Windows, macOS, FreeBSD), an opener that sees the
+    // magic (acquire) sees the whole header, never a half-written one.
+    h.magic = [0; 8];
     head.write_at(0, bytemuck::bytes_of(&h))?;
+    head.atomic_u64(0)?.store(
+        u64::from_le_bytes(MAGIC),
+        std::sync::atomic::Ordering::Release,
+    );
+    h.magic = MAGIC;
 
     handle
         .obj()
@@ -488,14 +497,24 @@ fn creator(h: &Header) -> ProcessIdentity {
     }
 }
 
-/// Maps the header of an existing object for reading or writing.
-fn open_head(spec: &Spec) -> Result<(Arc<Handle>, Mapping, u64)> {
+/// Maps the header of an existing object for reading or writing. Where objects
+/// are named before they are sized (macOS, FreeBSD: `shm_open`, then
+/// `ftruncate`), a new object may still be empty: that is waited out, up to
+/// `wait` (the init timeout; zero for a look that must not wait).
+fn open_head(spec: &Spec, wait: Duration) -> Result<(Arc<Handle>, Mapping, u64)> {
     let obj = sys::shm_open(spec.os_name, spec.access.needs_writable_object())
         .map_err(|e| Error::from_io(spec.name, "open", e, 0))?;
     check_trust(spec, &obj, false)?;
-    let size = obj
-        .size()
-        .map_err(|e| Error::from_io(spec.name, "fstat", e, 0))?;
+    let start = Instant::now();
+    let size = loop {
+        let size = obj
+            .size()
+            .map_err(|e| Error::from_io(spec.name, "fstat", e, 0))?;
+        if size >= HEADER_BLOCK || sys::ATOMIC_PUBLISH || start.elapsed() >= wait {
+            break size;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
     if size < HEADER_BLOCK {
         return Err(Error::NotShmkit {
             object: spec.name.to_owned(),
@@ -515,13 +534,15 @@ fn open_head(spec: &Spec) -> Result<(Arc<Handle>, Mapping, u64)> {
 /// Opens an existing segment, waiting up to `spec.init_timeout` for its creator to
 /// finish initialising it.
 pub(crate) fn open(spec: &Spec) -> Result<Segment> {
-    let (handle, head, size) = open_head(spec)?;
     let start = Instant::now();
+    let (handle, head, size) = open_head(spec, spec.init_timeout)?;
     let mut pause = Duration::from_micros(50);
     let h = loop {
+        // The magic first (acquire): the creator stores it last (release).
+        let magic = head.load_u64_acquire(0)?;
         let h = read_header(&head)?;
         let waited = start.elapsed();
-        if h.magic == [0; 8] && !sys::ATOMIC_PUBLISH {
+        if magic == 0 && !sys::ATOMIC_PUBLISH {
             // Where objects are named before they are filled (Windows, BSD), the
             // creator may not have written the header yet.
             if waited >= spec.init_timeout {
@@ -530,8 +551,19 @@ pub(crate) fn open(spec: &Spec) -> Result<Segment> {
                     reason: format!("no header was written within {waited:?}"),
                 });
             }
+        } else if let Err(e) = validate(spec.name, &h, size, Some(spec.kind)) {
+            // A header with our magic that does not validate yet, on a segment
+            // still being initialised, is not ready yet (a creator of an older
+            // shmkit that wrote the magic first, or a size not yet settled);
+            // it is refused only if it stays so until the init timeout.
+            let initialising = matches!(
+                head.load_u32_acquire(STATE_OFFSET)?,
+                STATE_UNWRITTEN | STATE_INITIALISING
+            );
+            if h.magic != MAGIC || !initialising || waited >= spec.init_timeout {
+                return Err(e);
+            }
         } else {
-            validate(spec.name, &h, size, Some(spec.kind))?;
             let temporary = h.flags & FLAG_TEMPORARY != 0;
             handle.set_remove_when_last(temporary);
             let state = head.load_u32_acquire(STATE_OFFSET)?;
@@ -602,7 +634,7 @@ pub(crate) fn open(spec: &Spec) -> Result<Segment> {
 /// Reads a segment's header without waiting for initialisation and without
 /// removing it if it is stale.
 pub(crate) fn inspect(spec: &Spec) -> Result<SegmentInfo> {
-    let (handle, head, size) = open_head(spec)?;
+    let (handle, head, size) = open_head(spec, Duration::ZERO)?;
     let h = read_header(&head)?;
     validate(spec.name, &h, size, None)?;
     let temporary = h.flags & FLAG_TEMPORARY != 0;

@@ -558,3 +558,45 @@ fn global_and_local_namespaces_are_separate() {
         .unwrap();
     assert_eq!(again.read_vec(0, 6).unwrap(), b"global");
 }
+
+/// An opener that finds our magic on a header that does not validate yet, while
+/// the segment is still initialising, waits for the creator to finish rather
+/// than failing hard: where objects are named before their header is written
+/// (Windows, macOS, FreeBSD), it may be looking at a header being written.
+#[test]
+fn an_opener_waits_out_a_header_that_is_still_being_written() {
+    use std::sync::atomic::Ordering::{Release, SeqCst};
+    let n = TestName::new("torn");
+    let os = common::managed_os_name(n.as_str());
+    // A segment of 100 data bytes, as shmkit lays it out: one header block,
+    // then the data rounded up to a block.
+    let raw = ShmOptions::new()
+        .size(2 * 4096)
+        .lifetime(Lifetime::Temporary)
+        .create_raw(&os)
+        .unwrap();
+    // Half written: magic and version, state INITIALISING (1), the creator's
+    // process id, and as yet no sizes.
+    raw.write_at(0, b"shmkitSG").unwrap();
+    raw.write_at(8, &1u32.to_le_bytes()).unwrap(); // version
+    raw.write_at(12, &1u32.to_le_bytes()).unwrap(); // kind: bytes
+    raw.write_at(48, &std::process::id().to_le_bytes()).unwrap();
+    raw.atomic_u32(16).unwrap().store(1, SeqCst);
+    let finisher = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        raw.write_at(24, &8192u64.to_le_bytes()).unwrap(); // total size
+        raw.write_at(32, &4096u64.to_le_bytes()).unwrap(); // data offset
+        raw.write_at(40, &100u64.to_le_bytes()).unwrap(); // data size
+        raw.write_at(52, &512u32.to_le_bytes()).unwrap(); // header size
+        raw.write_at(4096, b"finished").unwrap();
+        raw.atomic_u32(16).unwrap().store(2, Release); // READY
+        raw
+    });
+    let opened = ShmOptions::new()
+        .lifetime(Lifetime::Persistent)
+        .open(n.as_str());
+    let raw = finisher.join().unwrap();
+    let opened = opened.unwrap();
+    assert_eq!(opened.read_vec(0, 8).unwrap(), b"finished");
+    drop((opened, raw));
+}
