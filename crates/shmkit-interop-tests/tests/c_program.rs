@@ -76,3 +76,63 @@ fn a_c_program_opens_what_shmkit_created() {
         .unwrap();
     assert_eq!(reader.read_vec(5000, 12).unwrap(), b"reply from C");
 }
+
+/// A raw name means the live OS object of that name. A persistent raw object
+/// leaves a backing file on Windows once its section is gone; when another
+/// program then makes a (smaller) pagefile section of the same name, opening
+/// the name must reach that section, with its size, not the leftover file.
+#[cfg(windows)]
+#[test]
+fn a_leftover_file_never_answers_for_a_live_section_of_the_same_name() {
+    use shmkit::Lifetime;
+    let name = os_name("shadow");
+    let _cleanup = Cleanup(name.clone());
+    let persistent = ShmOptions::new()
+        .size(8192)
+        .lifetime(Lifetime::Persistent)
+        .create_raw(&name)
+        .unwrap();
+    persistent.write_at(0, b"stale file bytes").unwrap();
+    drop(persistent); // the section goes; its file stays
+    let mut creator = Command::new(C_PEER)
+        .args(["create", &name, "1024", "live section"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(creator.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready");
+    let live = ShmOptions::new().open_raw(&name).unwrap();
+    assert_eq!(live.read_vec(0, 12).unwrap(), b"live section");
+    assert!(
+        live.len() < 8192,
+        "the file's size, not the section's: {}",
+        live.len()
+    );
+    let reader = ShmOptions::new()
+        .access(Access::ReadOnly)
+        .open_raw(&name)
+        .unwrap();
+    assert_eq!(reader.read_vec(0, 12).unwrap(), b"live section");
+    drop((live, reader));
+    writeln!(creator.stdin.as_mut().unwrap(), "done").unwrap();
+    assert!(creator.wait().unwrap().success());
+}
+
+/// On Windows a raw object is a pagefile-backed section unless persistence is
+/// asked for: nothing is left behind in a file once its last handle closes.
+#[cfg(windows)]
+#[test]
+fn raw_objects_are_pagefile_backed_by_default_on_windows() {
+    let name = os_name("pagefile");
+    let _cleanup = Cleanup(name.clone());
+    let shm = ShmOptions::new().size(4096).create_raw(&name).unwrap();
+    shm.write_at(0, b"gone with the handle").unwrap();
+    assert_eq!(c_peer(&["read", &name, "0", "20"]), "gone with the handle");
+    drop(shm);
+    let err = ShmOptions::new().open_raw(&name).unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+}

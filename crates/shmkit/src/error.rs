@@ -227,16 +227,16 @@ pub enum Error {
     },
 
     /// A semaphore release would raise the count above the semaphore's maximum.
-    #[error("{object}: releasing {release} would raise the count {count} above the maximum {max}")]
+    #[error("{object}: {}", above_maximum(*release, *count, *max))]
     AboveMaximum {
         /// The semaphore.
         object: String,
-        /// The count before the release.
-        count: u32,
+        /// The count before the release, where known (Windows does not tell).
+        count: Option<u32>,
         /// How many the caller tried to release.
         release: u32,
-        /// The semaphore's maximum count.
-        max: u32,
+        /// The semaphore's maximum count, where known (Windows does not tell).
+        max: Option<u32>,
     },
 
     /// A synchronisation object's shared state holds a value its protocol never
@@ -325,6 +325,16 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+}
+
+fn above_maximum(release: u32, count: Option<u32>, max: Option<u32>) -> String {
+    match (count, max) {
+        (Some(count), Some(max)) => {
+            format!("releasing {release} would raise the count {count} above the maximum {max}")
+        }
+        _ if release == 1 => "cannot release: the count is at its maximum".to_owned(),
+        _ => format!("releasing {release} would raise the count above its maximum"),
+    }
 }
 
 impl Error {

@@ -139,9 +139,13 @@ impl ShmOptions {
     }
 
     /// Whether the region outlives its users. See [`Lifetime`]. The default is
-    /// [`Lifetime::Temporary`] for managed segments and [`Lifetime::Persistent`] for
-    /// raw objects, so that shmkit never removes another program's object unless
-    /// asked to.
+    /// [`Lifetime::Temporary`] for managed segments. Raw objects default to what
+    /// the OS does with such objects, so that shmkit never removes another
+    /// program's object unless asked to and a raw name always means the OS object:
+    /// [`Lifetime::Persistent`] on Unix (until `shm_unlink`), and on Windows a
+    /// pagefile-backed section that goes with its last handle
+    /// ([`Lifetime::Temporary`]); a raw object persists on Windows (backed by a
+    /// file) only when asked for explicitly.
     pub fn lifetime(mut self, lifetime: Lifetime) -> Self {
         self.lifetime = Some(lifetime);
         self
@@ -151,8 +155,15 @@ impl ShmOptions {
         self.lifetime.unwrap_or(Lifetime::Temporary)
     }
 
+    /// Raw objects live as their OS makes them live unless asked otherwise:
+    /// until removed on Unix, with their last handle on Windows (a pagefile-backed
+    /// section, as `CreateFileMapping(INVALID_HANDLE_VALUE, ...)` makes).
     fn raw_lifetime(&self) -> Lifetime {
-        self.lifetime.unwrap_or(Lifetime::Persistent)
+        self.lifetime.unwrap_or(if cfg!(windows) {
+            Lifetime::Temporary
+        } else {
+            Lifetime::Persistent
+        })
     }
 
     /// Unix permission bits for a new object (default `0o600`: owner only). The
@@ -284,10 +295,11 @@ impl ShmOptions {
     /// Creates an OS object with the exact name `os_name` and no shmkit header,
     /// for other programs to open (`"/name"` on Unix, `"Local\\name"` on Windows).
     ///
-    /// Raw objects are persistent unless [`lifetime`](Self::lifetime) says
-    /// otherwise. [`Lifetime::Temporary`] applies among shmkit users of the object
-    /// only: each of them must open it with the same lifetime, and programs that do
-    /// not use shmkit do not count as users.
+    /// Raw objects are persistent on Unix and pagefile-backed on Windows unless
+    /// [`lifetime`](Self::lifetime) says otherwise. On Unix,
+    /// [`Lifetime::Temporary`] applies among shmkit users of the object only: each
+    /// of them must open it with the same lifetime, and programs that do not use
+    /// shmkit do not count as users.
     pub fn create_raw(&self, os_name: &str) -> Result<Shm> {
         name::validate_raw(os_name)?;
         let size = self.required_size(os_name)?;
@@ -323,6 +335,10 @@ impl ShmOptions {
 
     /// Opens an OS object by its exact name, without expecting a shmkit header.
     /// The whole object is mapped.
+    ///
+    /// On Windows, opening a raw name always prefers the live section of that
+    /// name: the file of a persistent object is used only while no section of the
+    /// name exists, and never answers for a section another program made.
     pub fn open_raw(&self, os_name: &str) -> Result<Shm> {
         name::validate_raw(os_name)?;
         let obj = sys::shm_open(os_name, self.access.needs_writable_object())

@@ -154,7 +154,9 @@ impl Event {
         let manual = self.manual()?;
         let word = &self.shared.block().word;
         self.shared
-            .wait("wait", deadline, timeout, || event_try_wait(word, manual))?
+            .wait("see the event set", deadline, timeout, || {
+                event_try_wait(word, manual)
+            })?
             .map_err(|v| self.corrupt_word(v))
     }
 

@@ -48,11 +48,22 @@ fn open(os_name: &str, kind: KernelKind, what: &str) -> Result<KernelObject> {
     KernelObject::open(os_name, kind).map_err(|e| kernel_error(os_name, "open", e, what))
 }
 
-fn wait(obj: &KernelObject, name: &str, timeout: Option<Duration>) -> Result<WaitOutcome> {
+/// What a semaphore wait waits to do, for timeout messages.
+const TAKE: &str = "take a unit";
+/// What an event wait waits for.
+const SEE_SET: &str = "see the event set";
+
+/// Waits on `obj`; a timeout says what the caller was waiting to do (`op`).
+fn wait(
+    obj: &KernelObject,
+    name: &str,
+    op: &'static str,
+    timeout: Option<Duration>,
+) -> Result<WaitOutcome> {
     match obj.wait(timeout) {
         Ok(WaitOutcome::TimedOut) => Err(Error::Timeout {
             object: name.to_owned(),
-            op: "wait",
+            op,
             after: timeout.unwrap_or_default(),
         }),
         Ok(outcome) => Ok(outcome),
@@ -121,12 +132,12 @@ impl NativeSemaphore {
 
     /// Takes one unit, waiting as long as it takes.
     pub fn wait(&self) -> Result<()> {
-        wait(&self.obj, &self.name, None).map(drop)
+        wait(&self.obj, &self.name, TAKE, None).map(drop)
     }
 
     /// Takes one unit if available now; returns whether it did.
     pub fn try_wait(&self) -> Result<bool> {
-        match wait(&self.obj, &self.name, Some(Duration::ZERO)) {
+        match wait(&self.obj, &self.name, TAKE, Some(Duration::ZERO)) {
             Ok(_) => Ok(true),
             Err(Error::Timeout { .. }) => Ok(false),
             Err(e) => Err(e),
@@ -135,7 +146,7 @@ impl NativeSemaphore {
 
     /// Takes one unit, waiting at most `timeout`; [`Error::Timeout`] after that.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<()> {
-        wait(&self.obj, &self.name, Some(timeout)).map(drop)
+        wait(&self.obj, &self.name, TAKE, Some(timeout)).map(drop)
     }
 
     /// Adds `n`; returns the previous count. [`Error::AboveMaximum`] if that would
@@ -149,12 +160,12 @@ impl NativeSemaphore {
         }
         match self.obj.release_semaphore(n as i32) {
             Ok(previous) => Ok(previous.max(0) as u32),
-            // Windows does not say the count or maximum; report what we know.
+            // Windows tells neither the count nor the maximum: none is invented.
             Err(e) if e.raw_os_error() == Some(ERROR_TOO_MANY_POSTS) => Err(Error::AboveMaximum {
                 object: self.name.clone(),
-                count: 0,
+                count: None,
                 release: n,
-                max: 0,
+                max: None,
             }),
             Err(e) => Err(Error::from_io(&self.name, "ReleaseSemaphore", e, 0)),
         }
@@ -238,7 +249,7 @@ impl NativeMutex {
     }
 
     fn lock_for(&self, timeout: Option<Duration>) -> LockResult<NativeMutexGuard<'_>> {
-        let outcome = wait(&self.obj, &self.name, timeout).map_err(LockError::Failed)?;
+        let outcome = wait(&self.obj, &self.name, "lock", timeout).map_err(LockError::Failed)?;
         let guard = NativeMutexGuard {
             mutex: self,
             _not_send: PhantomData,
@@ -321,12 +332,12 @@ impl NativeEvent {
 
     /// Waits until set.
     pub fn wait(&self) -> Result<()> {
-        wait(&self.obj, &self.name, None).map(drop)
+        wait(&self.obj, &self.name, SEE_SET, None).map(drop)
     }
 
     /// Waits until set, at most `timeout`.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<()> {
-        wait(&self.obj, &self.name, Some(timeout)).map(drop)
+        wait(&self.obj, &self.name, SEE_SET, Some(timeout)).map(drop)
     }
 }
 

@@ -111,7 +111,7 @@ impl PosixSemaphore {
             Ok(true) => Ok(()),
             Ok(false) => Err(Error::Timeout {
                 object: self.name.clone(),
-                op: "wait",
+                op: "take a unit",
                 after: timeout,
             }),
             Err(e) => Err(self.io("sem_timedwait", e)),

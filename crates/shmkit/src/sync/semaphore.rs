@@ -160,7 +160,7 @@ impl Semaphore {
         let max = self.max()?;
         let word = &self.shared.block().word;
         self.shared
-            .wait("wait", deadline, timeout, || {
+            .wait("take a unit", deadline, timeout, || {
                 semaphore_try_acquire(word, max)
             })?
             .map_err(|c| self.corrupt_count(c))
@@ -180,9 +180,9 @@ impl Semaphore {
         semaphore_release(&self.shared.waitable(), n, max).map_err(|e| match e {
             ReleaseError::AboveMaximum(count) => Error::AboveMaximum {
                 object: self.name().to_owned(),
-                count,
+                count: Some(count),
                 release: n,
-                max,
+                max: Some(max),
             },
             ReleaseError::Corrupt(count) => self.corrupt_count(count),
         })

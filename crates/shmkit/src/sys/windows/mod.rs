@@ -72,6 +72,17 @@ pub(crate) fn allocation_granularity() -> usize {
     info.dwAllocationGranularity.max(4096) as usize
 }
 
+/// The page size: sections are sized in whole pages.
+fn page_size() -> u64 {
+    // SAFETY: SYSTEM_INFO is plain data; GetSystemInfo fills it and cannot fail.
+    let info = unsafe {
+        let mut info: SYSTEM_INFO = std::mem::zeroed();
+        GetSystemInfo(&mut info);
+        info
+    };
+    (info.dwPageSize as u64).max(1)
+}
+
 /// Windows has no uids; ownership is checked through the default DACL instead.
 pub(crate) fn current_uid() -> u32 {
     0
@@ -144,9 +155,18 @@ impl Object {
         if let Some(f) = &self.file {
             return Ok(f.metadata()?.len());
         }
-        if let Some(len) = self.backing_len {
-            return Ok(len);
-        }
+        let region = self.query_size()?;
+        // A file of the name gives the exact size only if it is this section's:
+        // a file left by a persistent object whose section is gone must not
+        // answer for a section of the same name that another program made.
+        Ok(match self.backing_len {
+            Some(len) if len.div_ceil(page_size()) * page_size() == region => len,
+            _ => region,
+        })
+    }
+
+    /// The section's size as the memory manager reports it: rounded up to pages.
+    fn query_size(&self) -> io::Result<u64> {
         // SAFETY: maps the whole section read-only, queries, and unmaps it again.
         unsafe {
             let view = MapViewOfFile(
@@ -307,9 +327,8 @@ pub(crate) fn shm_open(os_name: &str, writable: bool) -> io::Result<Object> {
             } else {
                 PAGE_READONLY
             };
-            // The name may have appeared meanwhile: then CreateFileMappingW returns
-            // that section, which is the same object.
-            let (hi, lo) = split(file.metadata()?.len());
+            let len = file.metadata()?.len();
+            let (hi, lo) = split(len);
             // SAFETY: valid file handle and NUL-terminated name.
             let h = unsafe {
                 CreateFileMappingW(
@@ -321,7 +340,15 @@ pub(crate) fn shm_open(os_name: &str, writable: bool) -> io::Result<Object> {
                     name.as_ptr(),
                 )
             };
-            Ok(Object::new(owned(h)?, Some(file), None))
+            // SAFETY: GetLastError has no preconditions; read before other calls.
+            let existed = !h.is_null() && unsafe { GetLastError() } == ERROR_ALREADY_EXISTS;
+            let section = owned(h)?;
+            if existed {
+                // A program made a section of the name meanwhile: that live
+                // section is the object, not our file.
+                return Ok(Object::new(section, None, Some(len)));
+            }
+            Ok(Object::new(section, Some(file), None))
         }
         Err(e) => Err(e),
     }
