@@ -143,7 +143,7 @@ pub fn cat(name: &str, offset: u64, len: Option<u64>, hex: bool, raw: bool) -> C
     // Check the whole range before printing anything.
     if offset.checked_add(len).is_none_or(|end| end > total) {
         return Err(shmkit::Error::OutOfBounds {
-            object: name.to_owned(),
+            object: name.into(),
             offset,
             len,
             size: total,

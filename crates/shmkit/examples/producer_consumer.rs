@@ -36,7 +36,7 @@ fn names(base: &str) -> (String, String, String) {
 fn send(shm: &Shm, write: &Semaphore, read: &Semaphore, msg: &[u8]) -> shmkit::Result<()> {
     if msg.len() as u64 > CAPACITY {
         return Err(Error::TooLong {
-            object: shm.name().to_owned(),
+            object: shm.name().into(),
             len: msg.len() as u64,
             max: CAPACITY,
         });
@@ -63,7 +63,7 @@ fn receive(shm: &Shm, write: &Semaphore, read: &Semaphore) -> shmkit::Result<Opt
         // Validate what the other process wrote before using it.
         n if n > CAPACITY => {
             return Err(Error::TooLong {
-                object: shm.name().to_owned(),
+                object: shm.name().into(),
                 len: n,
                 max: CAPACITY,
             })

@@ -3,8 +3,94 @@
 //! Every variant names the object it is about (a segment name, an OS name or a file
 //! path) and the cause, so that `eprintln!("{err}")` alone tells a user what went wrong.
 
+use std::fmt;
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// The name of the object an [`Error`] is about: a shmkit name, a raw OS name or
+/// a file path, as the caller gave it.
+///
+/// Shared rather than owned, so that errors on hot paths (an empty
+/// [`try_recv`](crate::channel::Receiver::try_recv), a timeout, a full ring)
+/// copy a pointer instead of allocating: handles keep their name as an
+/// `ObjectName` and lend it to every error they make. Reads as a `&str`.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectName(Arc<str>);
+
+impl ObjectName {
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for ObjectName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for ObjectName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for ObjectName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ObjectName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for ObjectName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl From<&str> for ObjectName {
+    fn from(s: &str) -> Self {
+        ObjectName(s.into())
+    }
+}
+
+impl From<String> for ObjectName {
+    fn from(s: String) -> Self {
+        ObjectName(s.into())
+    }
+}
+
+impl From<&String> for ObjectName {
+    fn from(s: &String) -> Self {
+        ObjectName(s.as_str().into())
+    }
+}
+
+impl From<&ObjectName> for ObjectName {
+    fn from(s: &ObjectName) -> Self {
+        s.clone()
+    }
+}
+
+impl PartialEq<str> for ObjectName {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for ObjectName {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
 
 /// Result alias used throughout shmkit.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -30,7 +116,7 @@ pub enum Error {
     #[error("{object}: invalid size: {reason}")]
     InvalidSize {
         /// The object the size was for.
-        object: String,
+        object: ObjectName,
         /// Why it was rejected.
         reason: String,
     },
@@ -39,7 +125,7 @@ pub enum Error {
     #[error("{object}: {reason}")]
     InvalidArgument {
         /// The object the call was for.
-        object: String,
+        object: ObjectName,
         /// What was wrong.
         reason: String,
     },
@@ -48,21 +134,21 @@ pub enum Error {
     #[error("{object}: not found")]
     NotFound {
         /// The object that does not exist.
-        object: String,
+        object: ObjectName,
     },
 
     /// `create` found that the name is already taken.
     #[error("{object}: already exists")]
     AlreadyExists {
         /// The object that exists already.
-        object: String,
+        object: ObjectName,
     },
 
     /// The operating system refused access.
     #[error("{object}: permission denied ({op})")]
     PermissionDenied {
         /// The object access was refused for.
-        object: String,
+        object: ObjectName,
         /// What shmkit was doing.
         op: &'static str,
     },
@@ -72,7 +158,7 @@ pub enum Error {
     #[error("{object}: not enough space to reserve {size} bytes")]
     OutOfSpace {
         /// The object being created or extended.
-        object: String,
+        object: ObjectName,
         /// The number of bytes that could not be reserved.
         size: u64,
     },
@@ -81,7 +167,7 @@ pub enum Error {
     #[error("{object}: range {offset}..{end} is out of bounds (size {size})", end = *offset as u128 + *len as u128)]
     OutOfBounds {
         /// The object accessed.
-        object: String,
+        object: ObjectName,
         /// Start of the access.
         offset: u64,
         /// Length of the access.
@@ -94,14 +180,14 @@ pub enum Error {
     #[error("{object}: mapped read-only, cannot write")]
     ReadOnly {
         /// The object mapped read-only.
-        object: String,
+        object: ObjectName,
     },
 
     /// An existing OS object has an owner or permissions that shmkit will not trust.
     #[error("{object}: refusing insecure object: {reason}")]
     Insecure {
         /// The object refused.
-        object: String,
+        object: ObjectName,
         /// What was wrong with it.
         reason: String,
     },
@@ -110,7 +196,7 @@ pub enum Error {
     #[error("{object}: not a shmkit segment ({reason})")]
     NotShmkit {
         /// The object examined.
-        object: String,
+        object: ObjectName,
         /// What did not match.
         reason: String,
     },
@@ -119,7 +205,7 @@ pub enum Error {
     #[error("{object}: unsupported layout version {found} (this shmkit understands {supported})")]
     UnsupportedVersion {
         /// The segment examined.
-        object: String,
+        object: ObjectName,
         /// Version found in the header.
         found: u32,
         /// Version this build understands.
@@ -130,7 +216,7 @@ pub enum Error {
     #[error("{object}: is a {found}, not a {expected}")]
     WrongKind {
         /// The segment examined.
-        object: String,
+        object: ObjectName,
         /// What the header says it is.
         found: String,
         /// What the caller wanted.
@@ -141,7 +227,7 @@ pub enum Error {
     #[error("{object}: corrupt header: {reason}")]
     CorruptHeader {
         /// The segment examined.
-        object: String,
+        object: ObjectName,
         /// Which field disagreed and how.
         reason: String,
     },
@@ -150,7 +236,7 @@ pub enum Error {
     #[error("{object}: creator process {pid} died before finishing initialisation")]
     CreatorDied {
         /// The segment examined.
-        object: String,
+        object: ObjectName,
         /// The creator's process id.
         pid: u32,
     },
@@ -159,7 +245,7 @@ pub enum Error {
     #[error("{object}: the creator failed to initialise the segment: {reason}")]
     InitFailed {
         /// The segment examined.
-        object: String,
+        object: ObjectName,
         /// The initialiser's error, as the creator saw it; openers cannot know it
         /// and say so.
         reason: String,
@@ -169,7 +255,7 @@ pub enum Error {
     #[error("{object}: still not initialised after {waited:?}")]
     InitTimeout {
         /// The segment examined.
-        object: String,
+        object: ObjectName,
         /// How long shmkit waited.
         waited: Duration,
     },
@@ -178,7 +264,7 @@ pub enum Error {
     #[error("{object}: file is now {file_size} bytes, too short for access {offset}..{end}", end = *offset as u128 + *len as u128)]
     Truncated {
         /// The file.
-        object: String,
+        object: ObjectName,
         /// Start of the refused access.
         offset: u64,
         /// Length of the refused access.
@@ -191,7 +277,7 @@ pub enum Error {
     #[error("{object}: {what} is not supported on this platform")]
     Unsupported {
         /// The object concerned.
-        object: String,
+        object: ObjectName,
         /// The unsupported feature.
         what: &'static str,
     },
@@ -200,7 +286,7 @@ pub enum Error {
     #[error("{object}: timed out after {after:?} waiting to {op}")]
     Timeout {
         /// The object waited on.
-        object: String,
+        object: ObjectName,
         /// What the caller was waiting to do (for example `lock`).
         op: &'static str,
         /// The timeout that passed.
@@ -211,7 +297,7 @@ pub enum Error {
     #[error("{object}: would block ({op})")]
     WouldBlock {
         /// The object concerned.
-        object: String,
+        object: ObjectName,
         /// The call that would have had to wait.
         op: &'static str,
     },
@@ -223,14 +309,14 @@ pub enum Error {
     )]
     OwnerDied {
         /// The mutex.
-        object: String,
+        object: ObjectName,
     },
 
     /// A semaphore release would raise the count above the semaphore's maximum.
     #[error("{object}: {}", above_maximum(*release, *count, *max))]
     AboveMaximum {
         /// The semaphore.
-        object: String,
+        object: ObjectName,
         /// The count before the release, where known (Windows does not tell).
         count: Option<u32>,
         /// How many the caller tried to release.
@@ -244,7 +330,7 @@ pub enum Error {
     #[error("{object}: corrupt state: {reason}")]
     CorruptState {
         /// The object examined.
-        object: String,
+        object: ObjectName,
         /// Which word held what.
         reason: String,
     },
@@ -253,7 +339,7 @@ pub enum Error {
     #[error("{object}: message of {len} bytes is longer than the limit of {max} bytes")]
     TooLong {
         /// The segment or channel.
-        object: String,
+        object: ObjectName,
         /// Length of the refused message.
         len: u64,
         /// The largest length that fits.
@@ -265,7 +351,7 @@ pub enum Error {
     #[error("{object}: disconnected: {reason}")]
     Disconnected {
         /// The channel.
-        object: String,
+        object: ObjectName,
         /// Which peer went away and how.
         reason: String,
     },
@@ -276,7 +362,7 @@ pub enum Error {
     #[error("{object}: subscriber lagged behind and missed {missed} messages")]
     Lagged {
         /// The broadcast channel.
-        object: String,
+        object: ObjectName,
         /// How many messages this subscriber lost.
         missed: u64,
     },
@@ -287,7 +373,7 @@ pub enum Error {
     #[error("{object}: no free {role} slot: {reason}")]
     Occupied {
         /// The channel.
-        object: String,
+        object: ObjectName,
         /// The role asked for (for example `receiver`).
         role: &'static str,
         /// Who holds it.
@@ -298,7 +384,7 @@ pub enum Error {
     #[error("{object}: next message is {len} bytes, the buffer holds only {capacity}")]
     BufferTooSmall {
         /// The channel.
-        object: String,
+        object: ObjectName,
         /// Length of the waiting message.
         len: u64,
         /// Length of the caller's buffer.
@@ -309,7 +395,7 @@ pub enum Error {
     #[error("{object}: {reason}")]
     Decode {
         /// The channel.
-        object: String,
+        object: ObjectName,
         /// The type and the codec's complaint.
         reason: String,
     },
@@ -318,7 +404,7 @@ pub enum Error {
     #[error("{object}: {op} failed: {source}")]
     Io {
         /// The object concerned.
-        object: String,
+        object: ObjectName,
         /// The operation that failed (for example `mmap`).
         op: &'static str,
         /// The OS error.
@@ -342,7 +428,7 @@ impl Error {
     ///
     /// `size` is reported by [`Error::OutOfSpace`] when the OS says the store is full.
     pub(crate) fn from_io(object: &str, op: &'static str, source: io::Error, size: u64) -> Error {
-        let object = object.to_owned();
+        let object = ObjectName::from(object);
         match source.kind() {
             io::ErrorKind::NotFound => Error::NotFound { object },
             io::ErrorKind::AlreadyExists => Error::AlreadyExists { object },

@@ -148,7 +148,7 @@ impl MappedFileOptions {
         let writable = self.access.needs_writable_object();
         if mode != OpenMode::Existing && !writable {
             return Err(Error::InvalidArgument {
-                object: shown,
+                object: shown.into(),
                 reason: format!("cannot create a file with {:?} access", self.access),
             });
         }
@@ -183,7 +183,7 @@ impl MappedFileOptions {
             .map_err(|e| Error::from_io(&shown, "stat", e, 0))?;
         if !meta.is_file() {
             return Err(Error::InvalidArgument {
-                object: shown,
+                object: shown.into(),
                 reason: "not a regular file".into(),
             });
         }
@@ -229,7 +229,7 @@ impl MappedFileOptions {
     fn capacity_for(&self, shown: &str, file_size: u64, writable: bool) -> Result<u64> {
         let bad = |reason: String| {
             Err(Error::InvalidSize {
-                object: shown.to_owned(),
+                object: shown.into(),
                 reason,
             })
         };
@@ -267,7 +267,7 @@ fn record_spec<'a>(name: &'a str, os_name: &'a str, access: Access) -> Spec<'a> 
 fn publish_path(name: &str, os_name: &str, path: &Path) -> Result<segment::Segment> {
     let bytes = path.as_os_str().as_encoded_bytes();
     let len = u32::try_from(bytes.len()).map_err(|_| Error::InvalidArgument {
-        object: name.to_owned(),
+        object: name.into(),
         reason: "path too long to publish".into(),
     })?;
     let mut init = |data: &mut [u8]| {
@@ -323,7 +323,7 @@ impl MappedFile {
         data.read_at(0, &mut len)?;
         let len = u32::from_le_bytes(len) as usize;
         let bytes = data.read_vec(4, len).map_err(|_| Error::CorruptHeader {
-            object: name.to_owned(),
+            object: name.into(),
             reason: format!("path length {len} exceeds the record"),
         })?;
         let path = path_from_bytes(bytes);

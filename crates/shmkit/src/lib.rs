@@ -52,7 +52,7 @@ pub mod sync;
 mod sys;
 
 pub use access::{Access, Advice};
-pub use error::{Error, Result};
+pub use error::{Error, ObjectName, Result};
 pub use file::{MappedFile, MappedFileOptions};
 pub use mapping::Mapping;
 pub use name::{Namespace, MAX_NAME_LEN};

@@ -96,7 +96,7 @@ impl Mapping {
         check_size: bool,
     ) -> Result<Mapping> {
         let too_big = || Error::InvalidSize {
-            object: handle.name.clone(),
+            object: (&handle.name).into(),
             reason: format!("{len} bytes do not fit in this process's address space"),
         };
         let len = usize::try_from(len).map_err(|_| too_big())?;
@@ -136,7 +136,7 @@ impl Mapping {
     /// the file's current size) and returns the offset as `usize`.
     fn check(&self, offset: u64, len: usize) -> Result<usize> {
         let out = || Error::OutOfBounds {
-            object: self.handle.name.clone(),
+            object: (&self.handle.name).into(),
             offset,
             len: len as u64,
             size: self.len as u64,
@@ -153,7 +153,7 @@ impl Mapping {
                 .map_err(|e| Error::from_io(&self.handle.name, "fstat", e, 0))?;
             if self.object_offset + end > file_size {
                 return Err(Error::Truncated {
-                    object: self.handle.name.clone(),
+                    object: (&self.handle.name).into(),
                     offset,
                     len: len as u64,
                     file_size: file_size.saturating_sub(self.object_offset),
@@ -168,7 +168,7 @@ impl Mapping {
             Ok(())
         } else {
             Err(Error::ReadOnly {
-                object: self.handle.name.clone(),
+                object: (&self.handle.name).into(),
             })
         }
     }
@@ -233,7 +233,7 @@ impl Mapping {
         let ptr = self.map.ptr().wrapping_add(self.start + at);
         if ptr as usize % std::mem::align_of::<T>() != 0 {
             return Err(Error::InvalidSize {
-                object: self.handle.name.clone(),
+                object: (&self.handle.name).into(),
                 reason: format!(
                     "offset {offset} is not aligned to {} bytes",
                     std::mem::align_of::<T>()
@@ -359,7 +359,7 @@ impl Mapping {
         match offset.checked_add(len as u64) {
             Some(end) if end <= self.len as u64 => Ok(offset as usize),
             _ => Err(Error::OutOfBounds {
-                object: self.handle.name.clone(),
+                object: (&self.handle.name).into(),
                 offset,
                 len: len as u64,
                 size: self.len as u64,
@@ -379,11 +379,11 @@ impl Mapping {
     pub fn view_with_access(&self, offset: u64, len: u64, access: Access) -> Result<Mapping> {
         if access.needs_writable_object() && !self.access.needs_writable_object() {
             return Err(Error::ReadOnly {
-                object: self.handle.name.clone(),
+                object: (&self.handle.name).into(),
             });
         }
         let usize_len = usize::try_from(len).map_err(|_| Error::InvalidSize {
-            object: self.handle.name.clone(),
+            object: (&self.handle.name).into(),
             reason: format!("{len} bytes do not fit in this process's address space"),
         })?;
         self.check_range_only(offset, usize_len)?;

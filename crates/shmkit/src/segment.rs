@@ -246,13 +246,13 @@ fn reclaim_stale(spec: &Spec) -> bool {
 fn create_once(spec: &Spec, data_size: u64, init: Init) -> Result<Segment> {
     if spec.access != Access::ReadWrite {
         return Err(Error::InvalidArgument {
-            object: spec.name.to_owned(),
+            object: spec.name.into(),
             reason: format!("cannot create a segment with {:?} access", spec.access),
         });
     }
     if data_size == 0 {
         return Err(Error::InvalidSize {
-            object: spec.name.to_owned(),
+            object: spec.name.into(),
             reason: "size must be at least 1 byte".into(),
         });
     }
@@ -260,7 +260,7 @@ fn create_once(spec: &Spec, data_size: u64, init: Init) -> Result<Segment> {
         .and_then(|d| d.checked_add(HEADER_BLOCK))
         .filter(|t| *t <= i64::MAX as u64)
         .ok_or_else(|| Error::InvalidSize {
-            object: spec.name.to_owned(),
+            object: spec.name.into(),
             reason: format!("{data_size} bytes is larger than any object can be"),
         })?;
     let params = CreateParams {
@@ -330,7 +330,7 @@ fn create_once(spec: &Spec, data_size: u64, init: Init) -> Result<Segment> {
             let _ = sys::shm_unlink(spec.os_name);
         }
         return Err(Error::InitFailed {
-            object: spec.name.to_owned(),
+            object: spec.name.into(),
             reason,
         });
     }
@@ -361,7 +361,7 @@ pub(crate) fn check_trust(spec: &Spec, obj: &sys::Object, created: bool) -> Resu
     };
     let insecure = |reason: String| {
         Err(Error::Insecure {
-            object: spec.name.to_owned(),
+            object: spec.name.into(),
             reason,
         })
     };
@@ -406,19 +406,19 @@ fn validate(
 ) -> Result<()> {
     let corrupt = |reason: String| {
         Err(Error::CorruptHeader {
-            object: spec_name.to_owned(),
+            object: spec_name.into(),
             reason,
         })
     };
     if h.magic != MAGIC {
         return Err(Error::NotShmkit {
-            object: spec_name.to_owned(),
+            object: spec_name.into(),
             reason: format!("first bytes are {:02x?}, expected {:02x?}", h.magic, MAGIC),
         });
     }
     if h.version != LAYOUT_VERSION {
         return Err(Error::UnsupportedVersion {
-            object: spec_name.to_owned(),
+            object: spec_name.into(),
             found: h.version,
             supported: LAYOUT_VERSION,
         });
@@ -453,7 +453,7 @@ fn validate(
     if let Some(kind) = kind {
         if h.kind != kind.code() {
             return Err(Error::WrongKind {
-                object: spec_name.to_owned(),
+                object: spec_name.into(),
                 found: SegmentKind::from_code(h.kind).to_string(),
                 expected: kind.to_string(),
             });
@@ -517,7 +517,7 @@ fn open_head(spec: &Spec, wait: Duration) -> Result<(Arc<Handle>, Mapping, u64)>
     };
     if size < HEADER_BLOCK {
         return Err(Error::NotShmkit {
-            object: spec.name.to_owned(),
+            object: spec.name.into(),
             reason: format!("only {size} bytes, too small for a segment header"),
         });
     }
@@ -547,7 +547,7 @@ pub(crate) fn open(spec: &Spec) -> Result<Segment> {
             // creator may not have written the header yet.
             if waited >= spec.init_timeout {
                 return Err(Error::NotShmkit {
-                    object: spec.name.to_owned(),
+                    object: spec.name.into(),
                     reason: format!("no header was written within {waited:?}"),
                 });
             }
@@ -578,39 +578,39 @@ pub(crate) fn open(spec: &Spec) -> Result<Segment> {
                 handle.set_remove_when_last(false);
                 if state != STATE_READY && creator_dead() {
                     return Err(Error::CreatorDied {
-                        object: spec.name.to_owned(),
+                        object: spec.name.into(),
                         pid: h.creator_pid,
                     });
                 }
                 return Err(Error::NotFound {
-                    object: spec.name.to_owned(),
+                    object: spec.name.into(),
                 });
             }
             match state {
                 STATE_READY => break h,
                 STATE_FAILED => {
                     return Err(Error::InitFailed {
-                        object: spec.name.to_owned(),
+                        object: spec.name.into(),
                         reason: "its initialiser returned an error in the creating process".into(),
                     })
                 }
                 STATE_UNWRITTEN | STATE_INITIALISING => {
                     if creator_dead() {
                         return Err(Error::CreatorDied {
-                            object: spec.name.to_owned(),
+                            object: spec.name.into(),
                             pid: h.creator_pid,
                         });
                     }
                     if waited >= spec.init_timeout {
                         return Err(Error::InitTimeout {
-                            object: spec.name.to_owned(),
+                            object: spec.name.into(),
                             waited,
                         });
                     }
                 }
                 other => {
                     return Err(Error::CorruptHeader {
-                        object: spec.name.to_owned(),
+                        object: spec.name.into(),
                         reason: format!("unknown state {other}"),
                     })
                 }

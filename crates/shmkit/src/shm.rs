@@ -216,7 +216,7 @@ impl ShmOptions {
 
     fn required_size(&self, object: &str) -> Result<u64> {
         self.size.ok_or_else(|| Error::InvalidArgument {
-            object: object.to_owned(),
+            object: object.into(),
             reason: "a size is needed to create shared memory".into(),
         })
     }
@@ -305,13 +305,13 @@ impl ShmOptions {
         let size = self.required_size(os_name)?;
         if self.access != Access::ReadWrite {
             return Err(Error::InvalidArgument {
-                object: os_name.to_owned(),
+                object: os_name.into(),
                 reason: format!("cannot create an object with {:?} access", self.access),
             });
         }
         if size == 0 {
             return Err(Error::InvalidSize {
-                object: os_name.to_owned(),
+                object: os_name.into(),
                 reason: "size must be at least 1 byte".into(),
             });
         }
@@ -360,7 +360,7 @@ impl ShmOptions {
 fn remove_error(object: &str, e: std::io::Error) -> Error {
     match e.kind() {
         std::io::ErrorKind::Unsupported => Error::Unsupported {
-            object: object.to_owned(),
+            object: object.into(),
             what: "removing a temporary (pagefile-backed) segment",
         },
         _ => Error::from_io(object, "remove", e, 0),

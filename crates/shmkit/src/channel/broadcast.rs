@@ -147,7 +147,7 @@ impl Publisher {
         let len = msg.len() as u64;
         if len > mem.max_message {
             return Err(Error::TooLong {
-                object: mem.name().to_owned(),
+                object: mem.name().into(),
                 len,
                 max: mem.max_message,
             });
@@ -387,7 +387,7 @@ impl Subscriber {
             self.pos = oldest;
             self.expected = Some(seq);
             return Ok((missed > 0).then(|| Error::Lagged {
-                object: mem.name().to_owned(),
+                object: mem.name().into(),
                 missed,
             }));
         }

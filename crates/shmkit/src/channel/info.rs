@@ -84,7 +84,7 @@ pub fn inspect(name: &str) -> Result<ChannelInfo> {
         }
     };
     Ok(ChannelInfo {
-        name: mem.name().to_owned(),
+        name: mem.name().to_string(),
         kind,
         capacity: mem.capacity,
         used: used.min(mem.capacity),

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::doorbell::Doorbell;
 use super::layout::*;
-use crate::error::{Error, Result};
+use crate::error::{Error, ObjectName, Result};
 use crate::name;
 use crate::segment::{Lifetime, SegmentKind};
 use crate::shm::{Shm, ShmOptions};
@@ -63,6 +63,8 @@ fn slot_word(pid: u32, state: u32) -> u64 {
 #[derive(Debug)]
 pub(crate) struct ChannelMem {
     shm: Shm,
+    /// The channel's name, lent to errors without allocating.
+    object: ObjectName,
     /// Start of the data area (the channel header).
     base: NonNull<u8>,
     ring: NonNull<u8>,
@@ -120,9 +122,9 @@ impl ChannelMem {
     }
 
     fn validate(shm: Shm, expected: Option<Flavour>) -> Result<ChannelMem> {
-        let object = shm.name().to_owned();
+        let object = ObjectName::from(shm.name());
         let corrupt = |reason: String| Error::CorruptHeader {
-            object: object.clone(),
+            object: (&object).into(),
             reason,
         };
         let len = shm.len() as u64;
@@ -186,6 +188,7 @@ impl ChannelMem {
                 .map_err(|e| Error::from_io(shm.name(), "open wake channel", e, 0))
         };
         Ok(ChannelMem {
+            object: object.clone(),
             data_wake: wake(OFF_DATA_SIGNAL)?,
             space_wake: wake(OFF_SPACE_SIGNAL)?,
             base,
@@ -199,8 +202,8 @@ impl ChannelMem {
     }
 
     /// The channel's name.
-    pub(crate) fn name(&self) -> &str {
-        self.shm.name()
+    pub(crate) fn name(&self) -> &ObjectName {
+        &self.object
     }
 
     #[inline]
@@ -299,7 +302,7 @@ impl ChannelMem {
             format!("all {} are held by live processes", range.len())
         };
         Err(Error::Occupied {
-            object: self.name().to_owned(),
+            object: self.name().into(),
             role,
             reason,
         })
@@ -339,7 +342,7 @@ impl ChannelMem {
     /// `Disconnected`, for `reason`.
     pub(crate) fn disconnected(&self, reason: String) -> Error {
         Error::Disconnected {
-            object: self.name().to_owned(),
+            object: self.name().into(),
             reason,
         }
     }
@@ -506,7 +509,7 @@ pub(crate) const CHECK_EVERY: Duration = Duration::from_millis(50);
 fn check_config(object: &str, cfg: &Config) -> Result<()> {
     let bad = |reason: String| {
         Err(Error::InvalidSize {
-            object: object.to_owned(),
+            object: object.into(),
             reason,
         })
     };
@@ -518,7 +521,7 @@ fn check_config(object: &str, cfg: &Config) -> Result<()> {
     }
     if !(2..=MAX_SLOTS).contains(&cfg.slots) {
         return Err(Error::InvalidArgument {
-            object: object.to_owned(),
+            object: object.into(),
             reason: format!(
                 "{} endpoints; 1 to {} are possible",
                 cfg.slots - 1,

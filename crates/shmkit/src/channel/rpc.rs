@@ -118,7 +118,7 @@ impl RpcServer {
             Deadline::Now => self.requests.try_recv_with(decode_request)?,
         };
         decoded.map_err(|reason| Error::Decode {
-            object: self.requests.name().to_owned(),
+            object: self.requests.name().into(),
             reason,
         })
     }
@@ -267,14 +267,14 @@ impl RpcClient {
             }
             if !self.requests.receiver_connected() {
                 return Err(Error::Disconnected {
-                    object: self.requests.name().to_owned(),
+                    object: self.requests.name().into(),
                     reason: "the server is not running".into(),
                 });
             }
             if let Some((at, after)) = deadline {
                 if Instant::now() >= at {
                     return Err(Error::Timeout {
-                        object: self.requests.name().to_owned(),
+                        object: self.requests.name().into(),
                         op: "receive a reply",
                         after,
                     });

@@ -132,7 +132,7 @@ impl<T: Pod> From<LockError<MutexGuard<'_, T>>> for Error {
     fn from(e: LockError<MutexGuard<'_, T>>) -> Error {
         match e {
             LockError::OwnerDied(g) => Error::OwnerDied {
-                object: g.mutex.shared.name().to_owned(),
+                object: g.mutex.shared.name().clone(),
             },
             LockError::Failed(e) => e,
         }
@@ -142,7 +142,7 @@ impl<T: Pod> From<LockError<MutexGuard<'_, T>>> for Error {
 impl<T: Pod> Mutex<T> {
     fn value_size() -> Result<u32> {
         u32::try_from(std::mem::size_of::<T>()).map_err(|_| Error::InvalidSize {
-            object: std::any::type_name::<T>().to_owned(),
+            object: std::any::type_name::<T>().into(),
             reason: "the guarded value must be smaller than 4 GiB".into(),
         })
     }
@@ -165,7 +165,7 @@ impl<T: Pod> Mutex<T> {
     fn wrap(shared: Shared) -> Result<Mutex<T>> {
         if shared.after_block() as usize % std::mem::align_of::<T>() != 0 {
             return Err(Error::InvalidSize {
-                object: shared.name().to_owned(),
+                object: shared.name().clone(),
                 reason: format!(
                     "the value would not be aligned to the {} bytes {} needs",
                     std::mem::align_of::<T>(),
@@ -282,7 +282,7 @@ impl<T: Pod> Mutex<T> {
 
     fn would_block(&self) -> LockError<MutexGuard<'_, T>> {
         LockError::Failed(Error::WouldBlock {
-            object: self.name().to_owned(),
+            object: self.shared.name().clone(),
             op: "lock",
         })
     }
@@ -323,7 +323,7 @@ impl<T: Pod> Mutex<T> {
         match took_over {
             Some(died) => self.acquired(died),
             None => Err(LockError::Failed(Error::Timeout {
-                object: self.name().to_owned(),
+                object: self.shared.name().clone(),
                 op: "lock",
                 after: timeout.unwrap_or_default(),
             })),

@@ -21,7 +21,7 @@ const ERROR_TOO_MANY_POSTS: i32 = 298;
 fn kernel_error(object: &str, op: &'static str, e: std::io::Error, expected: &str) -> Error {
     if e.raw_os_error() == Some(ERROR_INVALID_HANDLE) {
         return Error::WrongKind {
-            object: object.to_owned(),
+            object: object.into(),
             found: "kernel object of another type".into(),
             expected: expected.into(),
         };
@@ -37,7 +37,7 @@ fn create(os_name: &str, kind: KernelKind, exclusive: bool, what: &str) -> Resul
         .map_err(|e| kernel_error(os_name, "create", e, what))?;
     if exclusive && !created {
         return Err(Error::AlreadyExists {
-            object: os_name.to_owned(),
+            object: os_name.into(),
         });
     }
     Ok(obj)
@@ -62,7 +62,7 @@ fn wait(
 ) -> Result<WaitOutcome> {
     match obj.wait(timeout) {
         Ok(WaitOutcome::TimedOut) => Err(Error::Timeout {
-            object: name.to_owned(),
+            object: name.into(),
             op,
             after: timeout.unwrap_or_default(),
         }),
@@ -82,7 +82,7 @@ impl NativeSemaphore {
     fn kind(initial: u32, max: u32, os_name: &str) -> Result<KernelKind> {
         if max == 0 || max > SEMAPHORE_MAX || initial > max {
             return Err(Error::InvalidArgument {
-                object: os_name.to_owned(),
+                object: os_name.into(),
                 reason: format!(
                     "need 0 <= initial ({initial}) <= max ({max}), 1 <= max <= {SEMAPHORE_MAX}"
                 ),
@@ -154,7 +154,7 @@ impl NativeSemaphore {
     pub fn release(&self, n: u32) -> Result<u32> {
         if n == 0 || n > SEMAPHORE_MAX {
             return Err(Error::InvalidArgument {
-                object: self.name.clone(),
+                object: (&self.name).into(),
                 reason: format!("release count {n} is not in 1..={SEMAPHORE_MAX}"),
             });
         }
@@ -162,7 +162,7 @@ impl NativeSemaphore {
             Ok(previous) => Ok(previous.max(0) as u32),
             // Windows tells neither the count nor the maximum: none is invented.
             Err(e) if e.raw_os_error() == Some(ERROR_TOO_MANY_POSTS) => Err(Error::AboveMaximum {
-                object: self.name.clone(),
+                object: (&self.name).into(),
                 count: None,
                 release: n,
                 max: None,
@@ -240,7 +240,7 @@ impl NativeMutex {
         match self.lock_for(Some(Duration::ZERO)) {
             Err(LockError::Failed(Error::Timeout { .. })) => {
                 Err(LockError::Failed(Error::WouldBlock {
-                    object: self.name.clone(),
+                    object: (&self.name).into(),
                     op: "lock",
                 }))
             }

@@ -44,7 +44,7 @@ impl PosixSemaphore {
         name::validate_raw(os_name)?;
         if initial > i32::MAX as u32 {
             return Err(Error::InvalidArgument {
-                object: os_name.to_owned(),
+                object: os_name.into(),
                 reason: format!("initial count {initial} is above SEM_VALUE_MAX"),
             });
         }
@@ -110,7 +110,7 @@ impl PosixSemaphore {
         match self.sem.wait(Some(timeout)) {
             Ok(true) => Ok(()),
             Ok(false) => Err(Error::Timeout {
-                object: self.name.clone(),
+                object: (&self.name).into(),
                 op: "take a unit",
                 after: timeout,
             }),
@@ -129,7 +129,7 @@ impl PosixSemaphore {
         match self.sem.value() {
             Ok(v) => Ok(v.max(0) as u32),
             Err(e) if e.kind() == std::io::ErrorKind::Unsupported => Err(Error::Unsupported {
-                object: self.name.clone(),
+                object: (&self.name).into(),
                 what: "reading a POSIX semaphore's count",
             }),
             Err(e) => Err(self.io("sem_getvalue", e)),

@@ -39,13 +39,13 @@ impl Semaphore {
     fn init(initial: u32, max: u32, object: &str) -> Result<Init<'static>> {
         if max == 0 || max > SEMAPHORE_MAX {
             return Err(Error::InvalidArgument {
-                object: object.to_owned(),
+                object: object.into(),
                 reason: format!("maximum count {max} is not in 1..={SEMAPHORE_MAX}"),
             });
         }
         if initial > max {
             return Err(Error::InvalidArgument {
-                object: object.to_owned(),
+                object: object.into(),
                 reason: format!("initial count {initial} is above the maximum {max}"),
             });
         }
@@ -172,14 +172,14 @@ impl Semaphore {
     pub fn release(&self, n: u32) -> Result<u32> {
         if n == 0 {
             return Err(Error::InvalidArgument {
-                object: self.name().to_owned(),
+                object: self.shared.name().clone(),
                 reason: "release count must be at least 1".into(),
             });
         }
         let max = self.max()?;
         semaphore_release(&self.shared.waitable(), n, max).map_err(|e| match e {
             ReleaseError::AboveMaximum(count) => Error::AboveMaximum {
-                object: self.name().to_owned(),
+                object: self.shared.name().clone(),
                 count: Some(count),
                 release: n,
                 max: Some(max),

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ObjectName, Result};
 use crate::mapping::Mapping;
 use crate::name;
 use crate::segment::{Lifetime, SegmentKind};
@@ -105,7 +105,8 @@ enum Backing {
 pub(crate) struct Shared {
     block: NonNull<StateBlock>,
     wake: WakeChannel,
-    name: String,
+    /// Lent to errors without allocating.
+    name: ObjectName,
     backing: Backing,
     /// Attempts made spinning before a wait sleeps.
     pub(crate) spins: u32,
@@ -154,7 +155,7 @@ impl Shared {
         let needed = STATE_SIZE + value_size.unwrap_or(0) as u64;
         if (shm.len() as u64) < needed {
             return Err(Error::CorruptHeader {
-                object: shm.name().to_owned(),
+                object: shm.name().into(),
                 reason: format!(
                     "{} data bytes is too small for a {} of {needed} bytes",
                     shm.len(),
@@ -167,7 +168,7 @@ impl Shared {
         let shared = Shared {
             block,
             wake,
-            name: shm.name().to_owned(),
+            name: shm.name().into(),
             backing: Backing::Named(shm),
             spins: SPINS,
         };
@@ -211,7 +212,7 @@ impl Shared {
         let shared = Shared {
             block,
             wake: open_wake(&name, shm.os_name(), offset)?,
-            name,
+            name: name.into(),
             backing: Backing::Embedded(view),
             spins: SPINS,
         };
@@ -308,7 +309,7 @@ impl Shared {
     }
 
     /// The name used in errors: the object's name, or `SEGMENT@OFFSET`.
-    pub(crate) fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &ObjectName {
         &self.name
     }
 
@@ -383,7 +384,7 @@ pub(crate) fn write_into(bytes: &mut [u8], init: &Init) -> std::result::Result<(
 fn embedded_view(shm: &Shm, offset: u64, extra: u64) -> Result<Mapping> {
     if offset % 8 != 0 {
         return Err(Error::InvalidSize {
-            object: shm.name().to_owned(),
+            object: shm.name().into(),
             reason: format!("offset {offset} is not aligned to 8 bytes"),
         });
     }

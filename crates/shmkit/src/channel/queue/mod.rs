@@ -22,7 +22,7 @@ pub use send::{Reservation, Sender};
 use super::layout::Flavour;
 use super::memory::{ChannelMem, Config};
 use super::{ChannelOptions, WaitMode};
-use crate::error::{Error, Result};
+use crate::error::{Error, ObjectName, Result};
 
 /// How long a call may wait.
 #[derive(Clone, Copy, Debug)]
@@ -51,15 +51,17 @@ impl Deadline {
         }
     }
 
-    pub(crate) fn expired(self, object: &str, op: &'static str) -> Error {
+    /// The error for a call that found no room or nothing to read by its
+    /// deadline. Allocates nothing: the name is shared.
+    pub(crate) fn expired(self, object: &ObjectName, op: &'static str) -> Error {
         match self {
             Deadline::At(_, after) => Error::Timeout {
-                object: object.to_owned(),
+                object: object.clone(),
                 op,
                 after,
             },
             _ => Error::WouldBlock {
-                object: object.to_owned(),
+                object: object.clone(),
                 op,
             },
         }
@@ -75,7 +77,7 @@ pub(crate) fn spin_of(mode: WaitMode) -> Option<Duration> {
 
 pub(crate) fn corrupt(mem: &ChannelMem, reason: String) -> Error {
     Error::CorruptState {
-        object: mem.name().to_owned(),
+        object: mem.name().into(),
         reason,
     }
 }

@@ -463,7 +463,7 @@ impl Receiver {
                 Ok(())
             } else {
                 Err(Error::WrongKind {
-                    object: object.to_owned(),
+                    object: object.into(),
                     found: format!("message of {len} bytes"),
                     expected: format!("{} ({want} bytes)", std::any::type_name::<T>()),
                 })
@@ -476,7 +476,7 @@ impl Receiver {
     /// [`Error::Decode`] if the message is not a valid `T`; it is consumed.
     #[cfg(feature = "serde")]
     pub fn recv_serde<T: serde::de::DeserializeOwned>(&mut self) -> Result<T> {
-        let name = self.name().to_owned();
+        let name = self.mem.name().clone();
         self.recv_with(|b| postcard::from_bytes::<T>(b))?
             .map_err(|e| Error::Decode {
                 object: name,
@@ -492,7 +492,7 @@ impl Receiver {
                 Ok(())
             } else {
                 Err(Error::BufferTooSmall {
-                    object: object.to_owned(),
+                    object: object.into(),
                     len,
                     capacity,
                 })

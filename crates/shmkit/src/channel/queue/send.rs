@@ -354,7 +354,7 @@ impl Sender {
     #[cfg(feature = "serde")]
     pub fn send_serde<T: serde::Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         let bytes = postcard::to_allocvec(value).map_err(|e| Error::Decode {
-            object: self.name().to_owned(),
+            object: self.name().into(),
             reason: format!("cannot encode {}: {e}", std::any::type_name::<T>()),
         })?;
         self.send(&bytes)
@@ -363,7 +363,7 @@ impl Sender {
     fn check_len(&self, len: u64, max: u64) -> Result<()> {
         if len > max {
             return Err(Error::TooLong {
-                object: self.name().to_owned(),
+                object: self.name().into(),
                 len,
                 max,
             });
