@@ -56,6 +56,13 @@ fn child_entry() {
                 Err(LockError::Failed(e)) => say(&format!("error {e}")),
             };
         }
+        "read-when-unlocked" => {
+            let m = Mutex::<[u64; 2]>::open(a(1)).unwrap();
+            let busy = m.try_lock().is_err();
+            say(&format!("busy {busy}"));
+            let g = m.lock().unwrap();
+            say(&format!("read {} {}", g[0], g[1]));
+        }
         "pong" => {
             let shm = Shm::open(a(1)).unwrap();
             let ping = Semaphore::open_in(&shm, 0).unwrap();
@@ -190,6 +197,35 @@ fn a_panic_while_holding_poisons_like_std() {
     .join();
     assert!(r.is_err());
     assert!(matches!(m.lock(), Err(LockError::OwnerDied(_))));
+}
+
+/// The classic writer creates its mutex owned, so that no reader gets in before
+/// the data is written: a reader in another process finds it held from the
+/// start and reads only what the writer wrote under it.
+#[test]
+fn a_mutex_created_locked_keeps_readers_out_until_the_data_is_written() {
+    let name = TestName::new("locked");
+    let m = Mutex::create_locked(name.as_str(), [0u64; 2]).unwrap();
+    let mut reader = spawn(ENTRY, "read-when-unlocked", &[name.as_str()]);
+    assert_eq!(reader.expect_line(), "busy true");
+    let mut guard = m.initial_guard().expect("created locked");
+    assert!(m.initial_guard().is_none(), "the guard is handed out once");
+    *guard = [7, 11];
+    drop(guard);
+    assert_eq!(reader.expect_line(), "read 7 11");
+    reader.wait_success(Duration::from_secs(30));
+    // Not created locked: no initial guard; created locked but never taken:
+    // dropping the mutex unlocks.
+    assert!(Mutex::<[u64; 2]>::open(name.as_str())
+        .unwrap()
+        .initial_guard()
+        .is_none());
+    let other = TestName::new("locked-drop");
+    let m = Mutex::create_locked(other.as_str(), 5u32).unwrap();
+    let opener = Mutex::<u32>::open(other.as_str()).unwrap();
+    assert!(opener.try_lock().is_err());
+    drop(m);
+    assert_eq!(*opener.try_lock().unwrap(), 5);
 }
 
 #[test]
@@ -571,6 +607,25 @@ fn native_win32_objects_by_os_name() {
         NativeSemaphore::create(&format!("{base}-x"), 3, 2),
         Err(Error::InvalidArgument { .. })
     ));
+    // A mutex created owned, as `CreateMutex(NULL, TRUE, name)` makes it: another
+    // thread cannot take it until the creating thread lets go.
+    let owned_name = format!("{base}-owned");
+    let owned = NativeMutex::create_locked(&owned_name).unwrap();
+    let other_thread = std::thread::scope(|s| {
+        s.spawn(|| NativeMutex::open(&owned_name).unwrap().try_lock().is_err())
+            .join()
+            .unwrap()
+    });
+    assert!(other_thread, "created owned, yet another thread took it");
+    let guard = owned.initial_guard().expect("created owned");
+    assert!(owned.initial_guard().is_none());
+    drop(guard);
+    let free = std::thread::scope(|s| {
+        s.spawn(|| NativeMutex::open(&owned_name).unwrap().try_lock().is_ok())
+            .join()
+            .unwrap()
+    });
+    assert!(free, "released with the initial guard");
     // Win32 has one namespace for all kernel objects: a mutex name is not a semaphore.
     let _mutex = NativeMutex::create(&m).unwrap();
     assert!(matches!(

@@ -45,6 +45,8 @@ impl Event {
             kind: Kind::Event,
             word: set as u32,
             param_a: (mode == EventMode::ManualReset) as u32,
+            param_b: 0,
+            param_c: 0,
             value: &[],
         }
     }

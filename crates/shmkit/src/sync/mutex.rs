@@ -66,6 +66,9 @@ const OWNER_CHECK: Duration = Duration::from_millis(20);
 /// ```
 pub struct Mutex<T: Pod = ()> {
     shared: Shared,
+    /// Created locked and the guard not taken yet (see
+    /// [`create_locked`](Mutex::create_locked)).
+    initially_held: std::sync::atomic::AtomicBool,
     /// When `try_lock` last asked the OS whether the owner lives (ms since
     /// `epoch()`), so that a caller polling `try_lock` on a busy mutex does not
     /// read `/proc` on every call.
@@ -152,6 +155,8 @@ impl<T: Pod> Mutex<T> {
             kind: Kind::Mutex,
             word: 0,
             param_a: 0,
+            param_b: 0,
+            param_c: 0,
             value: bytemuck::bytes_of(value),
         }
     }
@@ -175,6 +180,7 @@ impl<T: Pod> Mutex<T> {
         }
         Ok(Mutex {
             shared,
+            initially_held: std::sync::atomic::AtomicBool::new(false),
             last_owner_check: AtomicU64::new(0),
             _value: PhantomData,
         })
@@ -190,6 +196,49 @@ impl<T: Pod> Mutex<T> {
     pub fn create(name: &str, value: T) -> Result<Mutex<T>> {
         Self::value_size()?;
         Self::wrap(Shared::create_named(name, &Self::init(&value), false)?)
+    }
+
+    /// Creates a named mutex guarding `value`, already locked by this process,
+    /// as Win32's `CreateMutex(.., TRUE, name)` does: no other process can take
+    /// the lock between the creation and the first write of the data. Take the
+    /// guard with [`initial_guard`](Self::initial_guard); dropping it (or the
+    /// mutex, if the guard was never taken) unlocks. [`Error::AlreadyExists`] if
+    /// the name is taken.
+    ///
+    /// ```
+    /// use shmkit::sync::Mutex;
+    /// # fn main() -> shmkit::Result<()> {
+    /// # let name = format!("doc-mutex-locked-{}", std::process::id());
+    /// let table = Mutex::create_locked(&name, [0u32; 4])?;
+    /// let other = Mutex::<[u32; 4]>::open(&name)?;
+    /// assert!(other.try_lock().is_err()); // held from the start
+    /// let mut guard = table.initial_guard().expect("created locked");
+    /// *guard = [1, 2, 3, 4];
+    /// drop(guard);
+    /// assert_eq!(*other.lock()?, [1, 2, 3, 4]);
+    /// # Ok(()) }
+    /// ```
+    pub fn create_locked(name: &str, value: T) -> Result<Mutex<T>> {
+        Self::value_size()?;
+        let me = me();
+        let init = Init {
+            word: me.pid,
+            param_b: me.pid,
+            param_c: me.start_time,
+            ..Self::init(&value)
+        };
+        let mutex = Self::wrap(Shared::create_named(name, &init, false)?)?;
+        mutex.initially_held.store(true, SeqCst);
+        Ok(mutex)
+    }
+
+    /// The guard of a mutex made with [`create_locked`](Self::create_locked),
+    /// once; `None` if it was not created locked or the guard was taken already.
+    pub fn initial_guard(&self) -> Option<MutexGuard<'_, T>> {
+        self.initially_held.swap(false, SeqCst).then(|| MutexGuard {
+            mutex: self,
+            _not_send: PhantomData,
+        })
     }
 
     /// Opens a named mutex; [`Error::NotFound`] if there is none, and
@@ -369,6 +418,14 @@ impl<T: Pod> Mutex<T> {
             return Err(LockError::OwnerDied(guard));
         }
         Ok(guard)
+    }
+}
+
+impl<T: Pod> Drop for Mutex<T> {
+    /// A mutex created locked whose guard was never taken is unlocked here, as
+    /// that guard would have been.
+    fn drop(&mut self) {
+        drop(self.initial_guard());
     }
 }
 

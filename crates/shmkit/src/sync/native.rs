@@ -180,6 +180,10 @@ impl NativeSemaphore {
 pub struct NativeMutex {
     obj: KernelObject,
     name: String,
+    /// The thread that created it owned (see [`NativeMutex::create_locked`]).
+    created_owned_by: Option<std::thread::ThreadId>,
+    /// Created owned, and the guard not taken yet.
+    initially_held: std::sync::atomic::AtomicBool,
 }
 
 /// Holds a [`NativeMutex`]; releases it when dropped (on the same thread).
@@ -191,16 +195,52 @@ pub struct NativeMutexGuard<'a> {
 impl NativeMutex {
     /// Creates the mutex (not owned); [`Error::AlreadyExists`] if the name exists.
     pub fn create(os_name: &str) -> Result<NativeMutex> {
-        Ok(Self::wrap(
-            create(os_name, KernelKind::Mutex, true, "mutex")?,
-            os_name,
-        ))
+        let kind = KernelKind::Mutex {
+            initially_owned: false,
+        };
+        Ok(Self::wrap(create(os_name, kind, true, "mutex")?, os_name))
+    }
+
+    /// Creates the mutex owned by the calling thread, as the classic writer does
+    /// with `CreateMutex(NULL, TRUE, name)`: no reader gets in before the data is
+    /// written. Take the guard with [`initial_guard`](Self::initial_guard) on this
+    /// thread; [`Error::AlreadyExists`] if the name exists.
+    pub fn create_locked(os_name: &str) -> Result<NativeMutex> {
+        let kind = KernelKind::Mutex {
+            initially_owned: true,
+        };
+        let mut mutex = Self::wrap(create(os_name, kind, true, "mutex")?, os_name);
+        mutex.created_owned_by = Some(std::thread::current().id());
+        mutex.initially_held = true.into();
+        Ok(mutex)
+    }
+
+    /// The guard of a mutex made with [`create_locked`](Self::create_locked),
+    /// once, on the thread that created it (Win32 mutexes belong to a thread);
+    /// `None` otherwise.
+    pub fn initial_guard(&self) -> Option<NativeMutexGuard<'_>> {
+        if self.created_owned_by != Some(std::thread::current().id()) {
+            return None;
+        }
+        self.initially_held
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+            .then(|| NativeMutexGuard {
+                mutex: self,
+                _not_send: PhantomData,
+            })
     }
 
     /// Opens the mutex, or creates it.
     pub fn create_or_open(os_name: &str) -> Result<NativeMutex> {
         Ok(Self::wrap(
-            create(os_name, KernelKind::Mutex, false, "mutex")?,
+            create(
+                os_name,
+                KernelKind::Mutex {
+                    initially_owned: false,
+                },
+                false,
+                "mutex",
+            )?,
             os_name,
         ))
     }
@@ -208,7 +248,13 @@ impl NativeMutex {
     /// Opens an existing mutex; [`Error::NotFound`] if there is none.
     pub fn open(os_name: &str) -> Result<NativeMutex> {
         Ok(Self::wrap(
-            open(os_name, KernelKind::Mutex, "mutex")?,
+            open(
+                os_name,
+                KernelKind::Mutex {
+                    initially_owned: false,
+                },
+                "mutex",
+            )?,
             os_name,
         ))
     }
@@ -217,6 +263,8 @@ impl NativeMutex {
         NativeMutex {
             obj,
             name: name.to_owned(),
+            created_owned_by: None,
+            initially_held: false.into(),
         }
     }
 
@@ -258,6 +306,15 @@ impl NativeMutex {
             WaitOutcome::Abandoned => Err(LockError::OwnerDied(guard)),
             _ => Ok(guard),
         }
+    }
+}
+
+impl Drop for NativeMutex {
+    /// A mutex created locked whose guard was never taken is released here (on
+    /// the creating thread; elsewhere Windows refuses, and the thread's exit
+    /// abandons it).
+    fn drop(&mut self) {
+        drop(self.initial_guard());
     }
 }
 

@@ -53,6 +53,8 @@ impl Semaphore {
             kind: Kind::Semaphore,
             word: initial,
             param_a: max,
+            param_b: 0,
+            param_c: 0,
             value: &[],
         })
     }

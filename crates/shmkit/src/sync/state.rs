@@ -87,6 +87,9 @@ pub(crate) struct Init<'a> {
     pub kind: Kind,
     pub word: u32,
     pub param_a: u32,
+    /// A mutex created locked: its owner's process id and start time.
+    pub param_b: u32,
+    pub param_c: u64,
     /// A mutex's initial value, stored right after the block.
     pub value: &'a [u8],
 }
@@ -355,9 +358,9 @@ unsafe fn write_block(block: *mut StateBlock, init: &Init) {
     b.word.store(init.word, Relaxed);
     b.waiters.store(0, Relaxed);
     b.param_a.store(init.param_a, Relaxed);
-    b.param_b.store(0, Relaxed);
+    b.param_b.store(init.param_b, Relaxed);
     b.value_size.store(init.value.len() as u32, Relaxed);
-    b.param_c.store(0, Relaxed);
+    b.param_c.store(init.param_c, Relaxed);
     for r in &b.reserved {
         r.store(0, Relaxed);
     }

@@ -26,8 +26,9 @@ use super::wide;
 pub(crate) enum KernelKind {
     /// `CreateSemaphoreW` with an initial and maximum count.
     Semaphore { initial: i32, max: i32 },
-    /// `CreateMutexW`, not initially owned.
-    Mutex,
+    /// `CreateMutexW`; owned by the calling thread from the start if
+    /// `initially_owned` (and the call created it).
+    Mutex { initially_owned: bool },
     /// `CreateEventW`.
     Event {
         manual_reset: bool,
@@ -63,7 +64,9 @@ impl KernelObject {
                 KernelKind::Semaphore { initial, max } => {
                     CreateSemaphoreW(std::ptr::null(), initial, max, w.as_ptr())
                 }
-                KernelKind::Mutex => CreateMutexW(std::ptr::null(), 0, w.as_ptr()),
+                KernelKind::Mutex { initially_owned } => {
+                    CreateMutexW(std::ptr::null(), initially_owned.into(), w.as_ptr())
+                }
                 KernelKind::Event {
                     manual_reset,
                     initially_set,
@@ -90,7 +93,9 @@ impl KernelObject {
                 KernelKind::Semaphore { .. } => {
                     OpenSemaphoreW(SYNCHRONIZE | SEMAPHORE_MODIFY_STATE, 0, w.as_ptr())
                 }
-                KernelKind::Mutex => OpenMutexW(SYNCHRONIZE | MUTEX_MODIFY_STATE, 0, w.as_ptr()),
+                KernelKind::Mutex { .. } => {
+                    OpenMutexW(SYNCHRONIZE | MUTEX_MODIFY_STATE, 0, w.as_ptr())
+                }
                 KernelKind::Event { .. } => {
                     OpenEventW(SYNCHRONIZE | EVENT_MODIFY_STATE, 0, w.as_ptr())
                 }
