@@ -21,10 +21,12 @@ pub struct Listen {
     pub timeout: Option<Duration>,
 }
 
-fn options(capacity: u64) -> ChannelOptions {
-    ChannelOptions::new()
-        .capacity(capacity)
-        .lifetime(Lifetime::Persistent)
+fn options(capacity: Option<u64>) -> ChannelOptions {
+    let opts = ChannelOptions::new().lifetime(Lifetime::Persistent);
+    match capacity {
+        Some(bytes) => opts.capacity(bytes),
+        None => opts,
+    }
 }
 
 /// The messages given, or else lines of standard input.
@@ -44,7 +46,7 @@ fn each_message(messages: Vec<String>, mut f: impl FnMut(&[u8]) -> CmdResult) ->
 pub fn send(
     name: &str,
     messages: Vec<String>,
-    capacity: u64,
+    capacity: Option<u64>,
     timeout: Option<Duration>,
 ) -> CmdResult {
     let mut tx: Sender = options(capacity).sender(name)?;
@@ -61,7 +63,7 @@ pub fn send(
     Ok(())
 }
 
-pub fn publish(name: &str, messages: Vec<String>, capacity: u64) -> CmdResult {
+pub fn publish(name: &str, messages: Vec<String>, capacity: Option<u64>) -> CmdResult {
     let mut publisher: Publisher = options(capacity).publisher(name)?;
     let mut sent = 0u64;
     each_message(messages, |m| {
@@ -120,12 +122,12 @@ fn listen(listen: &Listen, mut next: impl FnMut(Duration) -> shmkit::Result<Vec<
     Ok(())
 }
 
-pub fn recv(name: &str, capacity: u64, how: &Listen) -> CmdResult {
+pub fn recv(name: &str, capacity: Option<u64>, how: &Listen) -> CmdResult {
     let mut rx: Receiver = options(capacity).receiver(name)?;
     listen(how, |t| rx.recv_timeout(t))
 }
 
-pub fn subscribe(name: &str, capacity: u64, history: bool, how: &Listen) -> CmdResult {
+pub fn subscribe(name: &str, capacity: Option<u64>, history: bool, how: &Listen) -> CmdResult {
     let mut sub = options(capacity).history(history).subscriber(name)?;
     listen(how, |t| sub.recv_timeout(t))
 }

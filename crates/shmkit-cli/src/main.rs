@@ -95,9 +95,10 @@ enum Command {
         channel: String,
         /// Messages to send; lines of standard input when absent.
         messages: Vec<String>,
-        /// Ring size if the channel is created (a power of two).
-        #[arg(long, value_parser = size::parse, default_value = "1MiB")]
-        capacity: u64,
+        /// Ring size (a power of two) if the channel is created, default 1 MiB;
+        /// given for an existing channel, it must match.
+        #[arg(long, value_parser = size::parse)]
+        capacity: Option<u64>,
         /// Give up if the ring stays full this many seconds.
         #[arg(long, value_parser = parse_seconds)]
         timeout: Option<Duration>,
@@ -117,9 +118,10 @@ enum Command {
         /// Give up after this many seconds.
         #[arg(long, value_parser = parse_seconds)]
         timeout: Option<Duration>,
-        /// Ring size if the channel is created (a power of two).
-        #[arg(long, value_parser = size::parse, default_value = "1MiB")]
-        capacity: u64,
+        /// Ring size (a power of two) if the channel is created, default 1 MiB;
+        /// given for an existing channel, it must match.
+        #[arg(long, value_parser = size::parse)]
+        capacity: Option<u64>,
     },
     /// Publish messages on a broadcast channel (MESSAGEs or lines of standard
     /// input). Never waits for subscribers.
@@ -128,9 +130,10 @@ enum Command {
         channel: String,
         /// Messages to publish; lines of standard input when absent.
         messages: Vec<String>,
-        /// Ring size if the channel is created (a power of two).
-        #[arg(long, value_parser = size::parse, default_value = "1MiB")]
-        capacity: u64,
+        /// Ring size (a power of two) if the channel is created, default 1 MiB;
+        /// given for an existing channel, it must match.
+        #[arg(long, value_parser = size::parse)]
+        capacity: Option<u64>,
     },
     /// Subscribe to a broadcast channel and print each message on its own line.
     Sub {
@@ -148,9 +151,10 @@ enum Command {
         /// Start with the messages the ring still holds.
         #[arg(long)]
         history: bool,
-        /// Ring size if the channel is created (a power of two).
-        #[arg(long, value_parser = size::parse, default_value = "1MiB")]
-        capacity: u64,
+        /// Ring size (a power of two) if the channel is created, default 1 MiB;
+        /// given for an existing channel, it must match.
+        #[arg(long, value_parser = size::parse)]
+        capacity: Option<u64>,
     },
     /// Two processes talking through channels: messages of growing size up to
     /// 16 MiB, round-trip time and throughput, every byte checked.

@@ -223,6 +223,21 @@ pub enum Error {
         expected: String,
     },
 
+    /// An existing object differs from what the caller explicitly asked for when
+    /// opening it (a channel's capacity, a segment's size, a message type...):
+    /// rather than quietly use the existing values, the open is refused.
+    #[error("{object}: {what} is {found}, but {asked} was asked for")]
+    Mismatch {
+        /// The object opened.
+        object: ObjectName,
+        /// Which property differs (for example `capacity`).
+        what: &'static str,
+        /// What the existing object has.
+        found: String,
+        /// What the caller asked for.
+        asked: String,
+    },
+
     /// A header field disagrees with the size of the mapped object, or is corrupt.
     #[error("{object}: corrupt header: {reason}")]
     CorruptHeader {

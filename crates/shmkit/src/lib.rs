@@ -44,6 +44,7 @@ mod access;
 pub mod channel;
 mod error;
 mod file;
+mod fingerprint;
 mod mapping;
 mod name;
 mod segment;

@@ -240,13 +240,30 @@ impl ShmOptions {
     }
 
     /// Opens an existing segment; fails with [`Error::NotFound`] if there is none.
-    /// The size is the creator's; a size set here is ignored.
+    /// The size is the creator's: a [`size`](Self::size) set here must match it,
+    /// or the open fails with [`Error::Mismatch`].
     pub fn open(&self, name: &str) -> Result<Shm> {
-        self.open_kind(name, SegmentKind::Bytes)
+        self.check_size(self.open_kind(name, SegmentKind::Bytes)?)
+    }
+
+    /// A segment opened (not created) with an explicit size must have that size.
+    fn check_size(&self, shm: Shm) -> Result<Shm> {
+        match (self.size, shm.info()) {
+            (Some(asked), Some(info)) if !shm.created() && info.size != asked => {
+                Err(Error::Mismatch {
+                    object: shm.name().into(),
+                    what: "size",
+                    found: format!("{} bytes", info.size),
+                    asked: format!("{asked} bytes"),
+                })
+            }
+            _ => Ok(shm),
+        }
     }
 
     /// Opens the segment, or creates it if it does not exist;
-    /// [`Shm::created`] tells which happened.
+    /// [`Shm::created`] tells which happened. An existing segment of another
+    /// size than the one set is refused with [`Error::Mismatch`].
     pub fn create_or_open(&self, name: &str) -> Result<Shm> {
         self.create_or_open_with(name, |_| Ok::<(), std::convert::Infallible>(()))
     }
@@ -261,9 +278,10 @@ impl ShmOptions {
         name: &str,
         init: impl FnOnce(&mut [u8]) -> std::result::Result<(), E>,
     ) -> Result<Shm> {
-        self.create_kind(name, SegmentKind::Bytes, true, |b| {
+        let shm = self.create_kind(name, SegmentKind::Bytes, true, |b| {
             init(b).map_err(|e| e.to_string())
-        })
+        })?;
+        self.check_size(shm)
     }
 
     /// `create`, or with `or_open` `create_or_open`, for a segment of any kind.

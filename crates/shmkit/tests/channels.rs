@@ -780,3 +780,93 @@ proptest! {
         });
     }
 }
+
+/// Options set explicitly must match an existing channel; defaults take what
+/// it has. Each refusal names both values.
+#[test]
+fn explicit_options_that_differ_from_the_channel_are_refused() {
+    let name = TestName::new("ch-mismatch");
+    let opts = ChannelOptions::new().capacity(4096).max_senders(2);
+    let _rx = opts.receiver(name.as_str()).unwrap();
+    // Defaults: whatever the channel has.
+    let tx = ChannelOptions::new().sender(name.as_str()).unwrap();
+    assert_eq!(tx.capacity(), 4096);
+    drop(tx);
+    let cases: Vec<(ChannelOptions, &str)> = vec![
+        (
+            ChannelOptions::new().capacity(8192),
+            "capacity is 4096, but 8192 was asked for",
+        ),
+        (
+            ChannelOptions::new().max_message(100),
+            "max_message is 1073741824, but 100 was asked for",
+        ),
+        (
+            ChannelOptions::new().max_senders(3),
+            "max_senders is 2, but 3 was asked for",
+        ),
+        (
+            ChannelOptions::new().message_type::<u64>(),
+            "message type is no recorded type",
+        ),
+    ];
+    for (o, expect) in cases {
+        let err = o.sender(name.as_str()).unwrap_err();
+        assert!(matches!(err, Error::Mismatch { .. }), "{err}");
+        assert!(err.to_string().contains(expect), "{err} lacks {expect:?}");
+        assert!(err.to_string().contains(name.as_str()), "{err}");
+    }
+    // Matching explicit options are fine.
+    opts.sender(name.as_str()).unwrap();
+    // The kind is checked too.
+    let err = ChannelOptions::new().publisher(name.as_str()).unwrap_err();
+    assert!(matches!(err, Error::WrongKind { .. }), "{err}");
+    // Broadcast: the subscriber limit.
+    let b = TestName::new("ch-mismatch-b");
+    let _p = ChannelOptions::new()
+        .max_subscribers(2)
+        .publisher(b.as_str())
+        .unwrap();
+    let err = ChannelOptions::new()
+        .max_subscribers(5)
+        .subscriber(b.as_str())
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("max_subscribers is 2, but 5"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_typed_channel_refuses_another_type() {
+    #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+    #[repr(C)]
+    struct Point {
+        x: f64,
+        y: f64,
+    }
+    #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+    #[repr(C)]
+    struct Span {
+        start: u64,
+        end: u64,
+    }
+    let name = TestName::new("ch-typed");
+    let typed = ChannelOptions::new().message_type::<Point>();
+    let mut rx = typed.receiver(name.as_str()).unwrap();
+    let mut tx = typed.sender(name.as_str()).unwrap();
+    tx.send_pod(&Point { x: 1.5, y: -2.0 }).unwrap();
+    let p: Point = rx.recv_pod().unwrap();
+    assert_eq!((p.x, p.y), (1.5, -2.0));
+    drop(tx);
+    // Same size and alignment, another type: refused, naming both.
+    let err = ChannelOptions::new()
+        .message_type::<Span>()
+        .sender(name.as_str())
+        .unwrap_err();
+    assert!(matches!(err, Error::Mismatch { .. }), "{err}");
+    assert!(err.to_string().contains("Span"), "{err}");
+    assert!(err.to_string().contains("16 bytes, alignment 8"), "{err}");
+    // Not asking is not checked.
+    ChannelOptions::new().sender(name.as_str()).unwrap();
+}

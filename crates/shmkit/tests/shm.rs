@@ -600,3 +600,27 @@ fn an_opener_waits_out_a_header_that_is_still_being_written() {
     assert_eq!(opened.read_vec(0, 8).unwrap(), b"finished");
     drop((opened, raw));
 }
+
+#[test]
+fn an_explicit_size_must_match_an_existing_segment() {
+    let n = TestName::new("size-mismatch");
+    let _s = Shm::create(n.as_str(), 1000).unwrap();
+    let err = ShmOptions::new()
+        .size(2000)
+        .create_or_open(n.as_str())
+        .unwrap_err();
+    assert!(matches!(err, Error::Mismatch { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("size is 1000 bytes, but 2000 bytes"),
+        "{err}"
+    );
+    let err = ShmOptions::new().size(10).open(n.as_str()).unwrap_err();
+    assert!(matches!(err, Error::Mismatch { .. }), "{err}");
+    assert!(!ShmOptions::new()
+        .size(1000)
+        .create_or_open(n.as_str())
+        .unwrap()
+        .created());
+    ShmOptions::new().open(n.as_str()).unwrap();
+}

@@ -672,3 +672,31 @@ fn a_named_mutex_whose_header_is_too_small_for_its_value_is_refused() {
         "{e}"
     );
 }
+
+/// A named mutex records its value type: opening it for another type of the
+/// same size is refused; options of semaphores and events must match too.
+#[test]
+fn opening_with_another_value_type_or_other_options_is_refused() {
+    let name = TestName::new("typed-mutex");
+    let _m = Mutex::create(name.as_str(), [0u32; 4]).unwrap();
+    Mutex::<[u32; 4]>::open(name.as_str()).unwrap();
+    let err = Mutex::<[u16; 8]>::open(name.as_str()).unwrap_err();
+    assert!(matches!(err, Error::Mismatch { .. }), "{err}");
+    assert!(err.to_string().contains("[u16; 8]"), "{err}");
+    let sem = TestName::new("sem-mismatch");
+    let _s = Semaphore::create(sem.as_str(), 0, 3).unwrap();
+    let err = Semaphore::create_or_open(sem.as_str(), 0, 5).unwrap_err();
+    assert!(
+        err.to_string().contains("maximum count is 3, but 5"),
+        "{err}"
+    );
+    Semaphore::create_or_open(sem.as_str(), 0, 3).unwrap();
+    let ev = TestName::new("ev-mismatch");
+    let _e = Event::create(ev.as_str(), EventMode::AutoReset, false).unwrap();
+    let err = Event::create_or_open(ev.as_str(), EventMode::ManualReset, false).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("mode is AutoReset, but ManualReset"),
+        "{err}"
+    );
+}

@@ -18,19 +18,25 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 use std::time::Duration;
 
 use super::layout::*;
-use super::memory::{ChannelMem, Config, Peer};
+use super::memory::{Asked, ChannelMem, Config, Peer};
 use super::queue::{corrupt, spin_of, Deadline};
-use super::{ChannelOptions, WaitMode};
+use super::{ChannelOptions, WaitMode, DEFAULT_CAPACITY, DEFAULT_MAX_SUBSCRIBERS};
 use crate::error::{Error, Result};
 
 fn open_broadcast(name: &str, opts: &ChannelOptions) -> Result<ChannelMem> {
+    let capacity = opts.capacity.unwrap_or(DEFAULT_CAPACITY);
     let cfg = Config {
         flavour: Flavour::Broadcast,
-        capacity: opts.capacity,
-        max_message: max_record(opts.capacity).saturating_sub(8),
-        slots: opts.max_subscribers.saturating_add(1),
+        capacity,
+        // Fixed by the ring: a message is one record.
+        max_message: max_record(capacity).saturating_sub(8),
+        slots: opts
+            .max_subscribers
+            .unwrap_or(DEFAULT_MAX_SUBSCRIBERS)
+            .saturating_add(1),
         lifetime: opts.lifetime,
         mode: opts.mode,
+        asked: Asked::from_options(opts, opts.max_subscribers),
     };
     ChannelMem::attach(name, opts.attach, &cfg)
 }

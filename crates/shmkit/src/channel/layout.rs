@@ -25,6 +25,11 @@ pub(crate) const OFF_SLOTS: u64 = 12;
 pub(crate) const OFF_CAPACITY: u64 = 16;
 pub(crate) const OFF_MAX_MESSAGE: u64 = 24;
 pub(crate) const OFF_RING: u64 = 32;
+/// The message type, if the creator recorded one (`ChannelOptions::message_type`):
+/// size, alignment and name hash; all zero otherwise.
+pub(crate) const OFF_TYPE_SIZE: u64 = 40;
+pub(crate) const OFF_TYPE_ALIGN: u64 = 44;
+pub(crate) const OFF_TYPE_HASH: u64 = 48;
 
 /// Producer line: position after the last published record (bytes ever written).
 pub(crate) const OFF_HEAD: u64 = 64;

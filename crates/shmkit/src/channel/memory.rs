@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use super::doorbell::Doorbell;
 use super::layout::*;
+use super::ChannelOptions;
 use crate::error::{Error, ObjectName, Result};
+use crate::fingerprint::Fingerprint;
 use crate::name;
 use crate::segment::{Lifetime, SegmentKind};
 use crate::shm::{Shm, ShmOptions};
@@ -27,6 +29,30 @@ pub(crate) struct Config {
     pub slots: u32,
     pub lifetime: Lifetime,
     pub mode: Option<u32>,
+    /// What the caller set explicitly, to be checked against an existing channel.
+    pub asked: Asked,
+}
+
+/// The options a caller set explicitly; `None` takes what the channel has.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Asked {
+    pub capacity: Option<u64>,
+    pub max_message: Option<u64>,
+    /// Senders (queue) or subscribers (broadcast): endpoint slots less one.
+    pub peers: Option<u32>,
+    pub message_type: Option<(Fingerprint, &'static str)>,
+}
+
+impl Asked {
+    /// What `opts` set explicitly; `peers` is its senders or subscribers.
+    pub(crate) fn from_options(opts: &ChannelOptions, peers: Option<u32>) -> Asked {
+        Asked {
+            capacity: opts.capacity,
+            max_message: opts.max_message,
+            peers,
+            message_type: opts.message_type,
+        }
+    }
 }
 
 /// How to attach.
@@ -72,6 +98,8 @@ pub(crate) struct ChannelMem {
     pub capacity: u64,
     pub max_message: u64,
     pub slots: u32,
+    /// The message type recorded at creation (all zero: none).
+    pub message_type: Fingerprint,
     data_wake: WakeChannel,
     space_wake: WakeChannel,
 }
@@ -118,7 +146,45 @@ impl ChannelMem {
                 })?
             }
         };
-        Self::validate(shm, flavour)
+        let mem = Self::validate(shm, flavour)?;
+        mem.check_asked(&cfg.asked)?;
+        Ok(mem)
+    }
+
+    /// Refuses a channel that differs from what the caller set explicitly.
+    fn check_asked(&self, asked: &Asked) -> Result<()> {
+        let mismatch = |what, found: String, asked: String| {
+            Err(Error::Mismatch {
+                object: self.object.clone(),
+                what,
+                found,
+                asked,
+            })
+        };
+        if let Some(c) = asked.capacity.filter(|&c| c != self.capacity) {
+            return mismatch("capacity", self.capacity.to_string(), c.to_string());
+        }
+        if let Some(m) = asked.max_message.filter(|&m| m != self.max_message) {
+            return mismatch("max_message", self.max_message.to_string(), m.to_string());
+        }
+        let peers = self.slots - 1;
+        if let Some(p) = asked.peers.filter(|&p| p != peers) {
+            let what = match self.flavour {
+                Flavour::Queue => "max_senders",
+                Flavour::Broadcast => "max_subscribers",
+            };
+            return mismatch(what, peers.to_string(), p.to_string());
+        }
+        if let Some((fp, type_name)) = asked.message_type {
+            if fp != self.message_type {
+                return mismatch(
+                    "message type",
+                    self.message_type.to_string(),
+                    format!("{type_name} ({fp})"),
+                );
+            }
+        }
+        Ok(())
     }
 
     fn validate(shm: Shm, expected: Option<Flavour>) -> Result<ChannelMem> {
@@ -166,6 +232,11 @@ impl ChannelMem {
         let capacity = shm.atomic_u64(OFF_CAPACITY)?.load(Relaxed);
         let max_message = shm.atomic_u64(OFF_MAX_MESSAGE)?.load(Relaxed);
         let ring = shm.atomic_u64(OFF_RING)?.load(Relaxed);
+        let message_type = Fingerprint {
+            size: word(OFF_TYPE_SIZE)?,
+            align: word(OFF_TYPE_ALIGN)?,
+            name_hash: shm.atomic_u64(OFF_TYPE_HASH)?.load(Relaxed),
+        };
         if !(2..=MAX_SLOTS).contains(&slots) {
             return Err(corrupt(format!("{slots} endpoint slots")));
         }
@@ -197,6 +268,7 @@ impl ChannelMem {
             capacity,
             max_message,
             slots,
+            message_type,
             shm,
         })
     }
@@ -548,6 +620,11 @@ fn write_header(bytes: &mut [u8], cfg: &Config) -> std::result::Result<(), Strin
     put(OFF_CAPACITY, &cfg.capacity.to_le_bytes());
     put(OFF_MAX_MESSAGE, &cfg.max_message.to_le_bytes());
     put(OFF_RING, &(ring as u64).to_le_bytes());
+    if let Some((fp, _)) = cfg.asked.message_type {
+        put(OFF_TYPE_SIZE, &fp.size.to_le_bytes());
+        put(OFF_TYPE_ALIGN, &fp.align.to_le_bytes());
+        put(OFF_TYPE_HASH, &fp.name_hash.to_le_bytes());
+    }
     put(OFF_MAGIC, &MAGIC.to_le_bytes());
     Mutex::<()>::init_bytes(&mut bytes[OFF_LOCK as usize..OFF_SLOTS_TABLE as usize], ())
 }

@@ -59,6 +59,7 @@ pub use queue::{Receiver, Reservation, Sender};
 pub use rpc::{Request, RpcClient, RpcServer, RPC_MAX_CLIENTS, RPC_REPLY_TIMEOUT};
 
 use crate::error::Result;
+use crate::fingerprint::Fingerprint;
 use crate::segment::Lifetime;
 use memory::Attach;
 
@@ -85,15 +86,19 @@ impl Default for WaitMode {
 
 /// Options for creating or opening a channel.
 ///
-/// The first process to attach creates the channel with these options; later
-/// processes get the channel as it was created (capacity and limits come from its
-/// header), whatever they pass.
+/// The first process to attach creates the channel with these options. Later
+/// processes get the channel as it was created; an option they set explicitly
+/// (capacity, message limit, senders, subscribers, message type) must match
+/// what the channel has, or the attach fails with
+/// [`Error::Mismatch`](crate::Error::Mismatch) naming both values. Options left
+/// at their defaults take whatever the channel has.
 #[derive(Clone, Debug)]
 pub struct ChannelOptions {
-    pub(crate) capacity: u64,
-    pub(crate) max_message: u64,
-    pub(crate) max_senders: u32,
-    pub(crate) max_subscribers: u32,
+    pub(crate) capacity: Option<u64>,
+    pub(crate) max_message: Option<u64>,
+    pub(crate) max_senders: Option<u32>,
+    pub(crate) max_subscribers: Option<u32>,
+    pub(crate) message_type: Option<(Fingerprint, &'static str)>,
     pub(crate) history: bool,
     pub(crate) wait_for_senders: bool,
     pub(crate) lifetime: Lifetime,
@@ -102,13 +107,19 @@ pub struct ChannelOptions {
     pub(crate) attach: Attach,
 }
 
+/// Defaults of the options a channel is created with.
+pub(crate) const DEFAULT_CAPACITY: u64 = 1 << 20;
+pub(crate) const DEFAULT_MAX_MESSAGE: u64 = 1 << 30;
+pub(crate) const DEFAULT_MAX_SUBSCRIBERS: u32 = 64;
+
 impl Default for ChannelOptions {
     fn default() -> Self {
         ChannelOptions {
-            capacity: 1 << 20,
-            max_message: 1 << 30,
-            max_senders: 1,
-            max_subscribers: 64,
+            capacity: None,
+            max_message: None,
+            max_senders: None,
+            max_subscribers: None,
+            message_type: None,
             history: false,
             wait_for_senders: false,
             lifetime: Lifetime::Temporary,
@@ -130,27 +141,50 @@ impl ChannelOptions {
     /// a zero-copy reservation, and a broadcast message) holds at most a quarter
     /// of it; longer queue messages are fragmented.
     pub fn capacity(mut self, bytes: u64) -> Self {
-        self.capacity = bytes;
+        self.capacity = Some(bytes);
         self
     }
 
     /// The longest message a queue accepts (default 1 GiB). Receivers refuse
     /// longer ones too, so a corrupt length cannot make them allocate without bound.
     pub fn max_message(mut self, bytes: u64) -> Self {
-        self.max_message = bytes;
+        self.max_message = Some(bytes);
         self
     }
 
     /// How many senders a queue admits at once (default 1; up to 1023). Above 1,
     /// senders take a cross-process lock around each message.
     pub fn max_senders(mut self, n: u32) -> Self {
-        self.max_senders = n;
+        self.max_senders = Some(n);
         self
     }
 
     /// How many subscribers a broadcast channel admits at once (default 64).
     pub fn max_subscribers(mut self, n: u32) -> Self {
-        self.max_subscribers = n;
+        self.max_subscribers = Some(n);
+        self
+    }
+
+    /// Records that the channel carries values of type `T` (its size, alignment
+    /// and a hash of its name), for the `*_pod` calls: a channel created with it
+    /// stores the fingerprint, and attaching with another type, or to a channel
+    /// made without one, fails with [`Error::Mismatch`](crate::Error::Mismatch).
+    /// Handles that do not ask are not checked.
+    ///
+    /// ```
+    /// use shmkit::channel::ChannelOptions;
+    /// # fn main() -> shmkit::Result<()> {
+    /// # let name = format!("doc-typed-{}", std::process::id());
+    /// let mut rx = ChannelOptions::new().message_type::<[f32; 3]>().receiver(&name)?;
+    /// let mut tx = ChannelOptions::new().message_type::<[f32; 3]>().sender(&name)?;
+    /// tx.send_pod(&[1.0f32, 2.0, 3.0])?;
+    /// assert_eq!(rx.recv_pod::<[f32; 3]>()?, [1.0, 2.0, 3.0]);
+    /// let err = ChannelOptions::new().message_type::<u64>().sender(&name).unwrap_err();
+    /// assert!(err.to_string().contains("message type"));
+    /// # Ok(()) }
+    /// ```
+    pub fn message_type<T: bytemuck::Pod>(mut self) -> Self {
+        self.message_type = Some((Fingerprint::of::<T>(), std::any::type_name::<T>()));
         self
     }
 

@@ -47,6 +47,7 @@ impl Event {
             param_a: (mode == EventMode::ManualReset) as u32,
             param_b: 0,
             param_c: 0,
+            value_type: Default::default(),
             value: &[],
         }
     }
@@ -66,11 +67,22 @@ impl Event {
         })
     }
 
-    /// Opens the named event, or creates it.
+    /// Opens the named event, or creates it. An existing one of the other mode is
+    /// refused with [`Error::Mismatch`].
     pub fn create_or_open(name: &str, mode: EventMode, initially_set: bool) -> Result<Event> {
-        Ok(Event {
+        let event = Event {
             shared: Shared::create_named(name, &Self::init(mode, initially_set), true)?,
-        })
+        };
+        let found = event.mode()?;
+        if !event.created() && found != mode {
+            return Err(Error::Mismatch {
+                object: event.shared.name().clone(),
+                what: "mode",
+                found: format!("{found:?}"),
+                asked: format!("{mode:?}"),
+            });
+        }
+        Ok(event)
     }
 
     /// Bytes an event takes inside a segment.

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use bytemuck::Pod;
 
 use crate::error::{Error, Result};
+use crate::fingerprint::Fingerprint;
 use crate::shm::Shm;
 
 use super::owner::{me, owner_alive};
@@ -157,6 +158,7 @@ impl<T: Pod> Mutex<T> {
             param_a: 0,
             param_b: 0,
             param_c: 0,
+            value_type: Fingerprint::of::<T>(),
             value: bytemuck::bytes_of(value),
         }
     }
@@ -178,6 +180,7 @@ impl<T: Pod> Mutex<T> {
                 ),
             });
         }
+        shared.check_value_type(Fingerprint::of::<T>(), std::any::type_name::<T>())?;
         Ok(Mutex {
             shared,
             initially_held: std::sync::atomic::AtomicBool::new(false),

@@ -55,6 +55,7 @@ impl Semaphore {
             param_a: max,
             param_b: 0,
             param_c: 0,
+            value_type: Default::default(),
             value: &[],
         })
     }
@@ -76,12 +77,23 @@ impl Semaphore {
         })
     }
 
-    /// Opens the named semaphore, or creates it with `initial` and `max`.
+    /// Opens the named semaphore, or creates it with `initial` and `max`. An
+    /// existing one with another maximum is refused with [`Error::Mismatch`].
     pub fn create_or_open(name: &str, initial: u32, max: u32) -> Result<Semaphore> {
         let init = Self::init(initial, max, name)?;
-        Ok(Semaphore {
+        let sem = Semaphore {
             shared: Shared::create_named(name, &init, true)?,
-        })
+        };
+        let found = sem.max_count()?;
+        if !sem.created() && found != max {
+            return Err(Error::Mismatch {
+                object: sem.shared.name().clone(),
+                what: "maximum count",
+                found: found.to_string(),
+                asked: max.to_string(),
+            });
+        }
+        Ok(sem)
     }
 
     /// Bytes a semaphore takes inside a segment.

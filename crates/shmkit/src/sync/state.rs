@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, ObjectName, Result};
+use crate::fingerprint::Fingerprint;
 use crate::mapping::Mapping;
 use crate::name;
 use crate::segment::{Lifetime, SegmentKind};
@@ -90,6 +91,8 @@ pub(crate) struct Init<'a> {
     /// A mutex created locked: its owner's process id and start time.
     pub param_b: u32,
     pub param_c: u64,
+    /// A mutex's value type (zero for the other kinds).
+    pub value_type: Fingerprint,
     /// A mutex's initial value, stored right after the block.
     pub value: &'a [u8],
 }
@@ -267,6 +270,27 @@ impl Shared {
         Ok(())
     }
 
+    /// Refuses a mutex whose recorded value type (if any) is not `want`.
+    pub(crate) fn check_value_type(&self, want: Fingerprint, type_name: &str) -> Result<()> {
+        let b = self.block();
+        let found = Fingerprint {
+            size: b.value_size.load(Relaxed),
+            align: u32::try_from(b.reserved[1].load(Relaxed)).unwrap_or(u32::MAX),
+            name_hash: b.reserved[0].load(Relaxed),
+        };
+        // A hash of zero: made without a type (by another program, or an older
+        // shmkit); the value size was checked already.
+        if found.name_hash == 0 || found == want {
+            return Ok(());
+        }
+        Err(Error::Mismatch {
+            object: self.name.clone(),
+            what: "guarded value type",
+            found: found.to_string(),
+            asked: format!("{type_name} ({want})"),
+        })
+    }
+
     /// The state block.
     pub(crate) fn block(&self) -> &StateBlock {
         // SAFETY: validated as in bounds, aligned and writable at construction;
@@ -361,9 +385,9 @@ unsafe fn write_block(block: *mut StateBlock, init: &Init) {
     b.param_b.store(init.param_b, Relaxed);
     b.value_size.store(init.value.len() as u32, Relaxed);
     b.param_c.store(init.param_c, Relaxed);
-    for r in &b.reserved {
-        r.store(0, Relaxed);
-    }
+    b.reserved[0].store(init.value_type.name_hash, Relaxed);
+    b.reserved[1].store(init.value_type.align as u64, Relaxed);
+    b.reserved[2].store(0, Relaxed);
     b.magic.store(STATE_MAGIC, Release);
 }
 

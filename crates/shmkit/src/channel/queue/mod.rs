@@ -20,8 +20,8 @@ pub use recv::Receiver;
 pub use send::{Reservation, Sender};
 
 use super::layout::Flavour;
-use super::memory::{ChannelMem, Config};
-use super::{ChannelOptions, WaitMode};
+use super::memory::{Asked, ChannelMem, Config};
+use super::{ChannelOptions, WaitMode, DEFAULT_CAPACITY, DEFAULT_MAX_MESSAGE};
 use crate::error::{Error, ObjectName, Result};
 
 /// How long a call may wait.
@@ -85,11 +85,12 @@ pub(crate) fn corrupt(mem: &ChannelMem, reason: String) -> Error {
 pub(crate) fn open_queue(name: &str, opts: &ChannelOptions) -> Result<ChannelMem> {
     let cfg = Config {
         flavour: Flavour::Queue,
-        capacity: opts.capacity,
-        max_message: opts.max_message,
-        slots: opts.max_senders.saturating_add(1),
+        capacity: opts.capacity.unwrap_or(DEFAULT_CAPACITY),
+        max_message: opts.max_message.unwrap_or(DEFAULT_MAX_MESSAGE),
+        slots: opts.max_senders.unwrap_or(1).saturating_add(1),
         lifetime: opts.lifetime,
         mode: opts.mode,
+        asked: Asked::from_options(opts, opts.max_senders),
     };
     ChannelMem::attach(name, opts.attach, &cfg)
 }
