@@ -1,6 +1,6 @@
 //! The inspection and editing commands.
 
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
 
 use shmkit::{Access, Lifetime, SegmentKind, Shm, ShmOptions};
 
@@ -75,11 +75,6 @@ pub fn info(name: &str, raw: bool) -> CmdResult {
         return Ok(());
     }
     let i = Shm::inspect(name)?;
-    let created = i
-        .created
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
     println!("name:      {}", i.name);
     println!("kind:      {}", i.kind);
     println!("size:      {} ({} bytes)", size::show(i.size), i.size);
@@ -91,7 +86,7 @@ pub fn info(name: &str, raw: bool) -> CmdResult {
         i.creator_pid,
         if i.creator_alive { "running" } else { "exited" }
     );
-    println!("created:   {created} (seconds since 1970)");
+    println!("created:   {}", crate::time::date(i.created));
     println!("layout:    version {}", i.layout_version);
     if i.stale {
         println!("stale:     yes (every user died; the next open removes it)");
@@ -151,6 +146,9 @@ pub fn cat(name: &str, offset: u64, len: Option<u64>, hex: bool, raw: bool) -> C
         .into());
     }
     let mut out = std::io::stdout().lock();
+    // On a terminal, text ends at the first NUL: the zeros after a string would
+    // only garble the screen. Piped, every byte goes through.
+    let as_text = !hex && out.is_terminal();
     const CHUNK: u64 = 1 << 20;
     let mut done = 0;
     while done < len {
@@ -158,6 +156,15 @@ pub fn cat(name: &str, offset: u64, len: Option<u64>, hex: bool, raw: bool) -> C
         let bytes = s.read_vec(offset + done, n)?;
         if hex {
             out.write_all(hexdump::format(offset + done, &bytes).as_bytes())?;
+        } else if let Some(nul) = bytes.iter().position(|&b| b == 0).filter(|_| as_text) {
+            out.write_all(&bytes[..nul])?;
+            out.flush()?;
+            eprintln!(
+                "\n(stopped at the NUL byte at offset {}; --hex shows all {len} bytes, \
+                 and a pipe gets them as they are)",
+                offset + done + nul as u64
+            );
+            return Ok(());
         } else {
             out.write_all(&bytes)?;
         }

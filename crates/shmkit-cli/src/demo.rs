@@ -85,9 +85,9 @@ fn talk(me: &str, rx: &mut Receiver, ping: &mut Sender) -> CmdResult {
             .trim_end()
             .to_owned();
         println!(
-            "[{me}] received {:>9}, every byte checked, in {:>12?}: {text:?}",
+            "[{me}] received {:>9}, every byte checked, in {:>9}: {text:?}",
             size::show(len as u64),
-            took
+            crate::time::duration(took)
         );
     }
 
@@ -103,7 +103,10 @@ fn talk(me: &str, rx: &mut Receiver, ping: &mut Sender) -> CmdResult {
         }
     }
     let rtt = started.elapsed() / PINGS;
-    println!("[{me}] {PINGS} round trips of 64-byte messages: {rtt:?} each");
+    println!(
+        "[{me}] {PINGS} round trips of 64-byte messages: {} each",
+        crate::time::duration(rtt)
+    );
 
     // 3. Throughput: the peer sends as fast as it can.
     ping.send(b"go")?;

@@ -10,6 +10,7 @@ mod commands;
 mod demo;
 mod hexdump;
 mod size;
+mod time;
 
 use std::process::ExitCode;
 use std::time::Duration;

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use super::layout::*;
 use super::memory::{Asked, ChannelMem, Config, Peer};
-use super::queue::{corrupt, spin_of, Deadline};
+use super::wait::{spin_of, Deadline};
 use super::{ChannelOptions, WaitMode, DEFAULT_CAPACITY, DEFAULT_MAX_SUBSCRIBERS};
 use crate::error::{Error, Result};
 
@@ -99,16 +99,13 @@ impl Publisher {
         let mut next_seq = mem.u64_at(OFF_NEXT_SEQ).load(SeqCst);
         let mut records = VecDeque::new();
         if !is_position(head) || !is_position(oldest) || oldest > head || head - oldest > cap {
-            return Err(corrupt(
-                mem,
-                format!("head {head}, oldest record at {oldest}"),
-            ));
+            return Err(mem.corrupt(format!("head {head}, oldest record at {oldest}")));
         }
         let mut pos = oldest;
         while pos < head {
             let idx = pos & (cap - 1);
             let to_end = cap - idx;
-            let bad = || corrupt(mem, format!("record at {pos} while resuming"));
+            let bad = || mem.corrupt(format!("record at {pos} while resuming"));
             let Header::Record(tag, len) = Header::decode(mem.load_header(idx), pos) else {
                 return Err(bad());
             };
@@ -397,9 +394,7 @@ impl Subscriber {
                 missed,
             }));
         }
-        Err(corrupt(
-            mem,
-            "cannot find a whole record: the publisher overwrites the ring faster than it can be read".into(),
+        Err(mem.corrupt("cannot find a whole record: the publisher overwrites the ring faster than it can be read".into(),
         ))
     }
 }
@@ -419,7 +414,7 @@ fn join_point(mem: &ChannelMem) -> Result<(u64, u64)> {
     for _ in 0..JUMP_TRIES {
         let head = mem.head().load(SeqCst);
         if !is_position(head) {
-            return Err(corrupt(mem, format!("head {head}")));
+            return Err(mem.corrupt(format!("head {head}")));
         }
         let next_seq = mem.u64_at(OFF_NEXT_SEQ).load(Acquire);
         let claim = mem.u64_at(OFF_CLAIM).load(Acquire);
@@ -447,10 +442,7 @@ fn look(
             return Ok(Look::Empty);
         }
         if !is_position(head) || head < *pos {
-            return Err(corrupt(
-                mem,
-                format!("head {head} behind read position {pos}"),
-            ));
+            return Err(mem.corrupt(format!("head {head} behind read position {pos}")));
         }
         if head - *pos > cap {
             return Ok(Look::Lapped);
@@ -495,10 +487,7 @@ fn look(
             return Ok(Look::Lapped);
         }
         let Some((tag, _, size)) = record else {
-            return Err(corrupt(
-                mem,
-                format!("record at {pos} has header {header:#018x}"),
-            ));
+            return Err(mem.corrupt(format!("record at {pos} has header {header:#018x}")));
         };
         *pos += size;
         if tag == Tag::Pad {
@@ -506,13 +495,13 @@ fn look(
         }
         if let Some(e) = *expected {
             if seq != e {
-                return Err(corrupt(mem, format!("message {seq} where {e} was due")));
+                return Err(mem.corrupt(format!("message {seq} where {e} was due")));
             }
         }
         *expected = Some(seq.wrapping_add(1));
         return Ok(Look::Message);
     }
-    Err(corrupt(mem, format!("padding after padding at {pos}")))
+    Err(mem.corrupt(format!("padding after padding at {pos}")))
 }
 
 /// `Disconnected` if the publisher closed (or, with `check_alive`, died).

@@ -411,6 +411,14 @@ impl ChannelMem {
         }
     }
 
+    /// `CorruptState` naming the channel, for `reason`.
+    pub(crate) fn corrupt(&self, reason: String) -> Error {
+        Error::CorruptState {
+            object: self.object.clone(),
+            reason,
+        }
+    }
+
     /// `Disconnected`, for `reason`.
     pub(crate) fn disconnected(&self, reason: String) -> Error {
         Error::Disconnected {
@@ -496,11 +504,22 @@ impl ChannelMem {
     }
 
     /// Copies ring bytes at `idx` into `out`.
+    ///
+    /// The source may be written by another process while it is copied: in a
+    /// queue only by a writer that breaks the protocol; in a broadcast channel by
+    /// the publisher itself, which overwrites the ring without waiting for anyone.
+    /// The copy may then be torn (old and new bytes mixed). Callers never trust
+    /// such a copy: a queue validates what it parses, and a broadcast subscriber
+    /// uses a copy only after checking, behind an acquire fence, that the
+    /// publisher's claim had not yet reached the range (the seqlock read).
     #[inline]
     pub(crate) fn read(&self, idx: u64, out: &mut [u8]) {
         self.check_range(idx, out.len());
-        // SAFETY: inside the ring (checked); published bytes a conforming writer no
-        // longer changes, and a hostile one can only make them garbage.
+        // SAFETY: inside the ring (checked) and `out` is our own memory. What a
+        // racing writer changes is only which bytes arrive, as in every seqlock
+        // (crossbeam's `AtomicCell` fallback makes the same bet): the ring lives in
+        // a mapping that the other process writes outside this program's view, the
+        // copy yields some bytes, and the callers discard torn ones (above).
         unsafe {
             std::ptr::copy_nonoverlapping(
                 self.ring.as_ptr().add(idx as usize),
@@ -510,13 +529,15 @@ impl ChannelMem {
         }
     }
 
-    /// Appends ring bytes at `idx` to `out`.
+    /// Appends ring bytes at `idx` to `out`; may be torn as [`read`](Self::read)
+    /// says, and is trusted no more.
     pub(crate) fn append(&self, idx: u64, len: usize, out: &mut Vec<u8>) {
         self.check_range(idx, len);
         out.reserve(len);
         // SAFETY: the source is inside the ring (checked); `reserve` made room for
         // `len` more bytes after the vector's length, which become initialised by
-        // the copy before `set_len`.
+        // the copy before `set_len`. A racing writer changes only which bytes
+        // arrive (see `read`).
         unsafe {
             std::ptr::copy_nonoverlapping(
                 self.ring.as_ptr().add(idx as usize),

@@ -50,6 +50,7 @@ mod layout;
 mod memory;
 mod queue;
 mod rpc;
+mod wait;
 
 use std::time::Duration;
 

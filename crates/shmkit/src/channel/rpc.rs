@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use super::queue::Deadline;
+use super::wait::Deadline;
 use super::{ChannelOptions, Receiver, Sender};
 use crate::error::{Error, Result};
 

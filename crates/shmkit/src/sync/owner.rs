@@ -27,21 +27,14 @@ pub(crate) fn me() -> ProcessIdentity {
 }
 
 /// A child made by `fork` is another process: make it look itself up again.
-#[cfg(unix)]
 fn forget_after_fork() {
     extern "C" fn child() {
+        // Only an atomic store: async-signal-safe, as fork handlers must be.
         PID.store(0, Release);
     }
     static REGISTER: std::sync::Once = std::sync::Once::new();
-    REGISTER.call_once(|| {
-        // SAFETY: registers a handler that only stores to an atomic, which is
-        // async-signal-safe as fork handlers must be.
-        unsafe { libc::pthread_atfork(None, None, Some(child)) };
-    });
+    REGISTER.call_once(|| sys::on_fork_in_child(child));
 }
-
-#[cfg(not(unix))]
-fn forget_after_fork() {}
 
 /// Whether the process recorded as a mutex owner still runs. `pid` comes from the
 /// lock word; the start time counts only if it was recorded for that same pid.

@@ -14,73 +14,13 @@
 mod recv;
 mod send;
 
-use std::time::{Duration, Instant};
-
 pub use recv::Receiver;
 pub use send::{Reservation, Sender};
 
 use super::layout::Flavour;
 use super::memory::{Asked, ChannelMem, Config};
-use super::{ChannelOptions, WaitMode, DEFAULT_CAPACITY, DEFAULT_MAX_MESSAGE};
-use crate::error::{Error, ObjectName, Result};
-
-/// How long a call may wait.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Deadline {
-    /// Not at all.
-    Now,
-    /// Until this instant; the duration is the caller's timeout, for the error.
-    At(Instant, Duration),
-    /// As long as it takes.
-    Never,
-}
-
-impl Deadline {
-    pub(crate) fn after(timeout: Duration) -> Deadline {
-        match Instant::now().checked_add(timeout) {
-            Some(at) => Deadline::At(at, timeout),
-            None => Deadline::Never,
-        }
-    }
-
-    pub(crate) fn instant(self) -> Option<Instant> {
-        match self {
-            Deadline::Now => Some(Instant::now()),
-            Deadline::At(at, _) => Some(at),
-            Deadline::Never => None,
-        }
-    }
-
-    /// The error for a call that found no room or nothing to read by its
-    /// deadline. Allocates nothing: the name is shared.
-    pub(crate) fn expired(self, object: &ObjectName, op: &'static str) -> Error {
-        match self {
-            Deadline::At(_, after) => Error::Timeout {
-                object: object.clone(),
-                op,
-                after,
-            },
-            _ => Error::WouldBlock {
-                object: object.clone(),
-                op,
-            },
-        }
-    }
-}
-
-pub(crate) fn spin_of(mode: WaitMode) -> Option<Duration> {
-    match mode {
-        WaitMode::Blocking { spin } => Some(spin),
-        WaitMode::BusyPoll => None,
-    }
-}
-
-pub(crate) fn corrupt(mem: &ChannelMem, reason: String) -> Error {
-    Error::CorruptState {
-        object: mem.name().into(),
-        reason,
-    }
-}
+use super::{ChannelOptions, DEFAULT_CAPACITY, DEFAULT_MAX_MESSAGE};
+use crate::error::Result;
 
 pub(crate) fn open_queue(name: &str, opts: &ChannelOptions) -> Result<ChannelMem> {
     let cfg = Config {

@@ -4,9 +4,10 @@
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
-use super::{corrupt, open_queue, spin_of, Deadline};
+use super::open_queue;
 use crate::channel::layout::*;
 use crate::channel::memory::{ChannelMem, Peer, CHECK_EVERY};
+use crate::channel::wait::{spin_of, Deadline};
 use crate::channel::{ChannelOptions, WaitMode};
 use crate::error::{Error, Result};
 
@@ -79,13 +80,10 @@ impl ReadState {
             let head = if thorough {
                 let head = mem.head().load(SeqCst);
                 if !is_position(head) || head > self.tail + cap {
-                    return Err(corrupt(
-                        mem,
-                        format!(
-                            "head {head} is not within a ring of {cap} after tail {}",
-                            self.tail
-                        ),
-                    ));
+                    return Err(mem.corrupt(format!(
+                        "head {head} is not within a ring of {cap} after tail {}",
+                        self.tail
+                    )));
                 }
                 Some(head)
             } else {
@@ -97,29 +95,25 @@ impl ReadState {
                 Header::Record(tag, len) => (tag, len as u64),
                 Header::NotYet => match head {
                     Some(head) if head > self.tail => {
-                        return Err(corrupt(
-                            mem,
-                            format!("no record at {} although the head is at {head}", self.tail),
-                        ))
+                        return Err(mem.corrupt(format!(
+                            "no record at {} although the head is at {head}",
+                            self.tail
+                        )))
                     }
                     _ => return Ok(None),
                 },
                 Header::Bad(word) => {
-                    return Err(corrupt(
-                        mem,
-                        format!("record at {} has header {word:#018x}", self.tail),
-                    ))
+                    return Err(
+                        mem.corrupt(format!("record at {} has header {word:#018x}", self.tail))
+                    )
                 }
             };
             if tag == Tag::Pad {
                 if len + RECORD_HEADER != to_end {
-                    return Err(corrupt(
-                        mem,
-                        format!(
-                            "padding at {} of {len} bytes does not end the ring",
-                            self.tail
-                        ),
-                    ));
+                    return Err(mem.corrupt(format!(
+                        "padding at {} of {len} bytes does not end the ring",
+                        self.tail
+                    )));
                 }
                 #[cfg(test)]
                 super::test_hooks::before_pad_release();
@@ -128,13 +122,10 @@ impl ReadState {
             }
             let size = RECORD_HEADER + align8(len);
             if size > to_end {
-                return Err(corrupt(
-                    mem,
-                    format!(
-                        "record at {} of {len} bytes overruns the ring's end",
-                        self.tail
-                    ),
-                ));
+                return Err(mem.corrupt(format!(
+                    "record at {} of {len} bytes overruns the ring's end",
+                    self.tail
+                )));
             }
             return Ok(Some(Record {
                 tag,
@@ -233,16 +224,15 @@ impl ReadState {
                 Tag::First => {
                     let mut prefix = [0u8; 8];
                     if rec.len < 8 {
-                        return Err(corrupt(mem, format!("first fragment of {} bytes", rec.len)));
+                        return Err(mem.corrupt(format!("first fragment of {} bytes", rec.len)));
                     }
                     mem.read(rec.payload, &mut prefix);
                     let total = u64::from_le_bytes(prefix);
                     let data = rec.len - 8;
                     if total > mem.max_message || total <= data {
-                        return Err(corrupt(
-                            mem,
-                            format!("fragmented message claims {total} bytes, {data} in its first fragment"),
-                        ));
+                        return Err(mem.corrupt(format!(
+                            "fragmented message claims {total} bytes, {data} in its first fragment"
+                        )));
                     }
                     self.abandon();
                     accept(total, mem.name())?;
@@ -265,13 +255,10 @@ impl ReadState {
                     let have = a.buf.len() as u64;
                     let last = rec.tag == Tag::Last;
                     if have + rec.len > a.total || (last && have + rec.len != a.total) {
-                        return Err(corrupt(
-                            mem,
-                            format!(
-                                "fragment of {} bytes after {have} of a {}-byte message",
-                                rec.len, a.total
-                            ),
-                        ));
+                        return Err(mem.corrupt(format!(
+                            "fragment of {} bytes after {have} of a {}-byte message",
+                            rec.len, a.total
+                        )));
                     }
                     mem.append(rec.payload, rec.len as usize, &mut a.buf);
                     a.complete = last;
@@ -337,7 +324,7 @@ impl Receiver {
         // The tail may be a record past the head (see WriteCursor::load).
         if !is_position(tail) || !is_position(head) || head.abs_diff(tail) > mem.capacity {
             mem.leave_slot(slot);
-            return Err(corrupt(&mem, format!("head {head} and tail {tail}")));
+            return Err(mem.corrupt(format!("head {head} and tail {tail}")));
         }
         Ok(Receiver {
             mem,

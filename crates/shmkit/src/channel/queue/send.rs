@@ -4,9 +4,10 @@
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
-use super::{corrupt, open_queue, spin_of, Deadline};
+use super::open_queue;
 use crate::channel::layout::*;
 use crate::channel::memory::{ChannelMem, Peer};
+use crate::channel::wait::{spin_of, Deadline};
 use crate::channel::{ChannelOptions, WaitMode};
 use crate::error::{Error, Result};
 use crate::sync::{LockError, Mutex, MutexGuard};
@@ -63,10 +64,9 @@ impl WriteCursor {
         let head = mem.head().load(SeqCst);
         let tail = mem.tail().load(SeqCst);
         if !is_position(head) || !is_position(tail) || head.abs_diff(tail) > cap {
-            return Err(corrupt(
-                mem,
-                format!("head {head} and tail {tail} do not describe a ring of {cap}"),
-            ));
+            return Err(mem.corrupt(format!(
+                "head {head} and tail {tail} do not describe a ring of {cap}"
+            )));
         }
         // The receiver reads stamped records without waiting for the head, so it
         // may be past a head that a dead sender did not get to move.
@@ -105,10 +105,10 @@ impl WriteCursor {
         if cap - (self.head - self.cached_tail) < pad + need {
             let tail = mem.tail().load(SeqCst);
             if tail < self.cached_tail || tail > self.head || !is_position(tail) {
-                return Err(corrupt(
-                    mem,
-                    format!("tail {tail} outside {}..={}", self.cached_tail, self.head),
-                ));
+                return Err(mem.corrupt(format!(
+                    "tail {tail} outside {}..={}",
+                    self.cached_tail, self.head
+                )));
             }
             self.cached_tail = tail;
             if cap - (self.head - tail) < pad + need {

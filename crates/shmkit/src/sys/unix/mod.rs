@@ -531,6 +531,15 @@ pub(crate) unsafe fn unmap(ptr: NonNull<u8>, len: usize) {
     unsafe { libc::munmap(ptr.as_ptr().cast(), len) };
 }
 
+/// Runs `handler` in the child after every `fork` of this process (registered
+/// once per call site's `Once`). The handler must be async-signal-safe.
+pub(crate) fn on_fork_in_child(handler: extern "C" fn()) {
+    // SAFETY: registers a handler; pthread_atfork has no other precondition, and
+    // the caller promises the handler is async-signal-safe, as fork handlers
+    // must be.
+    unsafe { libc::pthread_atfork(None, None, Some(handler)) };
+}
+
 /// This process's identity.
 pub(crate) fn current_process() -> ProcessIdentity {
     let pid = std::process::id();

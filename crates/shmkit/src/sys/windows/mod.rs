@@ -83,6 +83,9 @@ fn page_size() -> u64 {
     (info.dwPageSize as u64).max(1)
 }
 
+/// Windows has no `fork`: nothing to run.
+pub(crate) fn on_fork_in_child(_handler: extern "C" fn()) {}
+
 /// Windows has no uids; ownership is checked through the default DACL instead.
 pub(crate) fn current_uid() -> u32 {
     0
