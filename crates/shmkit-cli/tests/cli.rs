@@ -305,3 +305,44 @@ fn ls_and_info_show_synchronisation_objects() {
         assert!(ok(&["info", name]).contains(kind));
     }
 }
+
+/// A FIFO planted under a segment's name makes `info`, `cat` and `info --raw`
+/// fail at once instead of hanging (each run is given 20 seconds).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_planted_fifo_is_an_error_not_a_hang() {
+    let n = Name::new("fifo");
+    let path = format!("/dev/shm/shmkit.{}", n.0);
+    assert!(Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .unwrap()
+        .success());
+    let raw = format!("/shmkit.{}", n.0);
+    for args in [
+        vec!["info", n.0.as_str()],
+        vec!["cat", n.0.as_str()],
+        vec!["info", raw.as_str(), "--raw"],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_shmkit"))
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = std::fs::remove_file(&path);
+                panic!("shmkit {args:?} hung on a FIFO");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        assert!(!status.success(), "shmkit {args:?} accepted a FIFO");
+    }
+    std::fs::remove_file(&path).unwrap();
+}

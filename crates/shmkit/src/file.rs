@@ -153,11 +153,10 @@ impl MappedFileOptions {
             });
         }
         let open = |create_new| {
-            OpenOptions::new()
-                .read(true)
-                .write(writable)
-                .create_new(create_new)
-                .open(path)
+            let mut opts = OpenOptions::new();
+            opts.read(true).write(writable).create_new(create_new);
+            crate::sys::never_block_on_open(&mut opts);
+            opts.open(path)
         };
         let (file, created) = match mode {
             OpenMode::Existing => (open(false), false),

@@ -624,3 +624,52 @@ fn an_explicit_size_must_match_an_existing_segment() {
         .created());
     ShmOptions::new().open(n.as_str()).unwrap();
 }
+
+/// Any local user can plant a FIFO under a shmkit name in the world-writable
+/// /dev/shm (or give one as a file path): opening it must fail at once, not
+/// hang until a writer comes.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_planted_fifo_is_refused_without_hanging() {
+    use std::sync::mpsc;
+    use std::time::Duration;
+    let n = TestName::new("fifo");
+    let path = format!("/dev/shm/shmkit.{}", n.as_str());
+    let status = std::process::Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Planted by another user where we can (CI runs as root).
+    let _ = std::os::unix::fs::chown(&path, Some(65534), Some(65534));
+    struct Gone(String);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let _gone = Gone(path.clone());
+    let name = n.as_str().to_owned();
+    let raw = format!("/shmkit.{name}");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let ro = || ShmOptions::new().access(Access::ReadOnly);
+        let outcomes = [
+            ro().open(&name).map(drop),
+            Shm::inspect(&name).map(drop),
+            ro().open_raw(&raw).map(drop),
+            Shm::open(&name).map(drop),
+            shmkit::MappedFile::options()
+                .access(Access::ReadOnly)
+                .open(std::path::Path::new(&format!("/dev/shm{raw}")))
+                .map(drop),
+        ];
+        let _ = tx.send(outcomes);
+    });
+    let outcomes = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("opening a FIFO hung");
+    for outcome in outcomes {
+        assert!(outcome.is_err(), "a FIFO was accepted");
+    }
+}

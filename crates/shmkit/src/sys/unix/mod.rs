@@ -82,12 +82,14 @@ fn open_name(os_name: &str, flags: libc::c_int, mode: libc::mode_t) -> io::Resul
     #[cfg(target_os = "linux")]
     let fd = {
         let path = cstring(&shm_path(os_name))?;
-        // SAFETY: path is a valid C string; O_NOFOLLOW refuses symlinks planted in
-        // the world-writable /dev/shm.
+        // SAFETY: path is a valid C string. O_NOFOLLOW refuses symlinks planted in
+        // the world-writable /dev/shm; O_NONBLOCK keeps a planted FIFO from
+        // blocking the open (callers then refuse it: not a regular file), and
+        // changes nothing for the regular files shared memory is made of.
         unsafe {
             libc::open(
                 path.as_ptr(),
-                flags | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+                flags | libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK,
                 mode as libc::c_uint,
             )
         }
@@ -529,6 +531,14 @@ impl RawMap {
 pub(crate) unsafe fn unmap(ptr: NonNull<u8>, len: usize) {
     // SAFETY: guaranteed by the caller.
     unsafe { libc::munmap(ptr.as_ptr().cast(), len) };
+}
+
+/// Makes `opts` open without blocking, so that a FIFO planted where a file is
+/// expected cannot hang the open (the caller then refuses it: not a regular
+/// file). Regular files behave as before.
+pub(crate) fn never_block_on_open(opts: &mut std::fs::OpenOptions) {
+    use std::os::unix::fs::OpenOptionsExt;
+    opts.custom_flags(libc::O_NONBLOCK);
 }
 
 /// Runs `handler` in the child after every `fork` of this process (registered

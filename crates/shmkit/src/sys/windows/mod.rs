@@ -83,6 +83,9 @@ fn page_size() -> u64 {
     (info.dwPageSize as u64).max(1)
 }
 
+/// Opening a file never blocks on Windows.
+pub(crate) fn never_block_on_open(_opts: &mut std::fs::OpenOptions) {}
+
 /// Windows has no `fork`: nothing to run.
 pub(crate) fn on_fork_in_child(_handler: extern "C" fn()) {}
 
