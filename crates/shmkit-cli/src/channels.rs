@@ -195,6 +195,12 @@ pub fn details(name: &str) -> CmdResult {
         size::show(i.used)
     );
     println!("messages:  up to {} bytes", i.max_message);
+    if i.lost > 0 {
+        println!(
+            "lost:      {} (receivers died while putting together messages longer than half the ring)",
+            i.lost
+        );
+    }
     println!(
         "{:<10} {}",
         format!("{owner}:"),

@@ -47,6 +47,11 @@ pub struct ChannelInfo {
     pub peers: Vec<EndpointState>,
     /// How many senders or subscribers the channel admits.
     pub max_peers: u32,
+    /// Queues: messages lost because a receiver died while putting together one
+    /// longer than half the ring (shorter ones are read again by the next
+    /// receiver). Always 0 for broadcast channels, whose losses each subscriber
+    /// learns as [`Error::Lagged`](crate::Error::Lagged).
+    pub lost: u64,
 }
 
 /// Reads the state of the channel `name`.
@@ -92,5 +97,9 @@ pub fn inspect(name: &str) -> Result<ChannelInfo> {
         owner: state(0),
         peers: (1..mem.slots).filter_map(state).collect(),
         max_peers: mem.slots - 1,
+        lost: match mem.flavour {
+            Flavour::Queue => mem.lost().load(SeqCst),
+            Flavour::Broadcast => 0,
+        },
     })
 }

@@ -48,6 +48,9 @@ pub(crate) const OFF_TAIL: u64 = 128;
 /// Space doorbell: senders sleep on it while the ring is full.
 pub(crate) const OFF_SPACE_SIGNAL: u64 = 136;
 pub(crate) const OFF_SPACE_WAITERS: u64 = 140;
+/// Queues: messages lost because a receiver died while putting one together
+/// that was too long to hold (more than half the ring).
+pub(crate) const OFF_LOST: u64 = 144;
 
 /// The lock many producers take around a send.
 pub(crate) const OFF_LOCK: u64 = 192;

@@ -304,6 +304,12 @@ impl ChannelMem {
         self.u64_at(OFF_TAIL)
     }
 
+    /// Messages lost to receiver crashes (see `OFF_LOST`).
+    #[inline]
+    pub(crate) fn lost(&self) -> &AtomicU64 {
+        self.u64_at(OFF_LOST)
+    }
+
     /// The doorbell receivers sleep on while there is nothing to read.
     #[inline]
     pub(crate) fn data_bell(&self) -> Doorbell<'_, AtomicU32, WakeChannel> {

@@ -20,6 +20,17 @@
 //! system call when nobody sleeps. [`WaitMode::BusyPoll`] never sleeps, for the
 //! lowest latency on a core of one's own.
 //!
+//! # Delivery across crashes
+//!
+//! While sender and receiver live, every message arrives once, whole and in
+//! order. A sender that dies mid-message leaves no part of it behind. A receiver
+//! that dies loses nothing that was sent: the next receiver starts with the
+//! message the dead one had in hand, which may so be delivered twice (a receiver
+//! that must not act twice on a message keeps its own record of what it did).
+//! Fragmented messages are held that way while their records take at most half
+//! the ring; a receiver that dies while putting together a longer one loses that
+//! message, and the loss is counted ([`ChannelInfo::lost`]).
+//!
 //! A peer that closes its end, or dies, is reported as
 //! [`Error::Disconnected`](crate::Error::Disconnected) once what it sent has been
 //! read; a blocked call notices a dead peer within 50 ms. Everything read from the

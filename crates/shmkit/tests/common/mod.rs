@@ -225,6 +225,26 @@ impl ChildProc {
         }
     }
 
+    /// Every whole `@@` line the child wrote that was not read yet, up to the end
+    /// of its output (after it exited or was killed). A line cut short by a kill
+    /// (no newline) is left out.
+    pub fn rest_lines(&mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match self.stdout.read_line(&mut line) {
+                Ok(0) | Err(_) => return lines,
+                Ok(_) if !line.ends_with('\n') => return lines,
+                Ok(_) => {
+                    if let Some((_, msg)) = line.trim_end().split_once("@@ ") {
+                        lines.push(msg.to_owned());
+                    }
+                }
+            }
+        }
+    }
+
     pub fn tell(&mut self, msg: &str) {
         let stdin = self.stdin.as_mut().unwrap();
         writeln!(stdin, "{msg}").unwrap();

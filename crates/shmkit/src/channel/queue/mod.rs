@@ -45,6 +45,25 @@ pub(crate) mod test_hooks {
 
     thread_local! {
         static BEFORE_PAD_RELEASE: RefCell<Option<Hook>> = RefCell::new(None);
+        static BEFORE_FRAGMENT_RELEASE: RefCell<Option<Box<dyn FnMut()>>> = RefCell::new(None);
+    }
+
+    /// Runs `f` (on this thread, until replaced) after the receiver has read a
+    /// later fragment of a message and before it releases it.
+    pub(crate) fn set_before_fragment_release(f: impl FnMut() + 'static) {
+        BEFORE_FRAGMENT_RELEASE.with(|h| *h.borrow_mut() = Some(Box::new(f)));
+    }
+
+    pub(crate) fn before_fragment_release() {
+        let hook = BEFORE_FRAGMENT_RELEASE.with(|h| h.borrow_mut().take());
+        if let Some(mut f) = hook {
+            // Put back before running: `f` may unwind, ending the receive.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut f));
+            BEFORE_FRAGMENT_RELEASE.with(|h| *h.borrow_mut() = Some(f));
+            if let Err(panic) = result {
+                std::panic::resume_unwind(panic);
+            }
+        }
     }
 
     /// Runs `f` (once, on this thread) after the receiver has read a pad and
@@ -70,6 +89,63 @@ mod tests {
         fn drop(&mut self) {
             let _ = Shm::remove(&self.0);
         }
+    }
+
+    /// A receiver that dies (here: unwinds out of `recv`, dropping its state)
+    /// while putting a message together: the next receiver gets the whole
+    /// message if it was held (at most half the ring), and otherwise finds it
+    /// lost, counted once.
+    fn receiver_dies_before_the_last_fragment(
+        len: usize,
+        later_fragments: u32,
+    ) -> (Option<Vec<u8>>, u64) {
+        let name = Removed(format!("t-unit-frag-{len}-{}", std::process::id()));
+        let opts = ChannelOptions::new().capacity(4096);
+        let mut tx = opts.sender(&name.0).unwrap();
+        let message: Vec<u8> = (0..len).map(|i| i as u8).collect();
+        tx.send(&message).unwrap(); // fits the ring: sent whole at once
+        tx.send(b"next").unwrap();
+        let mut rx = opts.receiver(&name.0).unwrap();
+        let mut fragments = 0;
+        test_hooks::set_before_fragment_release(move || {
+            fragments += 1;
+            assert!(
+                fragments < later_fragments,
+                "the receiver dies before releasing the last fragment"
+            );
+        });
+        let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rx.try_recv()));
+        assert!(died.is_err());
+        test_hooks::set_before_fragment_release(|| {});
+        drop(rx);
+        let mut rx = opts.receiver(&name.0).unwrap();
+        let first = rx.try_recv().unwrap();
+        let lost = crate::channel::inspect(&name.0).unwrap().lost;
+        if first == b"next" {
+            return (None, lost);
+        }
+        assert_eq!(first, message);
+        assert_eq!(rx.try_recv().unwrap(), b"next");
+        (Some(first), lost)
+    }
+
+    #[test]
+    fn a_held_message_survives_its_receiver() {
+        // 3000 bytes: three records (first, middle, last), about 3 KiB; held
+        // until handed over (of the 4 KiB ring, half is passed only when the
+        // last fragment is released).
+        let (whole, lost) = receiver_dies_before_the_last_fragment(3000, 2);
+        assert!(whole.is_some(), "the held message was lost");
+        assert_eq!(lost, 0);
+    }
+
+    #[test]
+    fn a_message_too_long_to_hold_is_counted_as_lost() {
+        // 3500 bytes: four records; the hold is given up past half the ring,
+        // at the second middle fragment, before the last one is read.
+        let (whole, lost) = receiver_dies_before_the_last_fragment(3500, 3);
+        assert!(whole.is_none());
+        assert_eq!(lost, 1);
     }
 
     /// Defect: a reservation dropped after it padded the ring left the shared

@@ -36,7 +36,18 @@ struct Assembly {
 
 #[derive(Debug)]
 struct ReadState {
+    /// Where this receiver reads next. The shared tail follows it, except while
+    /// a fragmented message is held (`hold`).
     tail: u64,
+    /// While a fragmented message is put together: the position of its first
+    /// fragment, where the shared tail stays until the message is handed over,
+    /// so that a receiver that dies meanwhile loses nothing (the next one reads
+    /// the fragments again). Only while the held records take at most half the
+    /// ring: beyond that the sender could run out of room, and the message goes
+    /// unprotected (a receiver crash then loses it, and counts it in `lost`).
+    hold: Option<u64>,
+    /// Skipping the rest of a message whose start an earlier receiver took.
+    orphan: bool,
     assembly: Option<Assembly>,
     /// A finished assembly buffer kept for the next long message.
     spare: Vec<u8>,
@@ -136,9 +147,22 @@ impl ReadState {
         }
     }
 
+    /// Moves past a record of `size` bytes: gives its room back to the senders,
+    /// unless a fragmented message is held (see `hold`).
     #[inline]
     fn release(&mut self, mem: &ChannelMem, size: u64) {
         self.tail += size;
+        match self.hold {
+            None => self.publish_tail(mem),
+            Some(start) if self.tail - start > mem.capacity / 2 => self.publish_tail(mem),
+            Some(_) => {}
+        }
+    }
+
+    /// Gives every record read so far back to the senders, ending any hold.
+    #[inline]
+    fn publish_tail(&mut self, mem: &ChannelMem) {
+        self.hold = None;
         mem.tail().swap(self.tail, SeqCst);
         mem.space_bell().ring();
     }
@@ -203,6 +227,8 @@ impl ReadState {
                 let r = (deliver.take().expect("delivered once"))(&a.buf);
                 self.spare = a.buf;
                 self.spare.clear();
+                // Handed over: its fragments may go now.
+                self.publish_tail(mem);
                 return Ok(Some(r));
             }
             let Some(rec) = self.peek(mem, thorough)? else {
@@ -212,7 +238,8 @@ impl ReadState {
                 Tag::Single => {
                     // An unfinished message before a whole one was abandoned by a
                     // sender that died or gave up: drop it.
-                    self.abandon();
+                    self.abandon(mem);
+                    self.orphan = false;
                     accept(rec.len, mem.name())?;
                     // SAFETY: published and not yet released: the sender does not
                     // write there until the tail passes it, after this call.
@@ -234,8 +261,10 @@ impl ReadState {
                             "fragmented message claims {total} bytes, {data} in its first fragment"
                         )));
                     }
-                    self.abandon();
+                    self.abandon(mem);
                     accept(total, mem.name())?;
+                    self.orphan = false;
+                    self.hold = Some(self.tail);
                     let mut buf = std::mem::take(&mut self.spare);
                     buf.reserve(total.min(PREALLOCATE) as usize);
                     mem.append(rec.payload + 8, data as usize, &mut buf);
@@ -248,7 +277,13 @@ impl ReadState {
                 }
                 Tag::Middle | Tag::Last => {
                     let Some(a) = self.assembly.as_mut() else {
-                        // The rest of a message whose start an earlier receiver took.
+                        // The rest of a message whose start an earlier receiver
+                        // took and then died with: too long to have been held,
+                        // it is lost. Counted once, for `inspect`.
+                        if !self.orphan {
+                            mem.lost().fetch_add(1, SeqCst);
+                        }
+                        self.orphan = rec.tag != Tag::Last;
                         self.release(mem, rec.size);
                         continue;
                     };
@@ -262,6 +297,8 @@ impl ReadState {
                     }
                     mem.append(rec.payload, rec.len as usize, &mut a.buf);
                     a.complete = last;
+                    #[cfg(test)]
+                    super::test_hooks::before_fragment_release();
                     self.release(mem, rec.size);
                 }
                 Tag::Pad => unreachable!("peek skips padding"),
@@ -269,10 +306,14 @@ impl ReadState {
         }
     }
 
-    fn abandon(&mut self) {
+    /// Drops an unfinished message (its sender died or gave up), and its hold.
+    fn abandon(&mut self, mem: &ChannelMem) {
         if let Some(a) = self.assembly.take() {
             self.spare = a.buf;
             self.spare.clear();
+        }
+        if self.hold.is_some() {
+            self.publish_tail(mem);
         }
     }
 }
@@ -330,6 +371,8 @@ impl Receiver {
             mem,
             state: ReadState {
                 tail,
+                hold: None,
+                orphan: false,
                 assembly: None,
                 spare: Vec::new(),
             },
@@ -561,7 +604,7 @@ impl Receiver {
         if let Some(r) = state.poll(mem, &accept, &mut deliver, until, true)? {
             return Ok(r);
         }
-        state.abandon();
+        state.abandon(mem);
         Err(gone.expect("set on every path here"))
     }
 }
