@@ -8,8 +8,20 @@ use crate::{hexdump, size};
 
 pub type CmdResult = Result<(), Box<dyn std::error::Error>>;
 
+static ACCEPT_INSECURE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// `--accept-insecure`, for every command of this run.
+pub fn set_accept_insecure(yes: bool) {
+    let _ = ACCEPT_INSECURE.set(yes);
+}
+
+/// Options carrying `--accept-insecure`.
+fn options() -> ShmOptions {
+    ShmOptions::new().accept_insecure(ACCEPT_INSECURE.get().copied().unwrap_or(false))
+}
+
 fn open(name: &str, raw: bool, access: Access) -> shmkit::Result<Shm> {
-    let opts = ShmOptions::new().access(access);
+    let opts = options().access(access);
     if raw {
         opts.open_raw(name)
     } else {
@@ -28,7 +40,7 @@ pub fn ls() -> CmdResult {
         "NAME", "KIND", "SIZE", "LIFETIME", "CREATOR", "ALIVE"
     );
     for name in names {
-        match Shm::inspect(&name) {
+        match options().inspect(&name) {
             Ok(i) => println!(
                 "{:<32} {:<10} {:>12} {:<10} {:>8} {:<8} {}",
                 name,
@@ -43,7 +55,11 @@ pub fn ls() -> CmdResult {
                 } else {
                     "no"
                 },
-                if i.kind == SegmentKind::Channel {
+                // A stale channel is not opened (that would remove it): `gc` is
+                // what removes stale objects.
+                if i.stale {
+                    "every user died; `shmkit gc --force` removes it".to_owned()
+                } else if i.kind == SegmentKind::Channel {
                     crate::channels::summary(&name)
                 } else {
                     String::new()
@@ -52,6 +68,35 @@ pub fn ls() -> CmdResult {
             // One unreadable entry must not hide the others.
             Err(e) => println!("{name:<32} ({e})"),
         }
+    }
+    Ok(())
+}
+
+/// `shmkit gc`: stale segments, listed or (with `force`) removed.
+pub fn gc(force: bool) -> CmdResult {
+    let mut found = 0;
+    for name in Shm::list()? {
+        match options().inspect(&name) {
+            Ok(i) if i.stale => {}
+            // Live, persistent, or not ours to judge (a foreign or unreadable
+            // object): left alone.
+            _ => continue,
+        }
+        found += 1;
+        if !force {
+            println!("stale: {name}");
+            continue;
+        }
+        match Shm::remove_if_stale(&name) {
+            Ok(true) => println!("removed: {name}"),
+            Ok(false) => println!("kept: {name} (a process opened it meanwhile)"),
+            Err(e) => println!("kept: {name} ({e})"),
+        }
+    }
+    match (found, force) {
+        (0, _) => println!("no stale segments"),
+        (n, false) => println!("{n} stale; `shmkit gc --force` removes them"),
+        (_, true) => {}
     }
     Ok(())
 }
@@ -74,7 +119,7 @@ pub fn info(name: &str, raw: bool) -> CmdResult {
         );
         return Ok(());
     }
-    let i = Shm::inspect(name)?;
+    let i = options().inspect(name)?;
     println!("name:      {}", i.name);
     println!("kind:      {}", i.kind);
     println!("size:      {} ({} bytes)", size::show(i.size), i.size);
@@ -89,9 +134,9 @@ pub fn info(name: &str, raw: bool) -> CmdResult {
     println!("created:   {}", crate::time::date(i.created));
     println!("layout:    version {}", i.layout_version);
     if i.stale {
-        println!("stale:     yes (every user died; the next open removes it)");
+        println!("stale:     yes (every user died; `shmkit gc --force` removes it)");
     }
-    if i.kind == SegmentKind::Channel {
+    if i.kind == SegmentKind::Channel && !i.stale {
         crate::channels::details(name)?;
     }
     Ok(())

@@ -21,6 +21,10 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "shmkit", version, about)]
 struct Cli {
+    /// Accept segments owned by another user, or writable by every user
+    /// (refused by default: such a segment may have been planted).
+    #[arg(long, global = true)]
+    accept_insecure: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -29,6 +33,14 @@ struct Cli {
 enum Command {
     /// List shmkit segments: name, kind, size, lifetime, creator and whether it runs.
     Ls,
+    /// List stale segments: temporary ones whose every user has exited or died
+    /// without closing them. Removes them with --force; never touches a segment
+    /// a live process has open, nor persistent ones.
+    Gc {
+        /// Remove the stale segments (without it, only list them).
+        #[arg(long)]
+        force: bool,
+    },
     /// Show what a segment's header says (or an object's size, with --raw).
     Info {
         /// Segment name.
@@ -185,8 +197,10 @@ fn parse_mode(s: &str) -> Result<u32, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    commands::set_accept_insecure(cli.accept_insecure);
     let result = match cli.command {
         Command::Ls => commands::ls(),
+        Command::Gc { force } => commands::gc(force),
         Command::Info { name, raw } => commands::info(&name, raw),
         Command::Create {
             name,

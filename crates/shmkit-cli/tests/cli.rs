@@ -346,3 +346,93 @@ fn a_planted_fifo_is_an_error_not_a_hang() {
     }
     std::fs::remove_file(&path).unwrap();
 }
+
+/// Role of this test binary when re-run as a helper process: holds a temporary
+/// segment until killed (`SHMKIT_CLI_HOLD=NAME`).
+#[test]
+fn cli_helper_entry() {
+    let Ok(name) = std::env::var("SHMKIT_CLI_HOLD") else {
+        return;
+    };
+    let _s = shmkit::ShmOptions::new().size(4096).create(&name).unwrap();
+    println!("@@ ready");
+    std::thread::sleep(std::time::Duration::from_secs(600));
+}
+
+/// A process of this test binary holding the temporary segment `name`.
+fn holder(name: &str) -> std::process::Child {
+    use std::io::BufRead;
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "cli_helper_entry",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("SHMKIT_CLI_HOLD", name)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("@@ ready") {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "helper ended early");
+    }
+    child
+}
+
+/// `gc` lists stale segments (every user died) and removes them with --force;
+/// a segment a live process holds is never touched, by `gc` or by `ls`/`info`.
+#[cfg(unix)]
+#[test]
+fn gc_removes_only_what_every_user_left() {
+    let live = Name::new("gc-live");
+    let dead = Name::new("gc-dead");
+    let mut keeper = holder(&live.0);
+    let mut victim = holder(&dead.0);
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    // ls and info report it, and leave it.
+    let ls = ok(&["ls"]);
+    let row = ls.lines().find(|l| l.starts_with(&dead.0)).unwrap();
+    assert!(row.contains("stale") && row.contains("gc --force"), "{row}");
+    assert!(ok(&["info", &dead.0]).contains("gc --force"));
+    let dry = ok(&["gc"]);
+    assert!(dry.contains(&format!("stale: {}", dead.0)), "{dry}");
+    assert!(!dry.contains(&live.0), "{dry}");
+    assert!(
+        ok(&["info", &dead.0]).contains("stale:     yes"),
+        "a dry run removed it"
+    );
+    let forced = ok(&["gc", "--force"]);
+    assert!(forced.contains(&format!("removed: {}", dead.0)), "{forced}");
+    assert!(!forced.contains(&live.0), "{forced}");
+    assert!(fails(&["info", &dead.0]).contains("not found"));
+    assert!(ok(&["info", &live.0]).contains("temporary"));
+    keeper.kill().unwrap();
+    keeper.wait().unwrap();
+}
+
+/// A segment another user made is refused unless --accept-insecure is given.
+#[cfg(unix)]
+#[test]
+fn another_users_segment_needs_accept_insecure() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to give the segment to another user (CI runs as root)");
+        return;
+    }
+    let n = Name::new("foreign");
+    ok(&["create", &n.0, "--size", "4KiB"]);
+    ok(&["write", &n.0, "theirs"]);
+    let path = format!("/dev/shm/shmkit.{}", n.0);
+    std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+    let err = fails(&["cat", &n.0, "--len", "6"]);
+    assert!(err.contains("owned by uid 65534"), "{err}");
+    assert!(err.contains("accept_insecure"), "{err}");
+    let out = shmkit(&["cat", &n.0, "--len", "6", "--accept-insecure"]);
+    assert_eq!(out.stdout, b"theirs");
+    assert!(ok(&["info", &n.0, "--accept-insecure"]).contains("bytes"));
+}

@@ -631,6 +631,25 @@ pub(crate) fn open(spec: &Spec) -> Result<Segment> {
     })
 }
 
+/// Removes the segment if it is stale (temporary, and every process that used
+/// it is gone); whether it did. A segment any live process holds is never
+/// touched: users hold the lifetime lock shared, and the removal needs it
+/// exclusively.
+pub(crate) fn remove_if_stale(spec: &Spec) -> Result<bool> {
+    let (handle, head, size) = open_head(spec, Duration::ZERO)?;
+    let h = read_header(&head)?;
+    validate(spec.name, &h, size, None)?;
+    let stale = h.flags & FLAG_TEMPORARY != 0 && handle.obj().is_exclusive();
+    handle.set_remove_when_last(false);
+    if stale {
+        handle
+            .obj()
+            .unlink_exclusive()
+            .map_err(|e| Error::from_io(spec.name, "remove stale", e, 0))?;
+    }
+    Ok(stale)
+}
+
 /// Reads a segment's header without waiting for initialisation and without
 /// removing it if it is stale.
 pub(crate) fn inspect(spec: &Spec) -> Result<SegmentInfo> {

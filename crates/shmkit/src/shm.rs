@@ -239,6 +239,16 @@ impl ShmOptions {
         })
     }
 
+    /// Reads the header of segment `name` without waiting for its initialisation
+    /// and without removing it if it is stale, with these options' namespace and
+    /// trust settings ([`accept_insecure`](Self::accept_insecure) to look at
+    /// another user's segment).
+    pub fn inspect(&self, name: &str) -> Result<SegmentInfo> {
+        let os = name::os_name(name, self.namespace)?;
+        let opts = self.clone().access(Access::ReadOnly);
+        segment::inspect(&opts.spec_of(name, &os, SegmentKind::Bytes))
+    }
+
     /// Opens an existing segment; fails with [`Error::NotFound`] if there is none.
     /// The size is the creator's: a [`size`](Self::size) set here must match it,
     /// or the open fails with [`Error::Mismatch`].
@@ -434,9 +444,27 @@ impl Shm {
     /// Reads the header of segment `name` without waiting for its initialisation.
     /// Like [`remove`](Self::remove), it looks in the `Local\` namespace on Windows.
     pub fn inspect(name: &str) -> Result<SegmentInfo> {
-        let os = name::os_name(name, Namespace::Local)?;
-        let opts = ShmOptions::new().access(Access::ReadOnly);
-        segment::inspect(&opts.spec_of(name, &os, SegmentKind::Bytes))
+        ShmOptions::new().inspect(name)
+    }
+
+    /// Removes the managed segment `name` if it is stale: temporary, and every
+    /// process that used it has exited or died without closing it (their
+    /// lifetime locks are gone). Returns whether it did. A segment that any live
+    /// process has open is never touched; persistent segments are never stale.
+    /// `shmkit gc` is built on this.
+    ///
+    /// ```
+    /// use shmkit::Shm;
+    /// # fn main() -> shmkit::Result<()> {
+    /// # let name = format!("doc-stale-{}", std::process::id());
+    /// let live = Shm::create(&name, 4096)?;
+    /// assert!(!Shm::remove_if_stale(&name)?); // we still use it
+    /// # Ok(()) }
+    /// ```
+    pub fn remove_if_stale(name: &str) -> Result<bool> {
+        let opts = ShmOptions::new();
+        let os = name::os_name(name, opts.namespace)?;
+        segment::remove_if_stale(&opts.spec_of(name, &os, SegmentKind::Bytes))
     }
 
     /// Names of the shmkit segments that exist now. On Windows only persistent

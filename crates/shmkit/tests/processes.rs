@@ -53,6 +53,28 @@ fn child_entry() {
             say("ready");
             hear();
         }
+        "drop-with-no-descriptor-left" => {
+            let s = ShmOptions::new().size(4096).create(a(1)).unwrap();
+            let tx = shmkit::channel::Sender::connect(a(2)).unwrap();
+            // The lowest free descriptor becomes the limit: any open now fails
+            // with EMFILE.
+            let probe = std::fs::File::open("/dev/null").unwrap();
+            let lowest_free = std::os::unix::io::AsRawFd::as_raw_fd(&probe) as u64;
+            drop(probe);
+            let mut limit = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: getrlimit fills the struct we pass; setrlimit reads it.
+            unsafe {
+                assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+                limit.rlim_cur = lowest_free;
+                assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+            }
+            assert!(std::fs::File::open("/dev/null").is_err(), "EMFILE expected");
+            drop((s, tx));
+            say("dropped");
+        }
         "open-expect-denied" => {
             let e = Shm::open(a(1)).unwrap_err();
             say(&format!("{e:?}"));
@@ -293,4 +315,47 @@ fn another_user_is_denied_an_owner_only_segment() {
     let reply = child.expect_line();
     assert!(reply.starts_with("PermissionDenied"), "{reply}");
     child.wait_success(Duration::from_secs(30));
+}
+
+/// The last user of a temporary segment (and of a temporary channel) removes it
+/// when it lets go, even when the process has no file descriptor left (EMFILE).
+#[cfg(target_os = "linux")]
+#[test]
+fn the_last_user_removes_a_temporary_object_even_without_a_free_descriptor() {
+    let seg = TestName::new("emfile");
+    let chan = TestName::new("emfile-ch");
+    let mut child = spawn(
+        ENTRY,
+        "drop-with-no-descriptor-left",
+        &[seg.as_str(), chan.as_str()],
+    );
+    assert_eq!(child.expect_line(), "dropped");
+    child.wait_success(Duration::from_secs(30));
+    for n in [&seg, &chan] {
+        let path = format!("/dev/shm/shmkit.{}", n.as_str());
+        assert!(!std::path::Path::new(&path).exists(), "{path} left behind");
+    }
+}
+
+/// A stale temporary segment (its only user SIGKILLed) is removed by
+/// `remove_if_stale`; one a live process holds is never touched.
+#[cfg(unix)]
+#[test]
+fn only_stale_segments_are_removed_as_stale() {
+    let live = TestName::new("gc-live");
+    let dead = TestName::new("gc-dead");
+    let mut holder = spawn(ENTRY, "hold", &[live.as_str(), "temporary", "alive"]);
+    assert_eq!(holder.expect_line(), "ready");
+    let mut victim = spawn(ENTRY, "hold", &[dead.as_str(), "temporary", "dead"]);
+    assert_eq!(victim.expect_line(), "ready");
+    victim.kill();
+    assert!(Shm::inspect(dead.as_str()).unwrap().stale);
+    assert!(!Shm::inspect(live.as_str()).unwrap().stale);
+    assert!(!Shm::remove_if_stale(live.as_str()).unwrap());
+    assert!(Shm::remove_if_stale(dead.as_str()).unwrap());
+    assert!(Shm::inspect(dead.as_str()).unwrap_err().is_not_found());
+    let still = Shm::open(live.as_str()).unwrap();
+    assert_eq!(still.read_vec(0, 5).unwrap(), b"alive");
+    holder.tell("bye");
+    holder.wait_success(Duration::from_secs(30));
 }

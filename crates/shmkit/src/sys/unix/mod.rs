@@ -117,12 +117,24 @@ fn fstat(fd: RawFd) -> io::Result<libc::stat> {
     Ok(unsafe { st.assume_init() })
 }
 
-/// Whether `os_name` still names the object described by `st`.
+/// Whether `os_name` still names the object described by `st`. On Linux this
+/// takes no file descriptor (an `lstat` of the name), so that the last user of a
+/// temporary object can remove it even when the process has no descriptor left
+/// (EMFILE); a symlink planted under the name is another inode, never a match.
 fn names_same_object(os_name: &str, st: &libc::stat) -> bool {
-    match open_name(os_name, libc::O_RDONLY, 0).and_then(|fd| fstat(fd.as_raw_fd())) {
-        Ok(now) => now.st_dev == st.st_dev && now.st_ino == st.st_ino,
-        Err(_) => false,
-    }
+    #[cfg(target_os = "linux")]
+    let now = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::symlink_metadata(shm_path(os_name)).map(|m| (m.dev(), m.ino()))
+    };
+    #[cfg(not(target_os = "linux"))]
+    let now = open_name(os_name, libc::O_RDONLY, 0)
+        .and_then(|fd| fstat(fd.as_raw_fd()))
+        .map(|now| (now.st_dev as u64, now.st_ino as u64));
+    // dev_t and ino_t are not u64 everywhere (macOS has a 32-bit dev_t).
+    #[allow(clippy::unnecessary_cast)]
+    let same = now.is_ok_and(|(dev, ino)| dev == st.st_dev as u64 && ino == st.st_ino as u64);
+    same
 }
 
 fn flock(fd: RawFd, op: libc::c_int) -> io::Result<()> {
