@@ -53,6 +53,7 @@ fn child_entry() {
             say("ready");
             hear();
         }
+        #[cfg(target_os = "linux")]
         "drop-with-no-descriptor-left" => {
             let s = ShmOptions::new().size(4096).create(a(1)).unwrap();
             let tx = shmkit::channel::Sender::connect(a(2)).unwrap();
