@@ -275,8 +275,11 @@ pub enum Error {
         waited: Duration,
     },
 
-    /// A mapped file became shorter than the access needs (someone truncated it).
-    #[error("{object}: file is now {file_size} bytes, too short for access {offset}..{end}", end = *offset as u128 + *len as u128)]
+    /// The object under a mapping became shorter than the access needs: another
+    /// process truncated the file or shrank the shared-memory object. The access
+    /// did not reach the object (a read may have seen zeros); this mapping stays
+    /// unusable, and the object must be opened again (once it is whole again).
+    #[error("{object}: the object is now {file_size} bytes (truncated by another process), too short for access {offset}..{end}", end = *offset as u128 + *len as u128)]
     Truncated {
         /// The file.
         object: ObjectName,

@@ -145,6 +145,7 @@ impl Mapping {
         if end > self.len as u64 {
             return Err(out());
         }
+        self.after_access(offset, len)?;
         if self.check_size && len > 0 {
             let file_size = self
                 .handle
@@ -161,6 +162,24 @@ impl Mapping {
             }
         }
         Ok(offset as usize)
+    }
+
+    /// [`Error::Truncated`] if another process shrank the object under this
+    /// mapping and an access faulted: the window then holds zeros of our own,
+    /// not the object's bytes (see `sys/unix/fault.rs`). Called before and after
+    /// every access through the safe API, since the fault happens during it.
+    #[inline]
+    pub(crate) fn after_access(&self, offset: u64, len: usize) -> Result<()> {
+        if !self.map.truncated() {
+            return Ok(());
+        }
+        let file_size = self.handle.obj().size().unwrap_or(0);
+        Err(Error::Truncated {
+            object: (&self.handle.name).into(),
+            offset,
+            len: len as u64,
+            file_size: file_size.saturating_sub(self.object_offset),
+        })
     }
 
     fn check_writable(&self) -> Result<()> {
@@ -180,7 +199,7 @@ impl Mapping {
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         let at = self.check(offset, buf.len())?;
         self.copy_out(at, buf);
-        Ok(())
+        self.after_access(offset, buf.len())
     }
 
     /// Copies `len` bytes starting at `offset` into a new vector.
@@ -189,6 +208,7 @@ impl Mapping {
         let at = self.check(offset, len)?;
         let mut v = vec![0; len];
         self.copy_out(at, &mut v);
+        self.after_access(offset, len)?;
         Ok(v)
     }
 
@@ -215,7 +235,7 @@ impl Mapping {
                 data.len(),
             )
         };
-        Ok(())
+        self.after_access(offset, data.len())
     }
 
     /// Fills `len` bytes at `offset` with `byte`.
@@ -224,7 +244,7 @@ impl Mapping {
         let at = self.check(offset, len)?;
         // SAFETY: as in write_at.
         unsafe { std::ptr::write_bytes(self.map.ptr().add(self.start + at), byte, len) };
-        Ok(())
+        self.after_access(offset, len)
     }
 
     /// In-bounds address of a `T` at `offset`, checked for `T`'s alignment.

@@ -60,10 +60,15 @@ use crate::sys::{self, CreateParams};
 /// Header fields are copied out and validated before use, and every access is
 /// bounds-checked against the size validated at open, so a peer that scribbles
 /// over the header or data cannot make shmkit read out of bounds. A process with
-/// write access to the OS object could still shrink it (`ftruncate`), after which
-/// touching the lost pages faults on Unix; that is why objects are owner-only by
-/// default and objects writable by other users are refused
-/// (see [`ShmOptions::accept_insecure`]).
+/// write access to the OS object can still shrink it (`ftruncate`); on Unix,
+/// touching the lost pages raises SIGBUS. shmkit catches that fault for its own
+/// mappings (a handler puts private zero pages over the mapping, as Wayland
+/// compositors do for their clients' buffers, and passes faults elsewhere on to
+/// the handler that was there before): the access completes, and it and every
+/// later one through this handle fail with [`Error::Truncated`]. Channels
+/// notice it too, within 50 ms for a blocked call. Objects are owner-only by
+/// default, and objects writable by other users are refused (see
+/// [`ShmOptions::accept_insecure`]). (Windows cannot shrink a mapped section.)
 #[derive(Debug)]
 pub struct Shm {
     mapping: Mapping,

@@ -189,7 +189,7 @@ impl Publisher {
         mem.u64_at(OFF_NEXT_SEQ).store(self.next_seq, Release);
         mem.head().swap(end, SeqCst);
         mem.data_bell().ring();
-        Ok(())
+        mem.intact()
     }
 }
 
@@ -315,7 +315,11 @@ impl Subscriber {
                 found => found,
             };
             match look {
-                Look::Message => return Ok(f(&self.buf)),
+                Look::Message => {
+                    // A copy made while the object was being shrunk is zeros.
+                    self.mem.intact()?;
+                    return Ok(f(&self.buf));
+                }
                 Look::Lapped => {
                     if let Some(lagged) = self.jump()? {
                         return Err(lagged);
@@ -506,6 +510,9 @@ fn look(
 
 /// `Disconnected` if the publisher closed (or, with `check_alive`, died).
 fn publisher_gone(mem: &ChannelMem, check_alive: bool) -> Option<Error> {
+    if let Err(truncated) = mem.intact() {
+        return Some(truncated);
+    }
     let peer = if check_alive {
         mem.peer(0)
     } else {

@@ -417,6 +417,14 @@ impl ChannelMem {
         }
     }
 
+    /// [`Error::Truncated`] once another process has shrunk the channel's
+    /// object under our mapping (an access faulted, and the ring now holds
+    /// zeros of our own): nothing sent or received since can be trusted.
+    #[inline]
+    pub(crate) fn intact(&self) -> Result<()> {
+        self.shm.after_access(0, 0)
+    }
+
     /// `CorruptState` naming the channel, for `reason`.
     pub(crate) fn corrupt(&self, reason: String) -> Error {
         Error::CorruptState {

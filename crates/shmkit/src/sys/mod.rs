@@ -50,6 +50,9 @@ pub(crate) struct ProcessIdentity {
 pub(crate) struct RawMap {
     ptr: std::ptr::NonNull<u8>,
     len: usize,
+    /// Turns a fault from a peer shrinking the object into a flag (Unix; see
+    /// `unix/fault.rs`). Left before the range is unmapped.
+    guard: Option<FaultGuard>,
 }
 
 // SAFETY: RawMap is an address range owned by this value; which threads touch the
@@ -64,16 +67,35 @@ impl RawMap {
         RawMap {
             ptr: std::ptr::NonNull::dangling(),
             len: 0,
+            guard: None,
+        }
+    }
+
+    /// A fresh mapping of `len` bytes at `ptr`, guarded against truncation.
+    fn guarded(ptr: std::ptr::NonNull<u8>, len: usize) -> RawMap {
+        RawMap {
+            ptr,
+            len,
+            guard: Some(FaultGuard::register(ptr.as_ptr(), len)),
         }
     }
 
     pub(crate) fn ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()
     }
+
+    /// Whether the object was shrunk under this mapping and an access faulted:
+    /// the range then holds anonymous memory, no longer the object's bytes.
+    #[inline]
+    pub(crate) fn truncated(&self) -> bool {
+        self.guard.as_ref().is_some_and(FaultGuard::hit)
+    }
 }
 
 impl Drop for RawMap {
     fn drop(&mut self) {
+        // Out of the fault table first: the addresses may be reused at once.
+        drop(self.guard.take());
         if self.len > 0 {
             // SAFETY: ptr/len describe a live mapping made by this module's `map`,
             // unmapped only here.

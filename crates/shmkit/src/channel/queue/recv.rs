@@ -321,6 +321,9 @@ impl ReadState {
 /// Why a receive found nothing: the senders' state, cheaply (`check_alive` false:
 /// only whether all closed) or fully.
 fn senders_gone(mem: &ChannelMem, check_alive: bool) -> Option<Error> {
+    if let Err(truncated) = mem.intact() {
+        return Some(truncated);
+    }
     let mut left = 0;
     let mut died = Vec::new();
     for i in 1..mem.slots {
@@ -538,7 +541,21 @@ impl Receiver {
         self.recv_until(deadline, |_, _| Ok(()), f)
     }
 
+    /// Receives as `receive` does, and reports [`Error::Truncated`] instead if
+    /// the channel's object was shrunk under us meanwhile (what was read may
+    /// then be zeros).
     fn recv_until<R>(
+        &mut self,
+        deadline: Deadline,
+        accept: impl Fn(u64, &str) -> Result<()>,
+        deliver: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R> {
+        let received = self.receive(deadline, accept, deliver);
+        self.mem.intact()?;
+        received
+    }
+
+    fn receive<R>(
         &mut self,
         deadline: Deadline,
         accept: impl Fn(u64, &str) -> Result<()>,

@@ -176,6 +176,9 @@ impl WriteCursor {
 
 /// `Disconnected` if the receiver closed its end (or, with `check_alive`, died).
 fn receiver_gone(mem: &ChannelMem, check_alive: bool) -> Option<Error> {
+    if let Err(truncated) = mem.intact() {
+        return Some(truncated);
+    }
     let peer = if check_alive {
         mem.peer(0)
     } else if mem.slot_left(0) {
@@ -267,10 +270,10 @@ impl Sender {
     /// its end or dies while it waits (noticed within 50 ms): nobody would make
     /// room.
     pub fn send(&mut self, msg: &[u8]) -> Result<()> {
-        if self.send_now(msg) {
-            return Ok(());
+        if !self.send_now(msg) {
+            self.send_until(msg, Deadline::Never)?;
         }
-        self.send_until(msg, Deadline::Never)
+        self.mem.intact()
     }
 
     /// Sends `msg` only if it fits the free space now, without waiting:
@@ -278,20 +281,24 @@ impl Sender {
     /// longer than [`max_record`](Self::max_record), which only [`send`](Self::send)
     /// and [`send_timeout`](Self::send_timeout) can carry.
     pub fn try_send(&mut self, msg: &[u8]) -> Result<()> {
-        if self.send_now(msg) {
-            return Ok(());
+        if !self.send_now(msg) {
+            self.check_len(msg.len() as u64, self.max_record())?;
+            let sent = self.send_until(msg, Deadline::Now);
+            self.mem.intact()?;
+            sent?;
         }
-        self.check_len(msg.len() as u64, self.max_record())?;
-        self.send_until(msg, Deadline::Now)
+        self.mem.intact()
     }
 
     /// Sends `msg`, waiting at most `timeout` for room; [`Error::Timeout`] after
     /// that. A long message that timed out halfway is not delivered at all.
     pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
-        if self.send_now(msg) {
-            return Ok(());
+        if !self.send_now(msg) {
+            let sent = self.send_until(msg, Deadline::after(timeout));
+            self.mem.intact()?;
+            sent?;
         }
-        self.send_until(msg, Deadline::after(timeout))
+        self.mem.intact()
     }
 
     /// The fast path: a one-record message on a one-sender channel with room for
@@ -377,6 +384,7 @@ impl Sender {
         let idx = self
             .cursor
             .reserve(&self.mem, len as u64, deadline, self.spin)?;
+        self.mem.intact()?;
         Ok(Reservation {
             mem: &self.mem,
             cursor: &mut self.cursor,

@@ -13,8 +13,10 @@
 //! the name after taking its shared lock, so it never keeps an object that a last
 //! user unlinked under it. The kernel drops the locks of crashed processes.
 
+mod fault;
 mod posix_sem;
 mod wait;
+pub(crate) use fault::FaultGuard;
 pub(crate) use posix_sem::PosixSem;
 pub(crate) use wait::WakeChannel;
 
@@ -491,10 +493,10 @@ pub(crate) fn map(obj: &Object, offset: u64, len: usize, access: Access) -> io::
     if ptr == libc::MAP_FAILED {
         return Err(io::Error::last_os_error());
     }
-    Ok(RawMap {
-        ptr: NonNull::new(ptr.cast()).expect("mmap returned NULL without MAP_FIXED"),
+    Ok(RawMap::guarded(
+        NonNull::new(ptr.cast()).expect("mmap returned NULL without MAP_FIXED"),
         len,
-    })
+    ))
 }
 
 impl RawMap {

@@ -83,6 +83,21 @@ fn page_size() -> u64 {
     (info.dwPageSize as u64).max(1)
 }
 
+/// Windows cannot shrink a section while it is mapped (nor a file that backs
+/// one), so there is no fault to guard against: the guard is a no-op.
+#[derive(Debug)]
+pub(crate) struct FaultGuard;
+
+impl FaultGuard {
+    pub(crate) fn register(_start: *mut u8, _len: usize) -> FaultGuard {
+        FaultGuard
+    }
+
+    pub(crate) fn hit(&self) -> bool {
+        false
+    }
+}
+
 /// Opening a file never blocks on Windows.
 pub(crate) fn never_block_on_open(_opts: &mut std::fs::OpenOptions) {}
 
@@ -440,7 +455,7 @@ pub(crate) fn map(obj: &Object, offset: u64, len: usize, access: Access) -> io::
     let view =
         unsafe { MapViewOfFile(obj.section.as_raw_handle() as HANDLE, flags, hi, lo, count) };
     match NonNull::new(view.Value.cast::<u8>()) {
-        Some(ptr) => Ok(RawMap { ptr, len }),
+        Some(ptr) => Ok(RawMap::guarded(ptr, len)),
         None => Err(last_error()),
     }
 }
