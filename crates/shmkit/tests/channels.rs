@@ -870,3 +870,31 @@ fn a_typed_channel_refuses_another_type() {
     // Not asking is not checked.
     ChannelOptions::new().sender(name.as_str()).unwrap();
 }
+
+/// Subscribers map the ring read-only: one buggy subscriber's stray write
+/// faults in that subscriber instead of corrupting what every other reads. The
+/// kernel's own record of the mappings shows it.
+#[cfg(target_os = "linux")]
+#[test]
+fn subscribers_map_the_ring_read_only() {
+    let name = TestName::new("ch-ro-ring");
+    let opts = ChannelOptions::new().capacity(64 * 1024);
+    let mut publisher = opts.publisher(name.as_str()).unwrap();
+    let mut sub = opts.subscriber(name.as_str()).unwrap();
+    publisher.publish(b"readable").unwrap();
+    assert_eq!(sub.recv().unwrap(), b"readable");
+    let path = format!("/dev/shm/shmkit.{}", name.as_str());
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let perms: Vec<&str> = maps
+        .lines()
+        .filter(|l| l.ends_with(&path))
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    // The publisher's and the subscriber's control mappings are writable; the
+    // subscriber's ring is not.
+    assert!(
+        perms.contains(&"r--s"),
+        "no read-only mapping of {path}: {perms:?}"
+    );
+    assert!(perms.contains(&"rw-s"), "{perms:?}");
+}

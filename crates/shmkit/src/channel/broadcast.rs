@@ -23,7 +23,9 @@ use super::wait::{spin_of, Deadline};
 use super::{ChannelOptions, WaitMode, DEFAULT_CAPACITY, DEFAULT_MAX_SUBSCRIBERS};
 use crate::error::{Error, Result};
 
-fn open_broadcast(name: &str, opts: &ChannelOptions) -> Result<ChannelMem> {
+/// Attaches to a broadcast channel; a subscriber (`read_only_ring`) maps the
+/// ring read-only.
+fn open_broadcast(name: &str, opts: &ChannelOptions, read_only_ring: bool) -> Result<ChannelMem> {
     let capacity = opts.capacity.unwrap_or(DEFAULT_CAPACITY);
     let cfg = Config {
         flavour: Flavour::Broadcast,
@@ -37,6 +39,7 @@ fn open_broadcast(name: &str, opts: &ChannelOptions) -> Result<ChannelMem> {
         lifetime: opts.lifetime,
         mode: opts.mode,
         asked: Asked::from_options(opts, opts.max_subscribers),
+        read_only_ring,
     };
     ChannelMem::attach(name, opts.attach, &cfg)
 }
@@ -72,7 +75,7 @@ pub struct Publisher {
 
 impl Publisher {
     pub(crate) fn attach(name: &str, opts: &ChannelOptions) -> Result<Publisher> {
-        let mem = open_broadcast(name, opts)?;
+        let mem = open_broadcast(name, opts, false)?;
         mem.claim_slot(0..1, "publisher")?;
         match Self::resume(&mem) {
             Ok((head, next_seq, records)) => Ok(Publisher {
@@ -232,7 +235,7 @@ const JUMP_TRIES: u32 = 10_000;
 
 impl Subscriber {
     pub(crate) fn attach(name: &str, opts: &ChannelOptions) -> Result<Subscriber> {
-        let mem = open_broadcast(name, opts)?;
+        let mem = open_broadcast(name, opts, true)?;
         let slot = mem.claim_slot(1..mem.slots, "subscriber")?;
         let (head, join_seq) = match join_point(&mem) {
             Ok(point) => point,

@@ -10,8 +10,10 @@ use std::time::Duration;
 use super::doorbell::Doorbell;
 use super::layout::*;
 use super::ChannelOptions;
+use crate::access::Access;
 use crate::error::{Error, ObjectName, Result};
 use crate::fingerprint::Fingerprint;
+use crate::mapping::Mapping;
 use crate::name;
 use crate::segment::{Lifetime, SegmentKind};
 use crate::shm::{Shm, ShmOptions};
@@ -31,6 +33,9 @@ pub(crate) struct Config {
     pub mode: Option<u32>,
     /// What the caller set explicitly, to be checked against an existing channel.
     pub asked: Asked,
+    /// Map the ring read-only (broadcast subscribers: they only read it, and a
+    /// stray write of a buggy one must not corrupt what the others read).
+    pub read_only_ring: bool,
 }
 
 /// The options a caller set explicitly; `None` takes what the channel has.
@@ -89,6 +94,9 @@ fn slot_word(pid: u32, state: u32) -> u64 {
 #[derive(Debug)]
 pub(crate) struct ChannelMem {
     shm: Shm,
+    /// The ring mapped on its own, read-only, for a broadcast subscriber; `ring`
+    /// then points into it. `None`: the ring is part of `shm`'s mapping.
+    ring_view: Option<Mapping>,
     /// The channel's name, lent to errors without allocating.
     object: ObjectName,
     /// Start of the data area (the channel header).
@@ -120,7 +128,7 @@ impl ChannelMem {
     /// Opens an existing channel of any flavour, for inspection.
     pub(crate) fn open_any(name: &str) -> Result<ChannelMem> {
         let shm = ShmOptions::new().open_kind(name, SegmentKind::Channel)?;
-        Self::validate(shm, None)
+        Self::validate(shm, None, false)
     }
 
     fn attach_as(
@@ -146,7 +154,7 @@ impl ChannelMem {
                 })?
             }
         };
-        let mem = Self::validate(shm, flavour)?;
+        let mem = Self::validate(shm, flavour, cfg.read_only_ring)?;
         mem.check_asked(&cfg.asked)?;
         Ok(mem)
     }
@@ -187,7 +195,7 @@ impl ChannelMem {
         Ok(())
     }
 
-    fn validate(shm: Shm, expected: Option<Flavour>) -> Result<ChannelMem> {
+    fn validate(shm: Shm, expected: Option<Flavour>, read_only_ring: bool) -> Result<ChannelMem> {
         let object = ObjectName::from(shm.name());
         let corrupt = |reason: String| Error::CorruptHeader {
             object: (&object).into(),
@@ -252,14 +260,23 @@ impl ChannelMem {
             )));
         }
         let base = NonNull::new(shm.as_mut_ptr()?).expect("mappings are never null");
-        // SAFETY: ring + capacity <= len was checked just above.
-        let ring_ptr = unsafe { base.add(ring as usize) };
+        let ring_view = if read_only_ring {
+            Some(shm.view_with_access(ring, capacity, Access::ReadOnly)?)
+        } else {
+            None
+        };
+        let ring_ptr = match &ring_view {
+            Some(view) => NonNull::new(view.as_ptr().cast_mut()).expect("mappings are never null"),
+            // SAFETY: ring + capacity <= len was checked just above.
+            None => unsafe { base.add(ring as usize) },
+        };
         let wake = |off: u64| {
             WakeChannel::open(&name::wake_key(shm.os_name(), off))
                 .map_err(|e| Error::from_io(shm.name(), "open wake channel", e, 0))
         };
         Ok(ChannelMem {
             object: object.clone(),
+            ring_view,
             data_wake: wake(OFF_DATA_SIGNAL)?,
             space_wake: wake(OFF_SPACE_SIGNAL)?,
             base,
@@ -422,7 +439,11 @@ impl ChannelMem {
     /// zeros of our own): nothing sent or received since can be trusted.
     #[inline]
     pub(crate) fn intact(&self) -> Result<()> {
-        self.shm.after_access(0, 0)
+        self.shm.after_access(0, 0)?;
+        match &self.ring_view {
+            Some(view) => view.after_access(0, 0),
+            None => Ok(()),
+        }
     }
 
     /// `CorruptState` naming the channel, for `reason`.
@@ -494,6 +515,7 @@ impl ChannelMem {
     #[inline]
     pub(crate) fn write(&self, idx: u64, data: &[u8]) {
         self.check_range(idx, data.len());
+        debug_assert!(self.ring_view.is_none(), "a write to a read-only ring");
         // SAFETY: the range is inside the ring (checked); the caller owns it by
         // protocol (between its unpublished head and the reader's tail), and the
         // source is our own memory, so they do not overlap.

@@ -31,6 +31,7 @@ pub(crate) fn open_queue(name: &str, opts: &ChannelOptions) -> Result<ChannelMem
         lifetime: opts.lifetime,
         mode: opts.mode,
         asked: Asked::from_options(opts, opts.max_senders),
+        read_only_ring: false,
     };
     ChannelMem::attach(name, opts.attach, &cfg)
 }
