@@ -98,6 +98,12 @@ pub fn gc(force: bool) -> CmdResult {
         (n, false) => println!("{n} stale; `shmkit gc --force` removes them"),
         (_, true) => {}
     }
+    // The liveness tokens of processes that were killed (bookkeeping files).
+    match (Shm::reap_dead_tokens(force), force) {
+        (0, _) => {}
+        (n, false) => println!("{n} liveness tokens of dead processes; --force removes them"),
+        (n, true) => println!("removed {n} liveness tokens of dead processes"),
+    }
     Ok(())
 }
 

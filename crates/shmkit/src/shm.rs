@@ -452,6 +452,24 @@ impl Shm {
         ShmOptions::new().inspect(name)
     }
 
+    /// Counts, and with `remove` deletes, the liveness tokens left by processes
+    /// that died (Linux). Every process using shmkit holds a lock on a small
+    /// token file, `/dev/shm/shmkit-live.PID.START`, which tells other processes,
+    /// in any PID namespace, that it lives; a normal exit removes it, a killed
+    /// process leaves it behind until another process finds it unlocked (and
+    /// removes it then) or this runs. `shmkit gc` calls it. Always 0 elsewhere.
+    pub fn reap_dead_tokens(remove: bool) -> usize {
+        #[cfg(target_os = "linux")]
+        {
+            sys::reap_dead_tokens(remove)
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = remove;
+            0
+        }
+    }
+
     /// Removes the managed segment `name` if it is stale: temporary, and every
     /// process that used it has exited or died without closing it (their
     /// lifetime locks are gone). Returns whether it did. A segment that any live

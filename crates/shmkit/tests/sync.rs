@@ -700,3 +700,73 @@ fn opening_with_another_value_type_or_other_options_is_refused() {
         "{err}"
     );
 }
+
+/// A lock holder in another PID namespace (a container sharing /dev/shm but not
+/// the process tree): its process id means nothing here, yet it is not taken
+/// over while it lives, and its death is detected (the kernel releases its
+/// liveness token's lock). Needs root for `unshare --pid` (CI runs as root).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_lock_holder_in_another_pid_namespace_is_judged_by_the_kernel() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root for unshare --pid (CI runs as root)");
+        return;
+    }
+    let name = TestName::new("pidns");
+    let m = Mutex::create(name.as_str(), [0u64; 2]).unwrap();
+    // `unshare --pid --fork --kill-child`: the holder is process 1 of a new PID
+    // namespace, and dies when the unshare process is killed.
+    let mut unshare = Command::new("unshare")
+        .args(["--pid", "--fork", "--kill-child"])
+        .arg(std::env::current_exe().unwrap())
+        .args([ENTRY, "--exact", "--nocapture", "--test-threads=1"])
+        .env(common::ROLE_VAR, format!("hold\u{1f}{}", name.as_str()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(unshare.stdout.take().unwrap());
+    // Held open until the end: the holder finishes its update only when told,
+    // and end of input would tell it.
+    let _stdin = unshare.stdin.take().unwrap();
+    let mut line = String::new();
+    while !line.contains("@@ locked") {
+        line.clear();
+        if out.read_line(&mut line).unwrap() == 0 {
+            let _ = unshare.kill();
+            let _ = unshare.wait();
+            eprintln!("skipped: unshare --pid is not available here");
+            return;
+        }
+    }
+    // Its process id, as recorded in the lock word, is 1: here that is init,
+    // with another start time. Still it must not be taken over.
+    match m.lock_timeout(Duration::from_millis(300)) {
+        Err(LockError::Failed(e)) if e.is_timeout() => {}
+        Ok(_) | Err(LockError::OwnerDied(_)) => {
+            let _ = unshare.kill();
+            let _ = unshare.wait();
+            panic!("a live holder in another PID namespace was taken over");
+        }
+        Err(LockError::Failed(e)) => {
+            let _ = unshare.kill();
+            let _ = unshare.wait();
+            panic!("{e}");
+        }
+    }
+    unshare.kill().unwrap();
+    unshare.wait().unwrap();
+    let started = Instant::now();
+    match m.lock_timeout(Duration::from_secs(10)) {
+        Err(LockError::OwnerDied(mut g)) => {
+            g[1] = g[0];
+            g.mark_consistent();
+        }
+        other => panic!("the dead holder was not detected: {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+}

@@ -48,10 +48,16 @@
 //! Ownership is per process: threads of one process exclude each other too, but a
 //! thread that locks a mutex its own process holds waits (use `lock_timeout`).
 //!
-//! Process ids must mean the same thing to every user of a mutex: processes in
-//! different PID namespaces (containers sharing `/dev/shm` but not their process
-//! tree) would see each other's owners as dead. Keep such users in one PID
-//! namespace.
+//! Whether that process still runs is the kernel's word on Linux: every process
+//! that uses shmkit holds an open-file-description lock on a token file of its
+//! own, `/dev/shm/shmkit-live.PID.START`, which the kernel releases when the
+//! process ends however it ends; a waiter asks the kernel whether that lock is
+//! held (`F_OFD_GETLK`). So an owner in another PID namespace (a container
+//! sharing `/dev/shm` but not the process tree), or hidden by `hidepid=2`, is
+//! neither taken over while it lives nor missed when it dies. A process without
+//! a token (another platform, an older shmkit) is judged by `/proc` (Linux), by
+//! `kill(pid, 0)` (other Unix) or by a process handle (Windows), which assumes
+//! that process ids mean the same thing to every user.
 //!
 //! # Interoperating with other programs
 //!

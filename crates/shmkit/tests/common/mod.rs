@@ -279,5 +279,7 @@ impl Drop for ChildProc {
         if self.child.try_wait().ok().flatten().is_none() {
             self.kill();
         }
+        // A child that was killed (or died) left its liveness token behind.
+        shmkit::Shm::reap_dead_tokens(true);
     }
 }

@@ -14,9 +14,13 @@
 //! user unlinked under it. The kernel drops the locks of crashed processes.
 
 mod fault;
+#[cfg(target_os = "linux")]
+mod liveness;
 mod posix_sem;
 mod wait;
 pub(crate) use fault::FaultGuard;
+#[cfg(target_os = "linux")]
+pub(crate) use liveness::reap_dead_tokens;
 pub(crate) use posix_sem::PosixSem;
 pub(crate) use wait::WakeChannel;
 
@@ -564,19 +568,28 @@ pub(crate) fn on_fork_in_child(handler: extern "C" fn()) {
     unsafe { libc::pthread_atfork(None, None, Some(handler)) };
 }
 
-/// This process's identity.
+/// This process's identity; on Linux it also starts holding its liveness
+/// token (see `liveness.rs`), so call it before recording itself anywhere.
 pub(crate) fn current_process() -> ProcessIdentity {
     let pid = std::process::id();
-    ProcessIdentity {
-        pid,
-        start_time: start_time(pid).unwrap_or(0),
-    }
+    // Our own start time from /proc/self: in another PID namespace, /proc/<our
+    // pid> may be a different process.
+    let start_time = own_start_time().unwrap_or(0);
+    #[cfg(target_os = "linux")]
+    liveness::hold_token(pid, start_time);
+    ProcessIdentity { pid, start_time }
 }
 
 /// Whether the process `id` names still runs (false for zombies and reused PIDs).
 pub(crate) fn process_alive(id: ProcessIdentity) -> bool {
     #[cfg(target_os = "linux")]
     {
+        // The kernel's word first: the process's token lock, if it has one.
+        if id.start_time != 0 {
+            if let Some(alive) = liveness::token_alive(id.pid, id.start_time) {
+                return alive;
+            }
+        }
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", id.pid)) else {
             return false;
         };
@@ -600,13 +613,13 @@ pub(crate) fn process_alive(id: ProcessIdentity) -> bool {
 }
 
 #[cfg(target_os = "linux")]
-fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+fn own_start_time() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     parse_proc_stat(&stat).map(|(_, start)| start)
 }
 
 #[cfg(not(target_os = "linux"))]
-fn start_time(_pid: u32) -> Option<u64> {
+fn own_start_time() -> Option<u64> {
     None
 }
 
