@@ -46,6 +46,9 @@ pub mod channel;
 mod error;
 mod file;
 mod fingerprint;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod mapping;
 mod name;
 mod segment;

@@ -462,6 +462,23 @@ fn validate(
     Ok(())
 }
 
+/// The fuzz target's body: validation of arbitrary header bytes never panics,
+/// and what it accepts is consistent.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_header(bytes: &[u8], actual_size: u64) {
+    let mut raw = [0u8; HEADER_SIZE];
+    let n = bytes.len().min(HEADER_SIZE);
+    raw[..n].copy_from_slice(&bytes[..n]);
+    let h: Header = bytemuck::pod_read_unaligned(&raw);
+    if validate("fuzz", &h, actual_size, None).is_ok() {
+        assert_eq!(h.total_size, actual_size);
+        assert!(h.data_size >= 1 && HEADER_BLOCK + h.data_size <= actual_size);
+        let info = decode(&h, h.state, false, false);
+        assert!(info.name.len() <= NAME_CAPACITY * 3);
+        assert_eq!(info.size, h.data_size);
+    }
+}
+
 fn decode(h: &Header, state: u32, creator_alive: bool, stale: bool) -> SegmentInfo {
     let name_len = (h.name_len as usize).min(NAME_CAPACITY);
     SegmentInfo {

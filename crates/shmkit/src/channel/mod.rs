@@ -57,7 +57,7 @@
 mod broadcast;
 mod doorbell;
 mod info;
-mod layout;
+pub(crate) mod layout;
 mod memory;
 mod queue;
 mod rpc;
