@@ -13,8 +13,12 @@ mod common;
 fuzz_target!(|plan: common::Plan| {
     let name = common::unique_name("bcast");
     let opts = ChannelOptions::new().capacity(4096).max_subscribers(1);
-    let Ok(mut publisher) = opts.publisher(&name) else { return };
-    let Ok(mut sub) = opts.clone().history(true).subscriber(&name) else { return };
+    let Ok(mut publisher) = opts.publisher(&name) else {
+        return;
+    };
+    let Ok(mut sub) = opts.clone().history(true).subscriber(&name) else {
+        return;
+    };
     for m in plan.messages.iter().take(16) {
         let _ = publisher.publish(m);
     }

@@ -20,7 +20,11 @@ pub struct Plan {
 /// A channel name no other run uses.
 pub fn unique_name(tag: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
-    format!("fuzz-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "fuzz-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Runs `read` while another thread writes `scribbles` into the channel `name`

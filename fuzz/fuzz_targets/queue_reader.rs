@@ -13,8 +13,12 @@ mod common;
 fuzz_target!(|plan: common::Plan| {
     let name = common::unique_name("queue");
     let opts = ChannelOptions::new().capacity(4096).max_message(1 << 16);
-    let Ok(mut rx) = opts.receiver(&name) else { return };
-    let Ok(mut tx) = opts.sender(&name) else { return };
+    let Ok(mut rx) = opts.receiver(&name) else {
+        return;
+    };
+    let Ok(mut tx) = opts.sender(&name) else {
+        return;
+    };
     for m in plan.messages.iter().take(16) {
         let _ = tx.try_send(m);
     }
