@@ -534,3 +534,71 @@ impl Drop for Subscriber {
         self.mem.leave_slot(self.slot);
     }
 }
+
+#[cfg(all(test, target_os = "linux"))]
+mod model {
+    //! The seqlock read of a broadcast subscriber, run by loom over every
+    //! interleaving within its bounds: a ring of one record, which the
+    //! publisher's second message overwrites while the subscriber copies the
+    //! first. The publisher raises the claim, then a release fence, then writes
+    //! the record's words; the subscriber copies the words, then an acquire
+    //! fence, then reads the claim. A copy it keeps must be whole (both words of
+    //! one message) and the message it expected; a torn one must be thrown away.
+
+    use crate::sync::protocol::model::check;
+    use loom::sync::atomic::{fence, AtomicU64};
+    use loom::sync::Arc;
+    use loom::thread;
+    use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+
+    #[derive(Default)]
+    struct Ring {
+        head: AtomicU64,
+        claim: AtomicU64,
+        /// The record's two words (a message `v` writes `v` into both).
+        first: AtomicU64,
+        second: AtomicU64,
+    }
+
+    /// Capacity in records: one, so that message 2 overwrites message 1.
+    const CAPACITY: u64 = 1;
+
+    #[test]
+    fn a_subscriber_never_keeps_a_torn_copy() {
+        check(|| {
+            let ring = Arc::new(Ring::default());
+            let publisher = {
+                let ring = ring.clone();
+                thread::spawn(move || {
+                    for v in 1..=2u64 {
+                        let end = v; // message v occupies position v - 1
+                        ring.claim.store(end, Relaxed);
+                        fence(Release);
+                        ring.first.store(v, Relaxed);
+                        ring.second.store(v, Relaxed);
+                        ring.head.swap(end, SeqCst);
+                    }
+                })
+            };
+            // The subscriber reads position 0, message 1.
+            let pos = 0u64;
+            loop {
+                if ring.head.fetch_add(0, SeqCst) <= pos {
+                    thread::yield_now();
+                    continue;
+                }
+                let a = ring.first.load(Relaxed);
+                let b = ring.second.load(Relaxed);
+                fence(Acquire);
+                let claim = ring.claim.load(Relaxed);
+                if pos + CAPACITY < claim {
+                    // Lapped: the copy may be torn and is thrown away.
+                    break;
+                }
+                assert_eq!((a, b), (1, 1), "kept a torn or wrong copy");
+                break;
+            }
+            publisher.join().unwrap();
+        });
+    }
+}
