@@ -35,12 +35,11 @@ fn c_peer(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-#[test]
-fn shmkit_opens_what_a_c_program_created() {
-    let name = os_name("c-creates");
-    let _cleanup = Cleanup(name.clone());
+/// The C program holding a pagefile/`shm_open` object `name` of `size` bytes
+/// that starts with `text`, until told "done" on its standard input.
+fn c_creator(name: &str, size: usize, text: &str) -> std::process::Child {
     let mut creator = Command::new(C_PEER)
-        .args(["create", &name, "4096", "written by C"])
+        .args(["create", name, &size.to_string(), text])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -50,6 +49,14 @@ fn shmkit_opens_what_a_c_program_created() {
         .read_line(&mut line)
         .unwrap();
     assert_eq!(line.trim(), "ready");
+    creator
+}
+
+#[test]
+fn shmkit_opens_what_a_c_program_created() {
+    let name = os_name("c-creates");
+    let _cleanup = Cleanup(name.clone());
+    let mut creator = c_creator(&name, 4096, "written by C");
 
     let shm = ShmOptions::new().open_raw(&name).unwrap();
     assert_eq!(shm.read_vec(0, 12).unwrap(), b"written by C");
@@ -94,17 +101,7 @@ fn a_leftover_file_never_answers_for_a_live_section_of_the_same_name() {
         .unwrap();
     persistent.write_at(0, b"stale file bytes").unwrap();
     drop(persistent); // the section goes; its file stays
-    let mut creator = Command::new(C_PEER)
-        .args(["create", &name, "1024", "live section"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(creator.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "ready");
+    let mut creator = c_creator(&name, 1024, "live section");
     let live = ShmOptions::new().open_raw(&name).unwrap();
     assert_eq!(live.read_vec(0, 12).unwrap(), b"live section");
     assert!(

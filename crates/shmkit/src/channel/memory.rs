@@ -551,11 +551,11 @@ impl ChannelMem {
     #[inline]
     pub(crate) fn read(&self, idx: u64, out: &mut [u8]) {
         self.check_range(idx, out.len());
-        // SAFETY: inside the ring (checked) and `out` is our own memory. What a
-        // racing writer changes is only which bytes arrive, as in every seqlock
-        // (crossbeam's `AtomicCell` fallback makes the same bet): the ring lives in
-        // a mapping that the other process writes outside this program's view, the
-        // copy yields some bytes, and the callers discard torn ones (above).
+        // What a racing writer changes is only which bytes arrive, as in every
+        // seqlock (crossbeam's `AtomicCell` fallback makes the same bet): the ring
+        // lives in a mapping that the other process writes outside this program's
+        // view, the copy yields some bytes, and the callers discard torn ones.
+        // SAFETY: inside the ring (checked); `out` is our own memory.
         unsafe {
             std::ptr::copy_nonoverlapping(
                 self.ring.as_ptr().add(idx as usize),
@@ -570,10 +570,9 @@ impl ChannelMem {
     pub(crate) fn append(&self, idx: u64, len: usize, out: &mut Vec<u8>) {
         self.check_range(idx, len);
         out.reserve(len);
-        // SAFETY: the source is inside the ring (checked); `reserve` made room for
-        // `len` more bytes after the vector's length, which become initialised by
-        // the copy before `set_len`. A racing writer changes only which bytes
-        // arrive (see `read`).
+        // A racing writer changes only which bytes arrive (see `read`). `reserve`
+        // made room for `len` more bytes, initialised by the copy before `set_len`.
+        // SAFETY: the source is inside the ring (checked); the room is reserved.
         unsafe {
             std::ptr::copy_nonoverlapping(
                 self.ring.as_ptr().add(idx as usize),

@@ -88,10 +88,10 @@ fn open_name(os_name: &str, flags: libc::c_int, mode: libc::mode_t) -> io::Resul
     #[cfg(target_os = "linux")]
     let fd = {
         let path = cstring(&shm_path(os_name))?;
-        // SAFETY: path is a valid C string. O_NOFOLLOW refuses symlinks planted in
-        // the world-writable /dev/shm; O_NONBLOCK keeps a planted FIFO from
-        // blocking the open (callers then refuse it: not a regular file), and
-        // changes nothing for the regular files shared memory is made of.
+        // O_NOFOLLOW refuses symlinks planted in the world-writable /dev/shm;
+        // O_NONBLOCK keeps a planted FIFO from blocking the open (callers then
+        // refuse it: not a regular file), and changes nothing for regular files.
+        // SAFETY: path is a valid C string.
         unsafe {
             libc::open(
                 path.as_ptr(),
