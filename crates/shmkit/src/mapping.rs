@@ -168,6 +168,13 @@ impl Mapping {
     /// mapping and an access faulted: the window then holds zeros of our own,
     /// not the object's bytes (see `sys/unix/fault.rs`). Called before and after
     /// every access through the safe API, since the fault happens during it.
+    /// The flag that [`after_access`](Self::after_access) looks at, valid while
+    /// this mapping lives: for hot paths that keep the mapping and check often.
+    #[inline]
+    pub(crate) fn fault_flag(&self) -> sys::FaultFlag {
+        self.map.fault_flag()
+    }
+
     #[inline]
     pub(crate) fn after_access(&self, offset: u64, len: usize) -> Result<()> {
         if !self.map.truncated() {

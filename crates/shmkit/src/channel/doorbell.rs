@@ -31,8 +31,7 @@ impl<W: Word, P: Park<W>> Doorbell<'_, W, P> {
     pub(crate) fn ring(&self) {
         let sleeping = self.waiters.load(SeqCst);
         if sleeping != 0 {
-            self.signal.fetch_add(1, SeqCst);
-            self.park.wake(self.signal, sleeping);
+            wake(self.signal, self.park, sleeping);
         }
     }
 
@@ -75,6 +74,15 @@ impl<W: Word, P: Park<W>> Doorbell<'_, W, P> {
             idle()
         })
     }
+}
+
+/// The rare half of [`Doorbell::ring`], out of line (and taking only what it
+/// needs, so the ringing side builds nothing for it): keeps the hot paths small.
+#[cold]
+#[inline(never)]
+fn wake<W: Word, P: Park<W>>(signal: &W, park: &P, sleeping: u32) {
+    signal.fetch_add(1, SeqCst);
+    park.wake(signal, sleeping);
 }
 
 #[cfg(all(test, target_os = "linux"))]

@@ -20,7 +20,7 @@ use crate::shm::{Shm, ShmOptions};
 use crate::sync::owner::me;
 use crate::sync::protocol::{Plan, Spin};
 use crate::sync::Mutex;
-use crate::sys::{self, ProcessIdentity, WakeChannel};
+use crate::sys::{self, FaultFlag, ProcessIdentity, WakeChannel};
 
 /// What to create if the channel does not exist yet.
 #[derive(Clone, Debug)]
@@ -110,6 +110,9 @@ pub(crate) struct ChannelMem {
     pub message_type: Fingerprint,
     data_wake: WakeChannel,
     space_wake: WakeChannel,
+    /// The truncation flags of `shm`'s mapping and of `ring_view`, looked at
+    /// after every message: cheaper to read than to reach through the mappings.
+    faults: [FaultFlag; 2],
 }
 
 // SAFETY: the pointers point into memory owned by `shm` (Send + Sync), which lives
@@ -274,7 +277,15 @@ impl ChannelMem {
             WakeChannel::open(&name::wake_key(shm.os_name(), off))
                 .map_err(|e| Error::from_io(shm.name(), "open wake channel", e, 0))
         };
+        let faults = [
+            shm.fault_flag(),
+            ring_view
+                .as_ref()
+                .map(Mapping::fault_flag)
+                .unwrap_or_default(),
+        ];
         Ok(ChannelMem {
+            faults,
             object: object.clone(),
             ring_view,
             data_wake: wake(OFF_DATA_SIGNAL)?,
@@ -439,6 +450,15 @@ impl ChannelMem {
     /// zeros of our own): nothing sent or received since can be trusted.
     #[inline]
     pub(crate) fn intact(&self) -> Result<()> {
+        if !self.faults[0].hit() && !self.faults[1].hit() {
+            return Ok(());
+        }
+        self.truncated()
+    }
+
+    /// The error for a truncation seen by [`intact`](Self::intact).
+    #[cold]
+    fn truncated(&self) -> Result<()> {
         self.shm.after_access(0, 0)?;
         match &self.ring_view {
             Some(view) => view.after_access(0, 0),
@@ -503,6 +523,20 @@ impl ChannelMem {
         self.ring_word(idx).load(Acquire)
     }
 
+    /// The header word of the record at ring *position* `pos` (not an offset):
+    /// the position is wrapped onto the ring and rounded down to a word, so the
+    /// word is inside the ring and aligned by construction, with no check to pay
+    /// on the hot paths. Positions are multiples of 8 (validated where they come
+    /// from shared memory), so the rounding never changes a valid one.
+    #[inline(always)]
+    pub(crate) fn header_at(&self, pos: u64) -> &AtomicU64 {
+        // The capacity is a power of two of at least 256 (validated at attach).
+        let idx = pos & (self.capacity - 8);
+        // SAFETY: idx <= capacity - 8 and is a multiple of 8; the ring lies inside
+        // the mapping and starts on a 64-byte boundary.
+        unsafe { &*self.ring.as_ptr().add(idx as usize).cast::<AtomicU64>() }
+    }
+
     #[inline]
     fn ring_word(&self, idx: u64) -> &AtomicU64 {
         assert!(idx % 8 == 0 && idx + 8 <= self.capacity, "ring word {idx}");
@@ -534,9 +568,18 @@ impl ChannelMem {
     #[inline]
     pub(crate) fn write_payload(&self, idx: u64, data: &[u8]) {
         let start = idx + RECORD_HEADER;
+        self.check_range(start, data.len());
+        debug_assert!(self.ring_view.is_none(), "a write to a read-only ring");
         let on_header_line = ((idx | 63) + 1 - start).min(data.len() as u64) as usize;
-        self.write(start + on_header_line as u64, &data[on_header_line..]);
-        self.write(start, &data[..on_header_line]);
+        let (near, far) = data.split_at(on_header_line);
+        // SAFETY: `start..start + data.len()` is inside the ring (checked above)
+        // and owned by the caller by protocol, as for `write`; the source is our
+        // own memory.
+        unsafe {
+            let dst = self.ring.as_ptr().add(start as usize);
+            std::ptr::copy_nonoverlapping(far.as_ptr(), dst.add(near.len()), far.len());
+            std::ptr::copy_nonoverlapping(near.as_ptr(), dst, near.len());
+        }
     }
 
     /// Copies ring bytes at `idx` into `out`.

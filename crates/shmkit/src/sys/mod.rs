@@ -90,6 +90,15 @@ impl RawMap {
     pub(crate) fn truncated(&self) -> bool {
         self.guard.as_ref().is_some_and(FaultGuard::hit)
     }
+
+    /// The flag behind [`truncated`](Self::truncated), valid while this map lives.
+    #[inline]
+    pub(crate) fn fault_flag(&self) -> FaultFlag {
+        self.guard
+            .as_ref()
+            .map(FaultGuard::flag)
+            .unwrap_or_default()
+    }
 }
 
 impl Drop for RawMap {

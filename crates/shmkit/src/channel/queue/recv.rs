@@ -1,7 +1,7 @@
 //! The receiving end of a queue: reading records, reassembling fragments,
 //! and waiting for data or for the senders to go.
 
-use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::Ordering::{Acquire, SeqCst};
 use std::time::{Duration, Instant};
 
 use super::open_queue;
@@ -9,7 +9,7 @@ use crate::channel::layout::*;
 use crate::channel::memory::{ChannelMem, Peer, CHECK_EVERY};
 use crate::channel::wait::{spin_of, Deadline};
 use crate::channel::{ChannelOptions, WaitMode};
-use crate::error::{Error, Result};
+use crate::error::{Error, ObjectName, Result};
 
 /// The receiving end of a queue channel; one per channel.
 ///
@@ -68,6 +68,55 @@ enum Fast {
     Nothing,
     /// Something `poll` must look at.
     Other,
+}
+
+/// Which messages a receive call takes; a refused one stays queued.
+#[derive(Clone, Copy, Debug)]
+enum Accept {
+    Any,
+    /// Up to this many bytes: the caller's buffer.
+    UpTo(u64),
+    /// Exactly this many bytes: a plain-old-data type, named.
+    Exactly(u64, &'static str),
+}
+
+impl Accept {
+    #[inline]
+    fn admits(self, len: u64) -> bool {
+        match self {
+            Accept::Any => true,
+            Accept::UpTo(max) => len <= max,
+            Accept::Exactly(want, _) => len == want,
+        }
+    }
+
+    /// `admits`, or the error that says why not. The error is built only when
+    /// refusing: receiving must not allocate.
+    #[inline]
+    fn check(self, len: u64, object: &ObjectName) -> Result<()> {
+        if self.admits(len) {
+            Ok(())
+        } else {
+            Err(self.refusal(len, object))
+        }
+    }
+
+    #[cold]
+    fn refusal(self, len: u64, object: &ObjectName) -> Error {
+        match self {
+            Accept::UpTo(capacity) => Error::BufferTooSmall {
+                object: object.clone(),
+                len,
+                capacity,
+            },
+            Accept::Exactly(want, type_name) => Error::WrongKind {
+                object: object.into(),
+                found: format!("message of {len} bytes"),
+                expected: format!("{type_name} ({want} bytes)"),
+            },
+            Accept::Any => unreachable!("every length is admitted"),
+        }
+    }
 }
 
 /// Records a receive call reads between looks at the clock.
@@ -174,7 +223,7 @@ impl ReadState {
     fn take_single<R>(
         &mut self,
         mem: &ChannelMem,
-        accept: &impl Fn(u64, &str) -> Result<()>,
+        accept: Accept,
         deliver: &mut Option<impl FnOnce(&[u8]) -> R>,
     ) -> std::result::Result<R, Fast> {
         if self.assembly.is_some() {
@@ -182,13 +231,17 @@ impl ReadState {
         }
         let cap = mem.capacity;
         let idx = self.tail & (cap - 1);
-        let len = match Header::decode(mem.load_header(idx), self.tail) {
-            Header::Record(Tag::Single, len) => len as u64,
-            Header::NotYet => return Err(Fast::Nothing),
-            _ => return Err(Fast::Other),
-        };
+        let word = mem.header_at(self.tail).load(Acquire);
+        if word >> 32 != Tag::Single.encode(0, self.tail) >> 32 {
+            return Err(if Header::decode(word, self.tail) == Header::NotYet {
+                Fast::Nothing
+            } else {
+                Fast::Other
+            });
+        }
+        let len = word as u32 as u64;
         let size = RECORD_HEADER + align8(len);
-        if size > cap - idx || accept(len, mem.name()).is_err() {
+        if size > cap - idx || !accept.admits(len) {
             return Err(Fast::Other);
         }
         let Some(deliver) = deliver.take() else {
@@ -207,7 +260,7 @@ impl ReadState {
     fn poll<R>(
         &mut self,
         mem: &ChannelMem,
-        accept: &impl Fn(u64, &str) -> Result<()>,
+        accept: Accept,
         deliver: &mut Option<impl FnOnce(&[u8]) -> R>,
         deadline: Option<Instant>,
         thorough: bool,
@@ -222,7 +275,7 @@ impl ReadState {
             }
             if self.assembly.as_ref().is_some_and(|a| a.complete) {
                 let total = self.assembly.as_ref().map_or(0, |a| a.total);
-                accept(total, mem.name())?;
+                accept.check(total, mem.name())?;
                 let a = self.assembly.take().expect("checked above");
                 let r = (deliver.take().expect("delivered once"))(&a.buf);
                 self.spare = a.buf;
@@ -240,7 +293,7 @@ impl ReadState {
                     // sender that died or gave up: drop it.
                     self.abandon(mem);
                     self.orphan = false;
-                    accept(rec.len, mem.name())?;
+                    accept.check(rec.len, mem.name())?;
                     // SAFETY: published and not yet released: the sender does not
                     // write there until the tail passes it, after this call.
                     let bytes = unsafe { mem.slice(rec.payload, rec.len as usize) };
@@ -262,7 +315,7 @@ impl ReadState {
                         )));
                     }
                     self.abandon(mem);
-                    accept(total, mem.name())?;
+                    accept.check(total, mem.name())?;
                     self.orphan = false;
                     self.hold = Some(self.tail);
                     let mut buf = std::mem::take(&mut self.spare);
@@ -490,18 +543,7 @@ impl Receiver {
     /// Receives a plain-old-data value. A message whose length is not
     /// `size_of::<T>()` is refused with [`Error::WrongKind`] and stays queued.
     pub fn recv_pod<T: bytemuck::AnyBitPattern>(&mut self) -> Result<T> {
-        let want = std::mem::size_of::<T>() as u64;
-        let accept = move |len: u64, object: &str| {
-            if len == want {
-                Ok(())
-            } else {
-                Err(Error::WrongKind {
-                    object: object.into(),
-                    found: format!("message of {len} bytes"),
-                    expected: format!("{} ({want} bytes)", std::any::type_name::<T>()),
-                })
-            }
-        };
+        let accept = Accept::Exactly(std::mem::size_of::<T>() as u64, std::any::type_name::<T>());
         self.recv_until(Deadline::Never, accept, |b| bytemuck::pod_read_unaligned(b))
     }
 
@@ -518,19 +560,7 @@ impl Receiver {
     }
 
     fn recv_into_until(&mut self, buf: &mut [u8], deadline: Deadline) -> Result<usize> {
-        let capacity = buf.len() as u64;
-        // Builds the error only when refusing: receiving must not allocate.
-        let accept = move |len: u64, object: &str| {
-            if len <= capacity {
-                Ok(())
-            } else {
-                Err(Error::BufferTooSmall {
-                    object: object.into(),
-                    len,
-                    capacity,
-                })
-            }
-        };
+        let accept = Accept::UpTo(buf.len() as u64);
         self.recv_until(deadline, accept, |b| {
             buf[..b.len()].copy_from_slice(b);
             b.len()
@@ -538,17 +568,37 @@ impl Receiver {
     }
 
     fn recv_with_until<R>(&mut self, deadline: Deadline, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
-        self.recv_until(deadline, |_, _| Ok(()), f)
+        self.recv_until(deadline, Accept::Any, f)
     }
 
     /// Receives as `receive` does, and reports [`Error::Truncated`] instead if
     /// the channel's object was shrunk under us meanwhile (what was read may
     /// then be zeros).
+    #[inline]
     fn recv_until<R>(
         &mut self,
         deadline: Deadline,
-        accept: impl Fn(u64, &str) -> Result<()>,
+        accept: Accept,
         deliver: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R> {
+        let mut deliver = Some(deliver);
+        match self.state.take_single(&self.mem, accept, &mut deliver) {
+            Ok(r) => {
+                self.mem.intact()?;
+                Ok(r)
+            }
+            Err(_) => self.receive_checked(deadline, accept, deliver),
+        }
+    }
+
+    /// Everything the fast path leaves, then the truncation check: out of line,
+    /// so that the fast path stays a small function.
+    #[inline(never)]
+    fn receive_checked<R>(
+        &mut self,
+        deadline: Deadline,
+        accept: Accept,
+        deliver: Option<impl FnOnce(&[u8]) -> R>,
     ) -> Result<R> {
         let received = self.receive(deadline, accept, deliver);
         self.mem.intact()?;
@@ -558,18 +608,15 @@ impl Receiver {
     fn receive<R>(
         &mut self,
         deadline: Deadline,
-        accept: impl Fn(u64, &str) -> Result<()>,
-        deliver: impl FnOnce(&[u8]) -> R,
+        accept: Accept,
+        mut deliver: Option<impl FnOnce(&[u8]) -> R>,
     ) -> Result<R> {
-        let mut deliver = Some(deliver);
         let mem = &self.mem;
         let state = &mut self.state;
+        // Only now: reading the clock costs as much as the fast path.
         let until = deadline.instant();
-        if let Ok(r) = state.take_single(mem, &accept, &mut deliver) {
-            return Ok(r);
-        }
         let thorough = matches!(deadline, Deadline::Now);
-        if let Some(r) = state.poll(mem, &accept, &mut deliver, until, thorough)? {
+        if let Some(r) = state.poll(mem, accept, &mut deliver, until, thorough)? {
             return Ok(r);
         }
         // A receiver that waits for the next sender never asks whether they are
@@ -590,13 +637,13 @@ impl Receiver {
             let plan = ChannelMem::plan(self.spin, deadline.instant());
             let ready = |thorough: bool| {
                 if !thorough {
-                    match state.take_single(mem, &accept, &mut deliver) {
+                    match state.take_single(mem, accept, &mut deliver) {
                         Ok(r) => return Some(Ok(Ok(r))),
                         Err(Fast::Nothing) => return None,
                         Err(Fast::Other) => {}
                     }
                 }
-                match state.poll(mem, &accept, &mut deliver, until, thorough) {
+                match state.poll(mem, accept, &mut deliver, until, thorough) {
                     Ok(Some(r)) => Some(Ok(Ok(r))),
                     Ok(None) => None,
                     Err(e) => Some(Err(e)),
@@ -618,7 +665,7 @@ impl Receiver {
         }
         // The senders are gone, but what they published before going is still
         // delivered; a message they left unfinished is dropped.
-        if let Some(r) = state.poll(mem, &accept, &mut deliver, until, true)? {
+        if let Some(r) = state.poll(mem, accept, &mut deliver, until, true)? {
             return Ok(r);
         }
         state.abandon(mem);

@@ -1,7 +1,7 @@
 //! The sending end of a queue: the write cursor, the fast and general send
 //! paths, fragmentation, zero-copy reservations and the many-sender lock.
 
-use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::Ordering::{Release, SeqCst};
 use std::time::{Duration, Instant};
 
 use super::open_queue;
@@ -45,6 +45,9 @@ pub struct Sender {
     slot: u32,
     lock: Option<Mutex<()>>,
     spin: Option<Duration>,
+    /// The longest message the fast path takes (one record, within the
+    /// channel's maximum); `None` with the producer lock, which it never takes.
+    fast_max: Option<u64>,
 }
 
 /// The sender's view of the ring: its own head and the last tail it saw.
@@ -132,13 +135,45 @@ impl WriteCursor {
         Ok(Some(self.head & (cap - 1)))
     }
 
+    /// The fast path of a one-record message: appends it if it fits before the
+    /// ring's end with room for the zero word after it, by the tail last seen.
+    /// `false` writes nothing and leaves the rest (pads, a fresh look at the
+    /// tail) to `try_reserve`.
+    #[inline(always)]
+    fn try_append(&mut self, mem: &ChannelMem, msg: &[u8]) -> bool {
+        let Some(idx) = self.try_room(mem, msg.len() as u64) else {
+            return false;
+        };
+        mem.write_payload(idx, msg);
+        self.publish(mem, Tag::Single, msg.len() as u64);
+        true
+    }
+
+    /// The fast half of `try_reserve`: room for a record of `len` payload bytes
+    /// before the ring's end and for the zero word after it, by the tail last
+    /// seen. Returns the record's ring offset; `None` leaves the rest (pads, a
+    /// fresh look at the tail) to `try_reserve`.
+    #[inline(always)]
+    fn try_room(&mut self, mem: &ChannelMem, len: u64) -> Option<u64> {
+        let cap = mem.capacity;
+        let size = RECORD_HEADER + align8(len);
+        let head = self.head;
+        let idx = head & (cap - 1);
+        if size > cap - idx || size + RECORD_HEADER > cap - (head - self.cached_tail) {
+            return None;
+        }
+        // The zero word first, as in `try_reserve`.
+        mem.header_at(head + size).store(0, Release);
+        Some(idx)
+    }
+
     /// Publishes the record at the head: its header, then the new head.
     #[inline]
     fn publish(&mut self, mem: &ChannelMem, tag: Tag, len: u64) {
-        let cap = mem.capacity;
         let pos = self.head;
         let end = pos + RECORD_HEADER + align8(len);
-        mem.store_header(pos & (cap - 1), tag.encode(len as u32, pos));
+        mem.header_at(pos)
+            .store(tag.encode(len as u32, pos), Release);
         self.head = end;
         mem.head().swap(end, SeqCst);
         mem.data_bell().ring();
@@ -219,12 +254,17 @@ impl Sender {
                 return Err(e);
             }
         };
+        let fast_max = match lock {
+            Some(_) => None,
+            None => Some(max_record(mem.capacity).min(mem.max_message)),
+        };
         Ok(Sender {
             mem,
             cursor,
             slot,
             lock,
             spin: spin_of(opts.wait),
+            fast_max,
         })
     }
 
@@ -270,10 +310,10 @@ impl Sender {
     /// its end or dies while it waits (noticed within 50 ms): nobody would make
     /// room.
     pub fn send(&mut self, msg: &[u8]) -> Result<()> {
-        if !self.send_now(msg) {
-            self.send_until(msg, Deadline::Never)?;
+        if self.send_now(msg) {
+            return self.mem.intact();
         }
-        self.mem.intact()
+        self.send_slow(msg, Deadline::Never)
     }
 
     /// Sends `msg` only if it fits the free space now, without waiting:
@@ -281,24 +321,31 @@ impl Sender {
     /// longer than [`max_record`](Self::max_record), which only [`send`](Self::send)
     /// and [`send_timeout`](Self::send_timeout) can carry.
     pub fn try_send(&mut self, msg: &[u8]) -> Result<()> {
-        if !self.send_now(msg) {
-            self.check_len(msg.len() as u64, self.max_record())?;
-            let sent = self.send_until(msg, Deadline::Now);
-            self.mem.intact()?;
-            sent?;
+        if self.send_now(msg) {
+            return self.mem.intact();
         }
-        self.mem.intact()
+        self.send_slow(msg, Deadline::Now)
     }
 
     /// Sends `msg`, waiting at most `timeout` for room; [`Error::Timeout`] after
     /// that. A long message that timed out halfway is not delivered at all.
     pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
-        if !self.send_now(msg) {
-            let sent = self.send_until(msg, Deadline::after(timeout));
-            self.mem.intact()?;
-            sent?;
+        if self.send_now(msg) {
+            return self.mem.intact();
         }
-        self.mem.intact()
+        self.send_slow(msg, Deadline::after(timeout))
+    }
+
+    /// Everything the fast path leaves: out of line, so that the fast path stays
+    /// a small function (this one saves and restores far more registers).
+    #[inline(never)]
+    fn send_slow(&mut self, msg: &[u8], deadline: Deadline) -> Result<()> {
+        if matches!(deadline, Deadline::Now) {
+            self.check_len(msg.len() as u64, self.max_record())?;
+        }
+        let sent = self.send_until(msg, deadline);
+        self.mem.intact()?;
+        sent
     }
 
     /// The fast path: a one-record message on a one-sender channel with room for
@@ -306,17 +353,8 @@ impl Sender {
     /// lock, every error) to the general path.
     #[inline]
     fn send_now(&mut self, msg: &[u8]) -> bool {
-        let len = msg.len() as u64;
-        if self.lock.is_some() || len > max_record(self.mem.capacity) || len > self.mem.max_message
-        {
-            return false;
-        }
-        match self.cursor.try_reserve(&self.mem, len) {
-            Ok(Some(idx)) => {
-                self.mem.write_payload(idx, msg);
-                self.cursor.publish(&self.mem, Tag::Single, len);
-                true
-            }
+        match self.fast_max {
+            Some(max) if msg.len() as u64 <= max => self.cursor.try_append(&self.mem, msg),
             _ => false,
         }
     }
@@ -378,7 +416,26 @@ impl Sender {
         Ok(())
     }
 
+    #[inline]
     fn reserve_until(&mut self, len: usize, deadline: Deadline) -> Result<Reservation<'_>> {
+        if matches!(self.fast_max, Some(max) if len as u64 <= max) {
+            if let Some(idx) = self.cursor.try_room(&self.mem, len as u64) {
+                self.mem.intact()?;
+                return Ok(Reservation {
+                    mem: &self.mem,
+                    cursor: &mut self.cursor,
+                    idx,
+                    len,
+                    committed: false,
+                    _guard: None,
+                });
+            }
+        }
+        self.reserve_slow(len, deadline)
+    }
+
+    #[inline(never)]
+    fn reserve_slow(&mut self, len: usize, deadline: Deadline) -> Result<Reservation<'_>> {
         self.check_len(len as u64, self.max_record())?;
         let guard = lock(&self.mem, self.lock.as_ref(), &mut self.cursor, deadline)?;
         let idx = self

@@ -89,7 +89,38 @@ impl FaultGuard {
     /// Whether a truncation hit the mapping: its pages are anonymous now.
     #[inline]
     pub(crate) fn hit(&self) -> bool {
-        self.slot.is_some_and(|i| TABLE[i].hit.load(Acquire))
+        self.flag().hit()
+    }
+
+    /// The mapping's flag alone, for hot paths that look at it after every
+    /// access: valid while this guard lives.
+    #[inline]
+    pub(crate) fn flag(&self) -> FaultFlag {
+        self.slot
+            .map_or_else(FaultFlag::default, |i| FaultFlag(&TABLE[i].hit))
+    }
+}
+
+/// The flag the handler sets when a truncation hits a mapping (for a mapping
+/// that is not guarded, one that is never set). Only meaningful while its
+/// guard lives.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FaultFlag(&'static AtomicBool);
+
+/// The flag of every mapping without a slot: never set.
+static NEVER_HIT: AtomicBool = AtomicBool::new(false);
+
+impl Default for FaultFlag {
+    fn default() -> FaultFlag {
+        FaultFlag(&NEVER_HIT)
+    }
+}
+
+impl FaultFlag {
+    /// Whether a truncation hit the mapping.
+    #[inline]
+    pub(crate) fn hit(self) -> bool {
+        self.0.load(Acquire)
     }
 }
 

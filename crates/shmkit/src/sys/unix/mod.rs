@@ -18,7 +18,7 @@ mod fault;
 mod liveness;
 mod posix_sem;
 mod wait;
-pub(crate) use fault::FaultGuard;
+pub(crate) use fault::{FaultFlag, FaultGuard};
 #[cfg(target_os = "linux")]
 pub(crate) use liveness::reap_dead_tokens;
 pub(crate) use posix_sem::PosixSem;

@@ -96,6 +96,21 @@ impl FaultGuard {
     pub(crate) fn hit(&self) -> bool {
         false
     }
+
+    pub(crate) fn flag(&self) -> FaultFlag {
+        FaultFlag
+    }
+}
+
+/// Never set: see [`FaultGuard`].
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct FaultFlag;
+
+impl FaultFlag {
+    #[inline]
+    pub(crate) fn hit(self) -> bool {
+        false
+    }
 }
 
 /// Opening a file never blocks on Windows.
