@@ -5,6 +5,7 @@
 //! object made by another program instead (`/psm_1234`, `Local\MyMap`). Errors are
 //! one line on stderr and exit status 1.
 
+mod bench;
 mod channels;
 mod commands;
 mod demo;
@@ -169,6 +170,9 @@ enum Command {
         #[arg(long, value_parser = size::parse)]
         capacity: Option<u64>,
     },
+    /// Measure shmkit against the hardware floor, pipes and sockets: round-trip
+    /// percentiles and throughput between two processes, in one interleaved run.
+    Bench(bench::BenchArgs),
     /// Two processes talking through channels: messages of growing size up to
     /// 16 MiB, round-trip time and throughput, every byte checked.
     Demo {
@@ -265,6 +269,7 @@ fn main() -> ExitCode {
                 timeout,
             },
         ),
+        Command::Bench(args) => bench::run(args),
         Command::Demo { peer: None } => demo::run(),
         Command::Demo { peer: Some(name) } => demo::peer(&name),
     };

@@ -440,3 +440,63 @@ fn another_users_segment_needs_accept_insecure() {
     assert_eq!(out.stdout, b"theirs");
     assert!(ok(&["info", &n.0, "--accept-insecure"]).contains("bytes"));
 }
+
+/// `shmkit bench` end to end, kept short: every transport it runs starts its
+/// peers, moves stamped payloads both ways and reports numbers; the JSON holds
+/// a row per transport and size.
+#[test]
+fn bench_measures_every_transport_it_is_asked_for() {
+    let out = shmkit(&[
+        "bench",
+        "--json",
+        "--rounds",
+        "1",
+        "--sizes",
+        "64,4KiB",
+        "--only",
+        "queue-blocking,zero-copy,broadcast-1,rpc,pipe,tcp",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json = String::from_utf8(out.stdout).unwrap();
+    for transport in [
+        "queue-blocking",
+        "zero-copy",
+        "broadcast-1",
+        "rpc",
+        "pipe",
+        "tcp",
+    ] {
+        let rows = json
+            .matches(&format!("\"transport\": \"{transport}\""))
+            .count();
+        // Two latency rows; two throughput rows for the streaming transports.
+        let want = if matches!(transport, "broadcast-1" | "rpc") {
+            2
+        } else {
+            4
+        };
+        assert_eq!(rows, want, "{transport} in {json}");
+    }
+    assert!(json.contains("\"p99\""), "{json}");
+    assert!(json.contains("\"gigabytes_per_sec\""), "{json}");
+    assert!(json.contains("\"machine\""), "{json}");
+}
+
+#[test]
+fn bench_refuses_bad_sizes_and_unknown_transports() {
+    let out = shmkit(&["bench", "--sizes", "4"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("from 8 bytes"), "{err}");
+    let out = shmkit(&["bench", "--only", "carrier-pigeon"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not a transport") && err.contains("queue-busy"),
+        "{err}"
+    );
+}

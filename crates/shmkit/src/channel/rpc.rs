@@ -129,42 +129,111 @@ impl RpcServer {
     /// ([`set_reply_timeout`](Self::set_reply_timeout)): the reply is dropped and
     /// the server goes on.
     pub fn reply(&mut self, request: &Request, payload: &[u8]) -> Result<()> {
-        if !self.replies.contains_key(&request.reply_to) {
-            // A new client: let go of the queues of clients that left, which our
-            // sender would otherwise keep alive as long as the server runs.
-            self.replies.retain(|_, tx| tx.receiver_connected());
-            let tx = ChannelOptions::new()
-                .open_existing()
-                .sender(&request.reply_to)?;
-            self.replies.insert(request.reply_to.clone(), tx);
-        }
-        let tx = self
-            .replies
-            .get_mut(&request.reply_to)
-            .expect("inserted above");
         let msg = &mut self.scratch;
         msg.clear();
         msg.extend_from_slice(&request.id.to_le_bytes());
         msg.extend_from_slice(payload);
-        let sent = tx
-            .send_timeout(msg, self.reply_timeout)
-            .map_err(|e| match e {
-                Error::Timeout { object, after, .. } => Error::Timeout {
-                    object,
-                    op: "deliver a reply (the client's reply queue stayed full)",
-                    after,
-                },
-                other => other,
-            });
-        if sent.is_err() {
-            // A client that went away takes its queue with it; forget ours.
-            self.replies.remove(&request.reply_to);
-        }
-        sent
+        send_reply(
+            &mut self.replies,
+            &request.reply_to,
+            msg,
+            self.reply_timeout,
+        )
     }
 }
 
-fn decode_request(bytes: &[u8]) -> std::result::Result<Request, String> {
+impl RpcServer {
+    /// Receives the next request and answers it with what `f` writes into the
+    /// reply buffer (empty when `f` gets it), without allocating once the
+    /// client's reply queue is open: the request is lent to `f` straight from
+    /// the ring. Waits as long as it takes, like [`recv`](Self::recv); the reply
+    /// waits at most the [reply timeout](Self::set_reply_timeout).
+    ///
+    /// ```
+    /// use shmkit::channel::{RpcClient, RpcServer};
+    /// # fn main() -> shmkit::Result<()> {
+    /// # let name = format!("doc-respond-{}", std::process::id());
+    /// let mut server = RpcServer::bind(&name)?;
+    /// let mut client = RpcClient::connect(&name)?;
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| server.respond(|request, reply| {
+    ///         reply.extend(request.iter().rev()); // the answer: the bytes reversed
+    ///     }));
+    ///     let len = client.call_with(b"abc", |reply| {
+    ///         assert_eq!(reply, b"cba");
+    ///         reply.len()
+    ///     })?;
+    ///     assert_eq!(len, 3);
+    ///     Ok(())
+    /// })
+    /// # }
+    /// ```
+    pub fn respond(&mut self, f: impl FnOnce(&[u8], &mut Vec<u8>)) -> Result<()> {
+        let RpcServer {
+            requests,
+            replies,
+            scratch,
+            reply_timeout,
+        } = self;
+        let object = requests.object_name();
+        requests.recv_with(|bytes| -> Result<()> {
+            let (id, reply_to, payload) =
+                split_request(bytes).map_err(|reason| Error::Decode { object, reason })?;
+            scratch.clear();
+            scratch.extend_from_slice(&id.to_le_bytes());
+            f(payload, scratch);
+            send_reply(replies, reply_to, scratch, *reply_timeout)
+        })?
+    }
+}
+
+/// Sends `msg` (id and payload) to the client whose reply queue is `reply_to`,
+/// opening the queue on first use.
+fn send_reply(
+    replies: &mut HashMap<String, Sender>,
+    reply_to: &str,
+    msg: &[u8],
+    timeout: Duration,
+) -> Result<()> {
+    if !replies.contains_key(reply_to) {
+        // A new client: let go of the queues of clients that left, which our
+        // sender would otherwise keep alive as long as the server runs.
+        replies.retain(|_, tx| tx.receiver_connected());
+        let tx = ChannelOptions::new().open_existing().sender(reply_to)?;
+        replies.insert(reply_to.to_owned(), tx);
+    }
+    let tx = replies.get_mut(reply_to).expect("inserted above");
+    let sent = tx.send_timeout(msg, timeout).map_err(|e| match e {
+        Error::Timeout { object, after, .. } => Error::Timeout {
+            object,
+            op: "deliver a reply (the client's reply queue stayed full)",
+            after,
+        },
+        other => other,
+    });
+    if sent.is_err() {
+        // A client that went away takes its queue with it; forget ours.
+        replies.remove(reply_to);
+    }
+    sent
+}
+
+/// Hands a reply to call `id` to `f` (once); `None` for a late reply to an
+/// earlier call, which is dropped.
+fn ours<R, F: FnOnce(&[u8]) -> R>(
+    id: u64,
+    f: &mut Option<F>,
+) -> impl FnOnce(&[u8]) -> Option<R> + '_ {
+    move |reply| {
+        if reply.get(..8) != Some(&id.to_le_bytes()[..]) {
+            return None;
+        }
+        f.take().map(|f| f(&reply[8..]))
+    }
+}
+
+/// A request's id, reply-queue name and payload, or why it is malformed.
+fn split_request(bytes: &[u8]) -> std::result::Result<(u64, &str, &[u8]), String> {
     let bad = || format!("malformed request of {} bytes", bytes.len());
     let id = u64::from_le_bytes(bytes.get(..8).ok_or_else(bad)?.try_into().expect("8 bytes"));
     let name_len = u16::from_le_bytes(
@@ -175,11 +244,16 @@ fn decode_request(bytes: &[u8]) -> std::result::Result<Request, String> {
             .expect("2 bytes"),
     ) as usize;
     let name = bytes.get(10..10 + name_len).ok_or_else(bad)?;
-    let reply_to = std::str::from_utf8(name).map_err(|_| bad())?.to_owned();
+    let reply_to = std::str::from_utf8(name).map_err(|_| bad())?;
+    Ok((id, reply_to, &bytes[10 + name_len..]))
+}
+
+fn decode_request(bytes: &[u8]) -> std::result::Result<Request, String> {
+    let (id, reply_to, payload) = split_request(bytes)?;
     Ok(Request {
         id,
-        reply_to,
-        payload: bytes[10 + name_len..].to_vec(),
+        reply_to: reply_to.to_owned(),
+        payload: payload.to_vec(),
     })
 }
 
@@ -219,23 +293,39 @@ impl RpcClient {
     /// Sends `payload` and waits for the reply. [`Error::Disconnected`] if the
     /// server stops or dies before answering.
     pub fn call(&mut self, payload: &[u8]) -> Result<Vec<u8>> {
-        self.call_until(payload, None)
+        self.call_with(payload, <[u8]>::to_vec)
     }
 
     /// [`call`](Self::call), waiting at most `timeout` for the reply
     /// ([`Error::Timeout`]); a late reply to it is discarded by the next call.
     pub fn call_timeout(&mut self, payload: &[u8], timeout: Duration) -> Result<Vec<u8>> {
-        self.call_until(
-            payload,
-            Instant::now().checked_add(timeout).map(|d| (d, timeout)),
-        )
+        self.call_with_timeout(payload, timeout, <[u8]>::to_vec)
     }
 
-    fn call_until(
+    /// Calls the server with `payload` and lends the reply to `f`, straight from
+    /// the reply queue: no allocation. Waits as long as it takes (a server that
+    /// stops running is noticed: [`Error::Disconnected`]).
+    pub fn call_with<R>(&mut self, payload: &[u8], f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        self.call_until(payload, None, f)
+    }
+
+    /// [`call_with`](Self::call_with), waiting at most `timeout`.
+    pub fn call_with_timeout<R>(
+        &mut self,
+        payload: &[u8],
+        timeout: Duration,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R> {
+        let deadline = Instant::now().checked_add(timeout).map(|d| (d, timeout));
+        self.call_until(payload, deadline, f)
+    }
+
+    fn call_until<R>(
         &mut self,
         payload: &[u8],
         deadline: Option<(Instant, Duration)>,
-    ) -> Result<Vec<u8>> {
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R> {
         let id = self.next_id;
         self.next_id += 1;
         let msg = &mut self.scratch;
@@ -250,15 +340,20 @@ impl RpcClient {
                 .requests
                 .send_timeout(msg, at.saturating_duration_since(Instant::now()))?,
         }
+        let mut f = Some(f);
         loop {
+            // The reply is usually there at once: look before reading the clock.
             let slice = Duration::from_millis(50);
-            let wait = deadline.map_or(slice, |(at, _)| {
-                slice.min(at.saturating_duration_since(Instant::now()))
-            });
-            let ours = |reply: &[u8]| {
-                (reply.get(..8) == Some(&id.to_le_bytes()[..])).then(|| reply[8..].to_vec())
+            let got = match self.replies.try_recv_with(ours(id, &mut f)) {
+                Err(e) if e.is_would_block() => {
+                    let wait = deadline.map_or(slice, |(at, _)| {
+                        slice.min(at.saturating_duration_since(Instant::now()))
+                    });
+                    self.replies.recv_with_timeout(wait, ours(id, &mut f))
+                }
+                other => other,
             };
-            match self.replies.recv_with_timeout(wait, ours) {
+            match got {
                 Ok(Some(reply)) => return Ok(reply),
                 // A late reply to an earlier call that timed out.
                 Ok(None) => continue,

@@ -443,6 +443,11 @@ impl Receiver {
         self.mem.name()
     }
 
+    /// The channel's name as errors carry it (shared: cloning allocates nothing).
+    pub(crate) fn object_name(&self) -> ObjectName {
+        self.mem.name().clone()
+    }
+
     /// Bytes in the ring.
     pub fn capacity(&self) -> u64 {
         self.mem.capacity
