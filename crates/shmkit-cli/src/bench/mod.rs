@@ -35,7 +35,7 @@ use transport::{BenchResult, Kind, Link, Spawner, MAX_SIZE};
 /// Options of `shmkit bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Message sizes, comma-separated (at least 8 bytes, at most 2 MiB).
+    /// Message sizes, comma-separated (at least 8 bytes, at most 1 MiB).
     #[arg(long, value_delimiter = ',', value_parser = parse_size,
           default_value = "64,1KiB,64KiB,1MiB")]
     pub sizes: Vec<usize>,
@@ -75,7 +75,7 @@ fn parse_size(s: &str) -> Result<usize, String> {
     let n = crate::size::parse(s)?;
     if !(8..=MAX_SIZE as u64).contains(&n) {
         return Err(format!(
-            "{s}: message sizes run from 8 bytes (the sequence number) to 2 MiB"
+            "{s}: message sizes run from 8 bytes (the sequence number) to 1 MiB"
         ));
     }
     Ok(n as usize)
@@ -204,7 +204,9 @@ pub fn run(args: BenchArgs) -> CmdResult {
     };
     let mut finished = Ok(());
     for (_, link) in std::mem::take(&mut links) {
-        if let Err(e) = link.finish() {
+        if measured.is_err() {
+            link.kill();
+        } else if let Err(e) = link.finish() {
             finished = Err(e);
         }
     }
@@ -303,10 +305,18 @@ fn measure(
     let mut samples: BTreeMap<(Kind, usize), Vec<u64>> = BTreeMap::new();
     let mut streamed: BTreeMap<(Kind, usize), (u64, Duration)> = BTreeMap::new();
     let mut copied: BTreeMap<usize, (u64, Duration)> = BTreeMap::new();
+    let kinds: Vec<Kind> = links.keys().copied().collect();
     for round in 1..=plan.rounds {
         progress.set_message(format!("round {round} of {}", plan.rounds));
+        // Each round starts with another transport: whatever disturbs the
+        // start of a round (the machine settling after the last round's
+        // megabyte copies) falls on a different one each time.
+        let mut order = kinds.clone();
+        let turn = round as usize % order.len().max(1);
+        order.rotate_left(turn);
         for &size in sizes {
-            for (&kind, link) in links.iter_mut() {
+            for &kind in &order {
+                let link = links.get_mut(&kind).expect("opened");
                 let n = counts[&(kind, size)];
                 let out = samples.entry((kind, size)).or_default();
                 out.reserve(n as usize);

@@ -25,7 +25,7 @@ pub type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
 /// record (a quarter of the ring), so no size is fragmented.
 pub const RING: u64 = 8 << 20;
 /// The largest message size the benchmark accepts.
-pub const MAX_SIZE: usize = 1 << 21;
+pub const MAX_SIZE: usize = 1 << 20;
 /// How long any one wait for a peer may take before the benchmark gives up.
 const STUCK: Duration = Duration::from_secs(20);
 
@@ -130,6 +130,8 @@ pub trait Link {
     fn stream(&mut self, count: u64, size: usize) -> BenchResult<Duration>;
     /// Tells the peers to stop and waits for them.
     fn finish(self: Box<Self>) -> BenchResult<()>;
+    /// Kills the peers (after a failure, when they may be waiting mid-batch).
+    fn kill(self: Box<Self>);
     /// The process that waits for this side's messages (for CPU accounting).
     fn peer_pid(&self) -> u32;
 }
@@ -222,6 +224,11 @@ fn expect_seq(got: u64, want: u64, what: &str) -> BenchResult<()> {
         return Err(format!("{what}: message {got} arrived where {want} was due").into());
     }
     Ok(())
+}
+
+fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 fn wait_child(mut child: Child, what: &str) -> BenchResult<()> {
@@ -333,6 +340,10 @@ impl Link for Floor {
             .encode(),
         )?;
         wait_child(self.child, "floor")
+    }
+
+    fn kill(mut self: Box<Self>) {
+        kill(&mut self.child);
     }
 
     fn peer_pid(&self) -> u32 {
@@ -507,6 +518,10 @@ impl Link for Queue {
         wait_child(self.child, "queue")
     }
 
+    fn kill(mut self: Box<Self>) {
+        kill(&mut self.child);
+    }
+
     fn peer_pid(&self) -> u32 {
         self.child.id()
     }
@@ -656,6 +671,10 @@ impl Link for Broadcast {
         Ok(())
     }
 
+    fn kill(mut self: Box<Self>) {
+        self.children.iter_mut().for_each(kill);
+    }
+
     fn peer_pid(&self) -> u32 {
         self.children[0].id()
     }
@@ -743,6 +762,10 @@ impl Link for Rpc {
         // An empty request asks the server to stop.
         self.client.call(&[])?;
         wait_child(self.child, "RPC")
+    }
+
+    fn kill(mut self: Box<Self>) {
+        kill(&mut self.child);
     }
 
     fn peer_pid(&self) -> u32 {
@@ -860,6 +883,10 @@ impl<S: Read + Write> Link for Stream<S> {
         )?;
         drop(self.stream);
         wait_child(self.child, "stream")
+    }
+
+    fn kill(mut self: Box<Self>) {
+        kill(&mut self.child);
     }
 
     fn peer_pid(&self) -> u32 {

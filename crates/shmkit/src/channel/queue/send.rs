@@ -375,17 +375,20 @@ impl Sender {
     /// assert_eq!(rx.recv()?, b"in-situ");
     /// # Ok(()) }
     /// ```
+    #[inline]
     pub fn reserve(&mut self, len: usize) -> Result<Reservation<'_>> {
         self.reserve_until(len, Deadline::Never)
     }
 
     /// [`reserve`](Self::reserve) without waiting: [`Error::WouldBlock`] if the
     /// ring lacks the room now.
+    #[inline]
     pub fn try_reserve(&mut self, len: usize) -> Result<Reservation<'_>> {
         self.reserve_until(len, Deadline::Now)
     }
 
     /// [`reserve`](Self::reserve), waiting at most `timeout`.
+    #[inline]
     pub fn reserve_timeout(&mut self, len: usize, timeout: Duration) -> Result<Reservation<'_>> {
         self.reserve_until(len, Deadline::after(timeout))
     }
@@ -559,6 +562,7 @@ pub struct Reservation<'a> {
 
 impl Reservation<'_> {
     /// Publishes the message.
+    #[inline]
     pub fn commit(mut self) {
         self.cursor.publish(self.mem, Tag::Single, self.len as u64);
         self.committed = true;
@@ -580,6 +584,7 @@ impl Drop for Reservation<'_> {
 
 impl std::ops::Deref for Reservation<'_> {
     type Target = [u8];
+    #[inline]
     fn deref(&self) -> &[u8] {
         // SAFETY: the range lies past the published head, reserved for this
         // sender: no conforming process reads or writes it before the commit.
@@ -588,6 +593,7 @@ impl std::ops::Deref for Reservation<'_> {
 }
 
 impl std::ops::DerefMut for Reservation<'_> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut [u8] {
         // SAFETY: as for deref; `&mut self` makes this the only reference.
         unsafe { self.mem.slice_mut(self.idx + RECORD_HEADER, self.len) }
