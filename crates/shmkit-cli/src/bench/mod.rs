@@ -292,8 +292,8 @@ fn measure(
             link.round_trips(16, size, &mut scratch)?;
             counts.insert((kind, size), per_batch(start.elapsed(), 16));
             if kind.streams() {
-                let took = link.stream(16, size)?;
-                stream_counts.insert((kind, size), per_batch(took, 16));
+                let (n, took) = link.stream(256, size)?;
+                stream_counts.insert((kind, size), per_batch(took, n.max(1)));
             }
             progress.inc(1);
         }
@@ -326,9 +326,9 @@ fn measure(
             for &kind in stream_kinds {
                 let link = links.get_mut(&kind).expect("opened");
                 let n = stream_counts[&(kind, size)];
-                let took = link.stream(n, size)?;
+                let (timed, took) = link.stream(n, size)?;
                 let total = streamed.entry((kind, size)).or_default();
-                total.0 += n;
+                total.0 += timed;
                 total.1 += took;
                 progress.inc(1);
             }

@@ -125,9 +125,10 @@ pub trait Link {
     /// `count` round trips of `size` bytes; pushes each one's time (ns),
     /// measured from the end of the one before.
     fn round_trips(&mut self, count: u64, size: usize, out: &mut Vec<u64>) -> BenchResult<()>;
-    /// Receives `count` messages of `size` bytes streamed by the peer; the time
-    /// from the request to the last byte.
-    fn stream(&mut self, count: u64, size: usize) -> BenchResult<Duration>;
+    /// Receives `count` messages of `size` bytes streamed by the peer. Returns
+    /// the time from the first message's arrival to the last's, and the
+    /// messages received in it (`count - 1`): waking the peer is not timed.
+    fn stream(&mut self, count: u64, size: usize) -> BenchResult<(u64, Duration)>;
     /// Tells the peers to stop and waits for them.
     fn finish(self: Box<Self>) -> BenchResult<()>;
     /// Kills the peers (after a failure, when they may be waiting mid-batch).
@@ -255,6 +256,14 @@ fn timed_round_trips(
     Ok(())
 }
 
+/// The messages after the first of a stream of `count`, and their time.
+fn timed_stream(count: u64, first_arrived: Option<Instant>) -> (u64, Duration) {
+    match first_arrived {
+        Some(t) => (count - 1, t.elapsed()),
+        None => (0, Duration::ZERO),
+    }
+}
+
 fn control_channel(name: &str) -> String {
     format!("{name}-ctl")
 }
@@ -326,7 +335,7 @@ impl Link for Floor {
         })
     }
 
-    fn stream(&mut self, _: u64, _: usize) -> BenchResult<Duration> {
+    fn stream(&mut self, _: u64, _: usize) -> BenchResult<(u64, Duration)> {
         Err("the floor has no streaming test".into())
     }
 
@@ -481,8 +490,8 @@ impl Link for Queue {
         })
     }
 
-    fn stream(&mut self, count: u64, size: usize) -> BenchResult<Duration> {
-        let start = Instant::now();
+    fn stream(&mut self, count: u64, size: usize) -> BenchResult<(u64, Duration)> {
+        let mut start = None;
         self.ctl.send(
             &Cmd {
                 op: Op::Stream,
@@ -502,8 +511,9 @@ impl Link for Queue {
                 protocol::seq_of(&self.buf)
             };
             expect_seq(seq, i, "queue stream")?;
+            start.get_or_insert_with(Instant::now);
         }
-        Ok(start.elapsed())
+        Ok(timed_stream(count, start))
     }
 
     fn finish(mut self: Box<Self>) -> BenchResult<()> {
@@ -650,7 +660,7 @@ impl Link for Broadcast {
         })
     }
 
-    fn stream(&mut self, _: u64, _: usize) -> BenchResult<Duration> {
+    fn stream(&mut self, _: u64, _: usize) -> BenchResult<(u64, Duration)> {
         Err("broadcast has no streaming test".into())
     }
 
@@ -754,7 +764,7 @@ impl Link for Rpc {
         })
     }
 
-    fn stream(&mut self, _: u64, _: usize) -> BenchResult<Duration> {
+    fn stream(&mut self, _: u64, _: usize) -> BenchResult<(u64, Duration)> {
         Err("request/response has no streaming test".into())
     }
 
@@ -854,8 +864,8 @@ impl<S: Read + Write> Link for Stream<S> {
         })
     }
 
-    fn stream(&mut self, count: u64, size: usize) -> BenchResult<Duration> {
-        let start = Instant::now();
+    fn stream(&mut self, count: u64, size: usize) -> BenchResult<(u64, Duration)> {
+        let mut start = None;
         self.stream.write_all(
             &Cmd {
                 op: Op::Stream,
@@ -868,8 +878,9 @@ impl<S: Read + Write> Link for Stream<S> {
         for i in 0..count {
             self.stream.read_exact(buf)?;
             expect_seq(protocol::seq_of(buf), i, "stream")?;
+            start.get_or_insert_with(Instant::now);
         }
-        Ok(start.elapsed())
+        Ok(timed_stream(count, start))
     }
 
     fn finish(mut self: Box<Self>) -> BenchResult<()> {
