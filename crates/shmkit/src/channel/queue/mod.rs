@@ -81,11 +81,11 @@ pub(crate) mod test_hooks {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::Shm;
 
-    struct Removed(String);
+    pub(super) struct Removed(pub(super) String);
     impl Drop for Removed {
         fn drop(&mut self) {
             let _ = Shm::remove(&self.0);
