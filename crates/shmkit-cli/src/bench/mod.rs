@@ -351,7 +351,7 @@ fn measure(
     for ((kind, size), (n, took)) in streamed {
         throughput.push(ThroughputRow::new(
             kind.key(),
-            kind.label(),
+            kind.stream_label(),
             size,
             Throughput::of(n, size, took.as_secs_f64()),
         ));

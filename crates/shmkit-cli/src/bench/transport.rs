@@ -74,6 +74,14 @@ impl Kind {
         }
     }
 
+    /// What the throughput table shows.
+    pub fn stream_label(self) -> &'static str {
+        match self {
+            Kind::Floor => "raw shared-memory ring (floor)",
+            other => other.label(),
+        }
+    }
+
     /// Short name, for JSON and `--only`.
     pub fn key(self) -> &'static str {
         match self {
@@ -100,12 +108,14 @@ impl Kind {
         matches!(self, Kind::Floor | Kind::QueueBusy | Kind::ZeroCopy)
     }
 
-    /// Whether the one-way streaming test applies (the floor has no queue; a
-    /// broadcast publisher never waits, so streaming would measure lapping).
+    /// Whether the one-way streaming test applies (a broadcast publisher never
+    /// waits, so streaming would measure lapping; request/response is not a
+    /// stream).
     pub fn streams(self) -> bool {
         matches!(
             self,
-            Kind::QueueBusy
+            Kind::Floor
+                | Kind::QueueBusy
                 | Kind::QueueBlocking
                 | Kind::ZeroCopy
                 | Kind::Pipe
@@ -270,27 +280,59 @@ fn control_channel(name: &str) -> String {
 
 // ---------------------------------------------------------------------------
 // The floor: two counters and two payload areas in one segment, both sides
-// spinning. No protocol, no checks: what the hardware does.
+// spinning. No protocol, no checks: what the hardware does. Its stream is the
+// plainest single-producer ring: fixed slots packed in 8 MiB (as much memory
+// as a shmkit ring here), a head and a tail counter, each side caching the
+// other's.
 
 /// Offsets in the floor's segment: each counter on its own pair of cache lines
 /// (the adjacent-line prefetcher pulls lines in pairs); the areas half a page
 /// in, as the benchmark's buffers are (see `protocol::Buffer`).
 const PING: u64 = 0;
 const PONG: u64 = 128;
+const STREAM_HEAD: u64 = 256;
+const STREAM_TAIL: u64 = 384;
 const AREA_A: u64 = 4096 + 2048;
 const AREA_B: u64 = AREA_A + MAX_SIZE as u64;
+const SLOTS: u64 = AREA_B + MAX_SIZE as u64;
+const SLOTS_LEN: u64 = RING;
+
+/// The floor stream's slot size for `size`-byte messages, and the slots.
+fn slot_layout(size: usize) -> (u64, u64) {
+    let stride = (size as u64).div_ceil(64) * 64;
+    (stride, SLOTS_LEN / stride)
+}
+
+/// Spins until `ready` gives a value; an error after [`STUCK`].
+fn spin_until(what: &str, mut ready: impl FnMut() -> Option<u64>) -> BenchResult<u64> {
+    let since = Instant::now();
+    let mut spins = 0u32;
+    loop {
+        if let Some(v) = ready() {
+            return Ok(v);
+        }
+        std::hint::spin_loop();
+        spins = spins.wrapping_add(1);
+        if spins % (1 << 20) == 0 {
+            check_stuck(since, what)?;
+        }
+    }
+}
 
 struct Floor {
     shm: Shm,
     ctl: Sender,
     child: Child,
     seq: u64,
+    /// Messages of the stream read so far, and the peer's count last seen.
+    tail: u64,
+    head_seen: u64,
     buf: protocol::Buffer,
 }
 
 impl Floor {
     fn open(sp: &Spawner, name: &str) -> BenchResult<Floor> {
-        let shm = Shm::create(name, AREA_B + MAX_SIZE as u64)?;
+        let shm = Shm::create(name, SLOTS + SLOTS_LEN)?;
         let ctl = Sender::connect(&control_channel(name))?;
         let child = sp.spawn(Kind::Floor, name, &[])?;
         Ok(Floor {
@@ -298,6 +340,8 @@ impl Floor {
             ctl,
             child,
             seq: 0,
+            tail: 0,
+            head_seen: 0,
             buf: protocol::pattern(MAX_SIZE),
         })
     }
@@ -335,8 +379,35 @@ impl Link for Floor {
         })
     }
 
-    fn stream(&mut self, _: u64, _: usize) -> BenchResult<(u64, Duration)> {
-        Err("the floor has no streaming test".into())
+    fn stream(&mut self, count: u64, size: usize) -> BenchResult<(u64, Duration)> {
+        let mut start = None;
+        self.ctl.send(
+            &Cmd {
+                op: Op::Stream,
+                count,
+                size,
+            }
+            .encode(),
+        )?;
+        let head = self.shm.atomic_u64(STREAM_HEAD)?;
+        let tail = self.shm.atomic_u64(STREAM_TAIL)?;
+        let (stride, slots) = slot_layout(size);
+        let buf = &mut self.buf[..size];
+        for i in 0..count {
+            if self.tail == self.head_seen {
+                let t = self.tail;
+                self.head_seen = spin_until("floor stream", || {
+                    Some(head.load(Ordering::Acquire)).filter(|&h| h > t)
+                })?;
+            }
+            self.shm
+                .read_at(SLOTS + (self.tail % slots) * stride, buf)?;
+            expect_seq(protocol::seq_of(buf), i, "floor stream")?;
+            self.tail += 1;
+            tail.store(self.tail, Ordering::Release);
+            start.get_or_insert_with(Instant::now);
+        }
+        Ok(timed_stream(count, start))
     }
 
     fn finish(mut self: Box<Self>) -> BenchResult<()> {
@@ -367,8 +438,28 @@ fn floor_peer(name: &str) -> BenchResult<()> {
     let pong = shm.atomic_u64(PONG)?;
     let mut buf = protocol::Buffer::new(MAX_SIZE);
     let mut seq = 0u64;
+    let (stream_head, stream_tail) = (shm.atomic_u64(STREAM_HEAD)?, shm.atomic_u64(STREAM_TAIL)?);
+    let (mut head, mut tail_seen) = (0u64, 0u64);
+    let mut src = protocol::pattern(MAX_SIZE);
     loop {
         let cmd = next_command(&mut ctl)?;
+        if cmd.op == Op::Stream {
+            let (stride, slots) = slot_layout(cmd.size);
+            let src = &mut src[..cmd.size];
+            for i in 0..cmd.count {
+                if head - tail_seen >= slots {
+                    let full = head - slots;
+                    tail_seen = spin_until("floor stream peer", || {
+                        Some(stream_tail.load(Ordering::Acquire)).filter(|&t| t > full)
+                    })?;
+                }
+                protocol::stamp(src, i);
+                shm.write_at(SLOTS + (head % slots) * stride, src)?;
+                head += 1;
+                stream_head.store(head, Ordering::Release);
+            }
+            continue;
+        }
         if cmd.op != Op::Echo {
             return Ok(());
         }
