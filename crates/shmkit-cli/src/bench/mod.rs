@@ -214,7 +214,9 @@ pub fn run(args: BenchArgs) -> CmdResult {
     finished?;
 
     let mut fan_out = Vec::new();
-    if kinds.contains(&Kind::Broadcast1) || args.only.is_empty() {
+    // Part of the full run only (not of `--only`), and only where a thread's
+    // CPU time can be read.
+    if args.only.is_empty() && system::thread_cpu_ns().is_some() {
         for busy in [true, false] {
             if busy && machine.cores < 2 {
                 continue;
