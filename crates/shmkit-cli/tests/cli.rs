@@ -500,3 +500,33 @@ fn bench_refuses_bad_sizes_and_unknown_transports() {
         "{err}"
     );
 }
+
+/// On one CPU the benchmark leaves out the spinning transports, pins nothing,
+/// and says so (`taskset` limits it to one CPU, as a one-core machine would).
+#[cfg(target_os = "linux")]
+#[test]
+fn bench_on_one_cpu_leaves_out_spinning_and_says_so() {
+    if Command::new("taskset").arg("--version").output().is_err() {
+        eprintln!("skipped: no taskset to limit the benchmark to one CPU");
+        return;
+    }
+    let out = Command::new("taskset")
+        .args(["-c", "0", env!("CARGO_BIN_EXE_shmkit")])
+        .args(["bench", "--json", "--pin", "--rounds", "1", "--sizes", "64"])
+        .args(["--only", "floor,queue-busy,queue-blocking"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json = String::from_utf8(out.stdout).unwrap();
+    assert!(json.contains("\"cores\": 1"), "{json}");
+    assert!(json.contains("one CPU"), "{json}");
+    assert!(json.contains("--pin needs two CPUs"), "{json}");
+    assert!(json.contains("\"pinned\": false"), "{json}");
+    assert!(json.contains("\"transport\": \"queue-blocking\""), "{json}");
+    assert!(!json.contains("\"transport\": \"queue-busy\""), "{json}");
+    assert!(!json.contains("\"transport\": \"floor\""), "{json}");
+}

@@ -8,7 +8,8 @@
 //! values of N and divides the difference, which cancels the start-up cost.
 //!
 //! Modes: `send` (`send` + `recv_into`), `reserve` (`reserve`/`commit` +
-//! `recv_with`), `broadcast` (`publish` + `recv_with` on one subscriber).
+//! `recv_with`), `send-with` (`send_with` + `recv_with`), `broadcast`
+//! (`publish` + `recv_with` on one subscriber).
 
 use shmkit::channel::{ChannelOptions, Receiver, Sender};
 
@@ -16,16 +17,16 @@ const MSG: usize = 64;
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let usage = "usage: hot_path send|reserve|broadcast N";
+    let usage = "usage: hot_path send|reserve|send-with|broadcast N";
     let mode = args.next().expect(usage);
     let n: u64 = args.next().and_then(|s| s.parse().ok()).expect(usage);
     let name = format!("hot-path-{}", std::process::id());
     let sum = match mode.as_str() {
-        "send" | "reserve" => {
+        "send" | "reserve" | "send-with" => {
             let opts = ChannelOptions::new().capacity(64 << 10);
             let mut tx = opts.sender(&name).expect("sender");
             let mut rx = opts.receiver(&name).expect("receiver");
-            queue(&mut tx, &mut rx, n, mode == "reserve")
+            queue(&mut tx, &mut rx, n, &mode)
         }
         "broadcast" => {
             let opts = ChannelOptions::new().capacity(64 << 10);
@@ -50,24 +51,54 @@ fn main() {
     println!("{mode}: {n} messages of {MSG} bytes, checksum {sum}");
 }
 
-fn queue(tx: &mut Sender, rx: &mut Receiver, n: u64, zero_copy: bool) -> u64 {
+fn queue(tx: &mut Sender, rx: &mut Receiver, n: u64, mode: &str) -> u64 {
+    // One loop per mode: the mode is not looked at per message.
+    match mode {
+        "send" => copying(tx, rx, n),
+        "reserve" => reserving(tx, rx, n),
+        _ => writing_in_place(tx, rx, n),
+    }
+}
+
+/// What the receiver does with a message: reads its number and length.
+fn checksum(b: &[u8]) -> u64 {
+    u64::from_le_bytes(b[..8].try_into().unwrap()) + b.len() as u64
+}
+
+fn copying(tx: &mut Sender, rx: &mut Receiver, n: u64) -> u64 {
     let mut payload = [0u8; MSG];
     let mut out = [0u8; MSG];
     let mut sum = 0u64;
     for i in 0..n {
         payload[..8].copy_from_slice(&i.to_le_bytes());
-        if zero_copy {
-            let mut slot = tx.try_reserve(MSG).expect("reserve");
-            slot.copy_from_slice(&payload);
-            slot.commit();
-            sum += rx
-                .try_recv_with(|b| u64::from_le_bytes(b[..8].try_into().unwrap()) + b.len() as u64)
-                .expect("receive");
-        } else {
-            tx.try_send(&payload).expect("send");
-            let len = rx.try_recv_into(&mut out).expect("receive");
-            sum += u64::from_le_bytes(out[..8].try_into().unwrap()) + len as u64;
-        }
+        tx.try_send(&payload).expect("send");
+        let len = rx.try_recv_into(&mut out).expect("receive");
+        sum += u64::from_le_bytes(out[..8].try_into().unwrap()) + len as u64;
+    }
+    sum
+}
+
+fn reserving(tx: &mut Sender, rx: &mut Receiver, n: u64) -> u64 {
+    let mut payload = [0u8; MSG];
+    let mut sum = 0u64;
+    for i in 0..n {
+        payload[..8].copy_from_slice(&i.to_le_bytes());
+        let mut slot = tx.try_reserve(MSG).expect("reserve");
+        slot.copy_from_slice(&payload);
+        slot.commit();
+        sum += rx.try_recv_with(checksum).expect("receive");
+    }
+    sum
+}
+
+fn writing_in_place(tx: &mut Sender, rx: &mut Receiver, n: u64) -> u64 {
+    let mut payload = [0u8; MSG];
+    let mut sum = 0u64;
+    for i in 0..n {
+        payload[..8].copy_from_slice(&i.to_le_bytes());
+        tx.try_send_with(MSG, |slot| slot.copy_from_slice(&payload))
+            .expect("send");
+        sum += rx.try_recv_with(checksum).expect("receive");
     }
     sum
 }

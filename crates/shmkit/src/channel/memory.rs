@@ -645,6 +645,7 @@ impl ChannelMem {
     ///
     /// As for [`slice`](Self::slice), and no other reference to the range may live.
     #[allow(clippy::mut_from_ref)]
+    #[inline]
     pub(crate) unsafe fn slice_mut(&self, idx: u64, len: usize) -> &mut [u8] {
         self.check_range(idx, len);
         // SAFETY: inside the ring (checked); exclusivity is the caller's contract.

@@ -25,18 +25,23 @@ pub(crate) trait Word {
 }
 
 impl Word for AtomicU32 {
+    #[inline]
     fn load(&self, order: Ordering) -> u32 {
         AtomicU32::load(self, order)
     }
+    #[inline]
     fn swap(&self, value: u32, order: Ordering) -> u32 {
         AtomicU32::swap(self, value, order)
     }
+    #[inline]
     fn compare_exchange(&self, current: u32, new: u32) -> Result<u32, u32> {
         AtomicU32::compare_exchange(self, current, new, SeqCst, SeqCst)
     }
+    #[inline]
     fn fetch_add(&self, value: u32, order: Ordering) -> u32 {
         AtomicU32::fetch_add(self, value, order)
     }
+    #[inline]
     fn fetch_sub(&self, value: u32, order: Ordering) -> u32 {
         AtomicU32::fetch_sub(self, value, order)
     }

@@ -425,6 +425,62 @@ impl Sender {
         self.reserve_until(len, Deadline::after(timeout))
     }
 
+    /// Sends a message of `len` bytes written in place: `f` fills the bytes
+    /// reserved in the ring (whatever they held before), then the message is
+    /// sent; returns what `f` returns. The closure form of
+    /// [`reserve`](Self::reserve) and [`commit`](Reservation::commit), with no
+    /// reservation to hold or to forget. Waits for room; at most
+    /// [`max_record`](Self::max_record) bytes. If `f` panics, nothing is sent.
+    ///
+    /// ```
+    /// # use shmkit::channel::{Receiver, Sender};
+    /// # fn main() -> shmkit::Result<()> {
+    /// # let name = format!("doc-send-with-{}", std::process::id());
+    /// # let mut tx = Sender::connect(&name)?;
+    /// # let mut rx = Receiver::connect(&name)?;
+    /// let reading = 21.5f64;
+    /// tx.send_with(16, |bytes| {
+    ///     bytes[..8].copy_from_slice(&7u64.to_le_bytes()); // sensor id
+    ///     bytes[8..].copy_from_slice(&reading.to_le_bytes());
+    /// })?;
+    /// assert_eq!(rx.recv()?.len(), 16);
+    /// # Ok(()) }
+    /// ```
+    #[inline]
+    pub fn send_with<R>(&mut self, len: usize, f: impl FnOnce(&mut [u8]) -> R) -> Result<R> {
+        self.send_with_until(len, Deadline::Never, f)
+    }
+
+    /// [`send_with`](Self::send_with) without waiting: [`Error::WouldBlock`] if
+    /// the ring lacks the room now (`f` is then not called).
+    #[inline]
+    pub fn try_send_with<R>(&mut self, len: usize, f: impl FnOnce(&mut [u8]) -> R) -> Result<R> {
+        self.send_with_until(len, Deadline::Now, f)
+    }
+
+    #[inline]
+    fn send_with_until<R>(
+        &mut self,
+        len: usize,
+        deadline: Deadline,
+        f: impl FnOnce(&mut [u8]) -> R,
+    ) -> Result<R> {
+        if matches!(self.fast_max, Some(max) if len as u64 <= max) {
+            if let Some(idx) = self.cursor.try_room(&self.mem, len as u64) {
+                self.mem.intact()?;
+                // SAFETY: reserved past the published head: no conforming
+                // process reads or writes it before the header below.
+                let r = f(unsafe { self.mem.slice_mut(idx + RECORD_HEADER, len) });
+                self.cursor.publish(&self.mem, Tag::Single, len as u64);
+                return Ok(r);
+            }
+        }
+        let mut slot = self.reserve_slow(len, deadline)?;
+        let r = f(&mut slot);
+        slot.commit();
+        Ok(r)
+    }
+
     /// Sends a plain-old-data value as its bytes.
     pub fn send_pod<T: bytemuck::NoUninit>(&mut self, value: &T) -> Result<()> {
         self.send(bytemuck::bytes_of(value))
@@ -786,5 +842,42 @@ mod tests {
             tx.send(&m).unwrap();
             assert_eq!(rx.recv().unwrap(), m);
         }
+    }
+
+    #[test]
+    fn send_with_writes_in_place_and_sends_nothing_if_the_closure_panics() {
+        let (_name, mut tx, mut rx) = pair("send-with");
+        let n = tx.send_with(5, |b| {
+            b.copy_from_slice(b"hello");
+            b.len()
+        });
+        assert_eq!(n.unwrap(), 5);
+        assert_eq!(rx.recv().unwrap(), b"hello");
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            tx.send_with(4, |_| panic!("the writer gave up"))
+        }));
+        assert!(panicked.is_err());
+        assert!(
+            rx.try_recv().unwrap_err().is_would_block(),
+            "nothing was sent"
+        );
+        // Large ones go the general way (the ring restart), and still arrive.
+        for i in 0..3u8 {
+            tx.send_with(20 << 10, |b| b.fill(i)).unwrap();
+            assert_eq!(rx.recv().unwrap(), vec![i; 20 << 10]);
+        }
+        assert!(tx
+            .try_send_with(CAP as usize, |_| ())
+            .unwrap_err()
+            .to_string()
+            .contains("long"));
+        // A full ring: try_send_with does not call the closure.
+        while tx.try_send(&[0u8; 1000]).is_ok() {}
+        let mut called = false;
+        assert!(tx
+            .try_send_with(1000, |_| called = true)
+            .unwrap_err()
+            .is_would_block());
+        assert!(!called);
     }
 }
