@@ -269,13 +269,13 @@ impl Report {
         }
         println!("\nRound trip, two processes (ns; x floor = p50 over the floor's p50)");
         println!(
-            "{:<36} {:>8} {:>9} {:>9} {:>9} {:>10} {:>8}",
+            "{:<46} {:>8} {:>9} {:>9} {:>9} {:>10} {:>8}",
             "transport", "size", "p50", "p99", "p99.9", "max", "x floor"
         );
         for size in &self.settings.sizes {
             for r in self.latency_ns.iter().filter(|r| r.size == *size) {
                 println!(
-                    "{:<36} {:>8} {:>9} {:>9} {:>9} {:>10} {:>8}",
+                    "{:<46} {:>8} {:>9} {:>9} {:>9} {:>10} {:>8}",
                     r.label,
                     size::show(r.size as u64),
                     r.ns.p50,
@@ -291,13 +291,13 @@ impl Report {
              x floor = over the raw ring's)"
         );
         println!(
-            "{:<36} {:>8} {:>12} {:>9} {:>9} {:>8}",
+            "{:<46} {:>8} {:>12} {:>9} {:>9} {:>8}",
             "transport", "size", "messages/s", "GB/s", "x memcpy", "x floor"
         );
         for size in &self.settings.sizes {
             for r in self.throughput.iter().filter(|r| r.size == *size) {
                 println!(
-                    "{:<36} {:>8} {:>12.0} {:>9.2} {:>9} {:>8}",
+                    "{:<46} {:>8} {:>12.0} {:>9.2} {:>9} {:>8}",
                     r.label,
                     size::show(r.size as u64),
                     r.rate.messages_per_sec,

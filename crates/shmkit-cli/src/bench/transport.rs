@@ -64,7 +64,7 @@ impl Kind {
             Kind::Floor => "raw cache-line ping-pong (floor)",
             Kind::QueueBusy => "shmkit queue, busy-poll",
             Kind::QueueBlocking => "shmkit queue, blocking (default)",
-            Kind::ZeroCopy => "shmkit queue, zero-copy, busy-poll",
+            Kind::ZeroCopy => "shmkit queue, zero-copy (send_with), busy-poll",
             Kind::Broadcast1 => "shmkit broadcast, 1 subscriber",
             Kind::Broadcast4 => "shmkit broadcast, 4 subscribers",
             Kind::Rpc => "shmkit request/response",
@@ -274,6 +274,16 @@ fn timed_stream(count: u64, first_arrived: Option<Instant>) -> (u64, Duration) {
     }
 }
 
+/// Tells a peer on its control channel to stop.
+fn quit(ctl: &mut Sender) -> BenchResult<()> {
+    let cmd = Cmd {
+        op: Op::Quit,
+        count: 0,
+        size: 0,
+    };
+    Ok(ctl.send(&cmd.encode())?)
+}
+
 fn control_channel(name: &str) -> String {
     format!("{name}-ctl")
 }
@@ -411,14 +421,7 @@ impl Link for Floor {
     }
 
     fn finish(mut self: Box<Self>) -> BenchResult<()> {
-        self.ctl.send(
-            &Cmd {
-                op: Op::Quit,
-                count: 0,
-                size: 0,
-            }
-            .encode(),
-        )?;
+        quit(&mut self.ctl)?;
         wait_child(self.child, "floor")
     }
 
@@ -564,9 +567,7 @@ impl Link for Queue {
                 // Written in one pass, as a sender that builds its message in
                 // place would: the ring's lines are touched once each.
                 protocol::stamp(src, *seq);
-                let mut slot = tx.reserve(size)?;
-                slot.copy_from_slice(src);
-                slot.commit();
+                tx.send_with(size, |slot| slot.copy_from_slice(src))?;
                 let got = rx.recv_with(|b| (b.len(), protocol::seq_of(b), protocol::fold(b)))?;
                 expect_seq(got.1, *seq, "zero-copy queue")
             } else {
@@ -608,14 +609,7 @@ impl Link for Queue {
     }
 
     fn finish(mut self: Box<Self>) -> BenchResult<()> {
-        self.ctl.send(
-            &Cmd {
-                op: Op::Quit,
-                count: 0,
-                size: 0,
-            }
-            .encode(),
-        )?;
+        quit(&mut self.ctl)?;
         wait_child(self.child, "queue")
     }
 
@@ -644,12 +638,7 @@ fn queue_peer(kind: Kind, name: &str) -> BenchResult<()> {
                 for _ in 0..cmd.count {
                     if zero_copy {
                         // Straight from the one ring into the other: one copy.
-                        rx.recv_with(|b| -> shmkit::Result<()> {
-                            let mut slot = tx.reserve(b.len())?;
-                            slot.copy_from_slice(b);
-                            slot.commit();
-                            Ok(())
-                        })??;
+                        rx.recv_with(|b| tx.send_with(b.len(), |slot| slot.copy_from_slice(b)))??;
                     } else {
                         let n = rx.recv_into(&mut buf)?;
                         tx.send(&buf[..n])?;
@@ -661,9 +650,7 @@ fn queue_peer(kind: Kind, name: &str) -> BenchResult<()> {
                 for i in 0..cmd.count {
                     protocol::stamp(src, i);
                     if zero_copy {
-                        let mut slot = tx.reserve(cmd.size)?;
-                        slot.copy_from_slice(src);
-                        slot.commit();
+                        tx.send_with(cmd.size, |slot| slot.copy_from_slice(src))?;
                     } else {
                         tx.send(src)?;
                     }
@@ -756,14 +743,7 @@ impl Link for Broadcast {
     }
 
     fn finish(mut self: Box<Self>) -> BenchResult<()> {
-        self.ctl.send(
-            &Cmd {
-                op: Op::Quit,
-                count: 0,
-                size: 0,
-            }
-            .encode(),
-        )?;
+        quit(&mut self.ctl)?;
         // The quiet subscribers stop when the publisher goes.
         drop(self.publisher.take());
         for child in self.children {
