@@ -339,6 +339,15 @@ impl Report {
     }
 }
 
+/// A time in nanoseconds as an axis label: `250 ns`, `10 µs`, `2 ms`.
+fn show_ns(ns: f64) -> String {
+    match ns {
+        n if n >= 1e6 => format!("{} ms", n / 1e6),
+        n if n >= 1e3 => format!("{} µs", n / 1e3),
+        n => format!("{n} ns"),
+    }
+}
+
 /// Draws p50 and p99 round trip and throughput against message size, one line
 /// per transport, into an SVG file.
 pub fn plot(report: &Report, path: &Path) -> BenchResult<()> {
@@ -371,8 +380,10 @@ pub fn plot(report: &Report, path: &Path) -> BenchResult<()> {
             .build_cartesian_2d((xmin..xmax).log_scale(), (ymin..ymax).log_scale())?;
         chart
             .configure_mesh()
-            .x_desc("message size (bytes)")
-            .y_desc("ns")
+            .x_desc("message size")
+            .x_label_formatter(&|&bytes| size::show(bytes as u64))
+            .y_desc("round trip")
+            .y_label_formatter(&|&ns| show_ns(ns))
             .draw()?;
         for (i, label) in transports.iter().enumerate() {
             let points: Vec<(f64, f64)> = report
@@ -417,8 +428,10 @@ pub fn plot(report: &Report, path: &Path) -> BenchResult<()> {
         .build_cartesian_2d((xmin..xmax).log_scale(), (ymin..ymax).log_scale())?;
     chart
         .configure_mesh()
-        .x_desc("message size (bytes)")
+        .x_desc("message size")
+        .x_label_formatter(&|&bytes| size::show(bytes as u64))
         .y_desc("GB/s")
+        .y_label_formatter(&|&gb| format!("{gb}"))
         .draw()?;
     let mut streams: Vec<&'static str> = report.throughput.iter().map(|r| r.label).collect();
     streams.sort_unstable();
