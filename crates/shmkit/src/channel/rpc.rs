@@ -257,6 +257,10 @@ fn decode_request(bytes: &[u8]) -> std::result::Result<Request, String> {
     })
 }
 
+/// A request sent by [`RpcClient::start_call`] whose reply has not been collected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PendingCall(u64);
+
 /// A client of an [`RpcServer`].
 #[derive(Debug)]
 pub struct RpcClient {
@@ -326,6 +330,34 @@ impl RpcClient {
         deadline: Option<(Instant, Duration)>,
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<R> {
+        let left = deadline.map(|(at, _)| at.saturating_duration_since(Instant::now()));
+        let call = self.start_call(payload, left)?;
+        self.reply_until(call, deadline, f)
+    }
+
+    /// Sends a request without waiting for its reply (only for the request queue
+    /// to have room, at most `timeout` if one is given); collect the reply with
+    /// [`finish_call_with`](Self::finish_call_with). For callers that must do
+    /// something between short waits (a Python binding checking for Ctrl-C).
+    ///
+    /// ```
+    /// use shmkit::channel::{RpcClient, RpcServer};
+    /// use std::time::Duration;
+    /// # fn main() -> shmkit::Result<()> {
+    /// # let name = format!("doc-start-call-{}", std::process::id());
+    /// let mut server = RpcServer::bind(&name)?;
+    /// let mut client = RpcClient::connect(&name)?;
+    /// let call = client.start_call(b"ping", None)?;
+    /// // Not answered yet: the call stays pending.
+    /// let early = client.finish_call_with(call, Duration::from_millis(10), |r| r.to_vec());
+    /// assert!(early.unwrap_err().is_timeout());
+    /// let request = server.recv()?;
+    /// server.reply(&request, b"pong")?;
+    /// let reply = client.finish_call_with(call, Duration::from_secs(5), |r| r.to_vec())?;
+    /// assert_eq!(reply, b"pong");
+    /// # Ok(()) }
+    /// ```
+    pub fn start_call(&mut self, payload: &[u8], timeout: Option<Duration>) -> Result<PendingCall> {
         let id = self.next_id;
         self.next_id += 1;
         let msg = &mut self.scratch;
@@ -334,12 +366,33 @@ impl RpcClient {
         msg.extend_from_slice(&(self.reply_name.len() as u16).to_le_bytes());
         msg.extend_from_slice(self.reply_name.as_bytes());
         msg.extend_from_slice(payload);
-        match deadline {
+        match timeout {
             None => self.requests.send(msg)?,
-            Some((at, _)) => self
-                .requests
-                .send_timeout(msg, at.saturating_duration_since(Instant::now()))?,
+            Some(t) => self.requests.send_timeout(msg, t)?,
         }
+        Ok(PendingCall(id))
+    }
+
+    /// Waits at most `timeout` for the reply to `call` and lends it to `f`.
+    /// [`Error::Timeout`] leaves the call pending: ask again with the same `call`
+    /// (replies to calls abandoned since are discarded on the way).
+    pub fn finish_call_with<R>(
+        &mut self,
+        call: PendingCall,
+        timeout: Duration,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R> {
+        let deadline = Instant::now().checked_add(timeout).map(|d| (d, timeout));
+        self.reply_until(call, deadline, f)
+    }
+
+    fn reply_until<R>(
+        &mut self,
+        call: PendingCall,
+        deadline: Option<(Instant, Duration)>,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R> {
+        let id = call.0;
         let mut f = Some(f);
         loop {
             // The reply is usually there at once: look before reading the clock.

@@ -1,0 +1,95 @@
+"""shmkit: shared memory, cross-process locks and message channels.
+
+Segments (:class:`Shm`, :class:`MappedFile`) expose their bytes through the
+buffer protocol, so ``memoryview(seg)`` and ``numpy.frombuffer(seg, ...)`` read
+and write them without a copy. :class:`Mutex` reports a holder that died
+(:class:`OwnerDied`); channels (:class:`Sender`/:class:`Receiver`,
+:class:`Publisher`/:class:`Subscriber`, :class:`RpcServer`/:class:`RpcClient`)
+carry messages of any size and tell a dead peer (:class:`Disconnected`) from a
+slow one. Everything speaks the same memory layout as shmkit in Rust, C, C++ and
+C#. Blocking calls release the GIL and can be interrupted with Ctrl-C.
+"""
+
+from ._errors import (
+    AboveMaximum,
+    AlreadyExists,
+    BufferTooSmall,
+    Corrupt,
+    Disconnected,
+    Error,
+    InitFailed,
+    InvalidArgument,
+    Lagged,
+    Mismatch,
+    NotFound,
+    Occupied,
+    OutOfBounds,
+    OutOfSpace,
+    OwnerDied,
+    PermissionDenied,
+    Timeout,
+    TooLong,
+    Truncated,
+    Unsupported,
+    WouldBlock,
+)
+from ._shmkit import (
+    SEMAPHORE_MAX,
+    Event,
+    MappedFile,
+    Mutex,
+    MutexGuard,
+    Publisher,
+    Receiver,
+    Region,
+    Request,
+    Reservation,
+    RpcClient,
+    RpcServer,
+    Semaphore,
+    Sender,
+    Shm,
+    Subscriber,
+    ls,
+)
+
+__all__ = [
+    "SEMAPHORE_MAX",
+    "Event",
+    "MappedFile",
+    "Mutex",
+    "MutexGuard",
+    "Publisher",
+    "Receiver",
+    "Region",
+    "Request",
+    "Reservation",
+    "RpcClient",
+    "RpcServer",
+    "Semaphore",
+    "Sender",
+    "Shm",
+    "Subscriber",
+    "ls",
+    "AboveMaximum",
+    "AlreadyExists",
+    "BufferTooSmall",
+    "Corrupt",
+    "Disconnected",
+    "Error",
+    "InitFailed",
+    "InvalidArgument",
+    "Lagged",
+    "Mismatch",
+    "NotFound",
+    "Occupied",
+    "OutOfBounds",
+    "OutOfSpace",
+    "OwnerDied",
+    "PermissionDenied",
+    "Timeout",
+    "TooLong",
+    "Truncated",
+    "Unsupported",
+    "WouldBlock",
+]

@@ -1,0 +1,61 @@
+"""Shared fixtures: unique object names, the Rust peer program, cleanup."""
+
+import gc
+import itertools
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[3]
+_counter = itertools.count()
+
+
+def _leftovers(token):
+    try:
+        return [p for p in os.listdir("/dev/shm") if token in p]
+    except FileNotFoundError:  # not Linux
+        return []
+
+
+@pytest.fixture
+def name(request):
+    """A name no other test (or test run) uses; anything left in /dev/shm under
+    it after the test fails the test and is removed."""
+    token = f"py{os.getpid()}x{next(_counter)}"
+    yield f"{token}-{request.node.name[:60]}".replace("[", "-").replace("]", "")
+    gc.collect()  # objects kept by tracebacks (pytest.raises) close now
+    left = _leftovers(token)
+    for p in left:
+        try:
+            os.unlink(os.path.join("/dev/shm", p))
+        except OSError:
+            pass
+    assert not left, f"left behind in /dev/shm: {left}"
+
+
+@pytest.fixture(scope="session")
+def peer():
+    """The Rust peer program (crates/shmkit-interop-tests/src/bin/shmkit-peer.rs)."""
+    exe = os.environ.get("SHMKIT_PEER")
+    if not exe:
+        subprocess.run(
+            ["cargo", "build", "-q", "-p", "shmkit-interop-tests", "--bin", "shmkit-peer"],
+            cwd=REPO,
+            check=True,
+        )
+        exe = str(REPO / "target" / "debug" / "shmkit-peer")
+    return exe
+
+
+def run_python(code, *args, **kwargs):
+    """Starts `python -c code args...` with stdout piped, as text."""
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *map(str, args)],
+        stdout=subprocess.PIPE,
+        stdin=kwargs.pop("stdin", subprocess.DEVNULL),
+        text=True,
+        **kwargs,
+    )
