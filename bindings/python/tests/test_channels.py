@@ -213,3 +213,23 @@ def test_rpc_server_gone(name):
     gc.collect()
     with pytest.raises(shmkit.Disconnected):
         client.call(b"anyone?", timeout=5)
+
+
+def test_the_benchmark_script_runs():
+    import pathlib
+    import subprocess
+    import sys
+
+    script = pathlib.Path(__file__).resolve().parents[1] / "bench" / "bench.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--quick", "--sizes", "64,65536"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    rows = [line.split("|")[1:-1] for line in out.stdout.splitlines() if line.startswith("| ") and "transport" not in line]
+    assert len(rows) == 8
+    names = {r[0].strip() for r in rows}
+    assert names == {"shmkit queue", "multiprocessing.Pipe", "multiprocessing.Queue", "socket.socketpair"}
+    assert all(float(r[2]) > 0 and float(r[4].replace(",", "")) > 0 for r in rows)
