@@ -2,7 +2,7 @@
 
 use crate::errors::{invalid, new_error, IntoPyResult};
 use crate::region::{contiguous, fill_buffer, size_arg};
-use crate::wait::{timeout_arg, wait, SameThread, LARGE};
+use crate::wait::{timeout_arg, wait, LARGE};
 use pyo3::exceptions::PyBufferError;
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -286,6 +286,21 @@ struct OpenReservation {
     sender: NonNull<Sender>,
 }
 
+/// A reservation passed out of a wait that ran without the GIL.
+struct Reserved(Reservation<'static>);
+
+// SAFETY: a reservation is `!Send` only through the guard of the channel's
+// many-sender lock it may hold, whose owner shmkit records by process id (see
+// `HeldLock` in sync.rs): releasing it on another thread follows the protocol.
+unsafe impl Send for Reserved {}
+
+// SAFETY: the pointer is a uniquely owned box (as `Box<Sender>`, which is Send
+// and Sync), reached only through `&mut self` or after the reservation is gone;
+// the reservation is Send as `Reserved` explains, and Sync as its parts are.
+unsafe impl Send for OpenReservation {}
+// SAFETY: as above; `&OpenReservation` gives access to nothing.
+unsafe impl Sync for OpenReservation {}
+
 impl OpenReservation {
     /// Reserves `len` bytes from `sender` (a leaked box), or gives the sender
     /// back with the error.
@@ -307,14 +322,14 @@ impl OpenReservation {
             } else {
                 tx.reserve_timeout(len, slice)
             };
-            r.map(SameThread)
+            r.map(Reserved)
         };
         let first = match reserve(std::time::Duration::ZERO, true) {
             Err(e) if e.is_would_block() => wait(py, timeout, move |slice| reserve(slice, false)),
             done => done.py_err(py),
         };
         match first {
-            Ok(SameThread(r)) => Ok(OpenReservation {
+            Ok(Reserved(r)) => Ok(OpenReservation {
                 reservation: Some(r),
                 sender,
             }),
@@ -355,8 +370,8 @@ impl Drop for OpenReservation {
 /// `with res as buf:`), then `commit()` to send them, or `cancel()`.
 ///
 /// The reservation holds the sender: until it ends, the sender refuses other
-/// calls. It belongs to the thread that made it.
-#[pyclass(name = "Reservation", module = "shmkit", unsendable)]
+/// calls. Dropped unfinished, it is cancelled.
+#[pyclass(name = "Reservation", module = "shmkit")]
 pub struct PyReservation {
     open: Option<OpenReservation>,
     home: Py<PySender>,
@@ -385,6 +400,20 @@ impl PyReservation {
         let sender = open.finish(commit);
         self.home.bind(py).borrow_mut().state = SenderState::Ready(sender);
         Ok(())
+    }
+}
+
+impl Drop for PyReservation {
+    /// Cancelled and the sender given back, so that it can send again.
+    fn drop(&mut self) {
+        if let Some(open) = self.open.take() {
+            let sender = open.finish(false);
+            Python::attach(|py| {
+                if let Ok(mut home) = self.home.bind(py).try_borrow_mut() {
+                    home.state = SenderState::Ready(sender);
+                }
+            });
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! Cross-process `Mutex` (with owner-died), `Semaphore` and `Event`.
 
 use crate::errors::{invalid, new_error, new_error_with, IntoPyResult};
-use crate::wait::{timeout_arg, wait, SameThread};
+use crate::wait::{timeout_arg, wait};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use shmkit::sync::{Event, EventMode, LockError, Mutex, MutexGuard, Semaphore, SEMAPHORE_MAX};
@@ -17,6 +17,14 @@ self_cell::self_cell!(
         dependent: Guard,
     }
 );
+
+// SAFETY: the guard is `!Send` only to keep unlocking on the locking thread, as
+// std's guards do; shmkit records a mutex's owner by process id (the state holds
+// no thread id), so unlocking from another thread of the same process follows
+// the protocol. Python code may drop a guard on any thread (the garbage
+// collector does), and a guard that could not be released there would leave the
+// mutex locked until the process exits.
+unsafe impl Send for HeldLock {}
 
 /// A named mutex shared between processes. If the process holding it dies, the
 /// next `lock` raises `OwnerDied`, whose `guard` holds the lock.
@@ -35,7 +43,7 @@ pub struct PyMutex {
 
 /// Proof of holding a [`PyMutex`]; `unlock()` or the end of a `with` block
 /// releases it, and so does its deletion.
-#[pyclass(name = "MutexGuard", module = "shmkit", unsendable)]
+#[pyclass(name = "MutexGuard", module = "shmkit")]
 pub struct PyMutexGuard {
     held: Option<HeldLock>,
     name: String,
@@ -73,10 +81,10 @@ impl PyMutex {
                 }
                 Err(LockError::Failed(e)) => Err(e),
             })?;
-            Ok(SameThread((held, died)))
+            Ok((held, died))
         });
         let (held, died) = match locked {
-            Ok(SameThread(l)) => l,
+            Ok(l) => l,
             Err(e) if try_only && e.is_instance_of::<pyo3::exceptions::PyTimeoutError>(py) => {
                 return Ok(None)
             }

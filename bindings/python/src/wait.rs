@@ -76,11 +76,3 @@ impl<T> Copy for SendPtr<T> {}
 // closure on the calling thread before returning; whoever dereferences it
 // answers for the pointee's validity, as they would without the wrapper.
 unsafe impl<T> Send for SendPtr<T> {}
-
-/// A value that must stay on its thread (a lock guard) carried through
-/// `Python::detach`, which runs the closure on the calling thread.
-pub(crate) struct SameThread<T>(pub(crate) T);
-
-// SAFETY: `Python::detach` calls its closure on the current thread and returns
-// its result there: the value never changes thread.
-unsafe impl<T> Send for SameThread<T> {}

@@ -99,6 +99,9 @@ def test_zero_copy_reserve(name):
     res.cancel()
     tx.send(b"sent")
     assert rx.recv() == b"sent"  # nothing from the cancelled ones
+    tx.reserve(4)  # dropped unfinished: cancelled, the sender is free again
+    tx.send(b"after a dropped one")
+    assert rx.recv() == b"after a dropped one"
     with pytest.raises(shmkit.InvalidArgument, match="size must be >= 0"):
         tx.reserve(-1)
     with pytest.raises(shmkit.TooLong):

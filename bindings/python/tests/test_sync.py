@@ -193,3 +193,28 @@ def test_ctrl_c_interrupts_a_wait_and_leaves_nothing_locked(name, what):
     with m.lock(timeout=1):  # the with block released it on the way out
         pass
     del ev
+
+
+def test_threads_of_one_process_exclude_each_other_and_guards_travel(name):
+    import threading
+
+    m = shmkit.Mutex.create(name)
+    g = m.lock()
+    seen = []
+    t = threading.Thread(target=lambda: seen.append(m.try_lock()))
+    t.start()
+    t.join()
+    assert seen == [None]  # another thread of the same process waits too
+    # A guard may be released (or garbage-collected) on another thread.
+    t = threading.Thread(target=g.unlock)
+    t.start()
+    t.join()
+    assert not g.locked
+    holder = []
+    t = threading.Thread(target=lambda: holder.append(m.lock()))
+    t.start()
+    t.join()
+    assert m.try_lock() is None
+    holder.clear()  # the last reference goes on this thread
+    with m.lock(timeout=1):
+        pass
