@@ -587,12 +587,14 @@ impl PyReceiver {
             ))
         })?;
         let rx = self.rx(py)?;
-        match rx.try_recv_into(dst) {
-            Err(e) if e.is_would_block() => {
-                wait(py, timeout, |slice| rx.recv_into_timeout(dst, slice))
+        // A large buffer is for large messages: copy them without the GIL.
+        if dst.len() < LARGE {
+            match rx.try_recv_into(dst) {
+                Err(e) if e.is_would_block() => {}
+                done => return done.py_err(py),
             }
-            done => done.py_err(py),
         }
+        wait(py, timeout, |slice| rx.recv_into_timeout(dst, slice))
     }
 
     /// Process ids of the senders attached now.

@@ -102,3 +102,22 @@ def test_a_100_mib_numpy_array_between_processes(name):
     assert arr[1] == 1.0 and seg.read(8, 8) == np.float64(1.0).tobytes()
     del arr
     seg.close()
+
+
+KILLED = """
+import os, shmkit, signal, sys
+tx = shmkit.Sender.connect(sys.argv[1])
+tx.send(b"last words")
+print("sent", flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_sender_killed_is_seen_as_disconnected(name):
+    rx = shmkit.Receiver.connect(name)
+    child = run_python(KILLED, name)
+    assert child.stdout.readline().strip() == "sent"
+    assert child.wait(timeout=30) == -9
+    assert rx.recv(timeout=5) == b"last words"  # what it sent is kept
+    with pytest.raises(shmkit.Disconnected, match="died|closed|gone"):
+        rx.recv(timeout=5)
