@@ -1,0 +1,276 @@
+//! Request/response: `shmkit_rpc_server`, `shmkit_rpc_client`.
+
+use crate::args::{bytes, bytes_mut, out, put, text, timeout};
+use crate::channel::{callback_result, shmkit_message_fn};
+use crate::handle::{get, insert, remove, Kind};
+use crate::status::{run, shmkit_status, shmkit_status::*, Failure};
+use shmkit::channel::{Request, RpcClient, RpcServer};
+use shmkit::Error;
+use std::ffi::{c_char, c_void};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// The server of a request/response channel.
+pub struct shmkit_rpc_server {
+    _opaque: (),
+}
+
+/// A client of a request/response channel.
+pub struct shmkit_rpc_client {
+    _opaque: (),
+}
+
+/// How long a call without a timeout waits (forever, in practice).
+const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+struct ServerState {
+    server: RpcServer,
+    /// The request being answered, and whether the caller has had its bytes.
+    current: Option<(Request, bool)>,
+}
+
+pub(crate) struct ServerEntry(Mutex<ServerState>);
+
+struct ClientState {
+    client: RpcClient,
+    /// A reply too long for the caller's buffer (`shmkit_rpc_client_last_reply`).
+    reply: Option<Vec<u8>>,
+}
+
+pub(crate) struct ClientEntry(Mutex<ClientState>);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn copy_out(data: &[u8], buf: &mut [u8], len: *mut usize) -> Result<(), Failure> {
+    // SAFETY: the callers checked `len` with `out`.
+    unsafe { put(len, data.len()) };
+    if data.len() > buf.len() {
+        return Err(Failure::from(Error::BufferTooSmall {
+            object: "message".into(),
+            len: data.len() as u64,
+            capacity: buf.len() as u64,
+        }));
+    }
+    buf[..data.len()].copy_from_slice(data);
+    Ok(())
+}
+
+/// Serves request/response channel `name` (one server per name).
+#[no_mangle]
+pub unsafe extern "C" fn shmkit_rpc_server_bind(
+    name: *const c_char,
+    server: *mut *mut shmkit_rpc_server,
+) -> shmkit_status {
+    run("shmkit_rpc_server_bind", || {
+        out("server", server)?;
+        // SAFETY: a C string per the header's conventions.
+        let name = unsafe { text("name", name) }?;
+        let state = ServerState {
+            server: RpcServer::bind(name)?,
+            current: None,
+        };
+        let h = insert(Kind::RpcServer, ServerEntry(Mutex::new(state)))?;
+        // SAFETY: checked by `out`.
+        unsafe { put(server, h as *mut shmkit_rpc_server) };
+        Ok(())
+    })
+}
+
+/// Receives the next request into `buf`, setting `*len`, waiting up to
+/// `timeout_ms` (negative: forever). Answer it with `shmkit_rpc_server_reply`.
+/// `SHMKIT_ERR_BUFFER_TOO_SMALL`: `*len` says how long it is; the next call
+/// returns the same request.
+#[no_mangle]
+pub unsafe extern "C" fn shmkit_rpc_server_recv(
+    server: *mut shmkit_rpc_server,
+    buf: *mut u8,
+    capacity: usize,
+    len: *mut usize,
+    timeout_ms: i64,
+) -> shmkit_status {
+    run("shmkit_rpc_server_recv", || {
+        out("len", len)?;
+        let entry = get::<ServerEntry>(server as usize, Kind::RpcServer)?;
+        // SAFETY: `capacity` writable bytes per the header's conventions.
+        let buf = unsafe { bytes_mut("buf", buf, capacity) }?;
+        let mut s = lock(&entry.0);
+        if !matches!(s.current, Some((_, false))) {
+            let request = match timeout(timeout_ms) {
+                Some(t) => s.server.recv_timeout(t)?,
+                None => s.server.recv()?,
+            };
+            s.current = Some((request, false));
+        }
+        let Some((request, delivered)) = s.current.as_mut() else {
+            unreachable!("set just above");
+        };
+        copy_out(request.payload(), buf, len)?;
+        *delivered = true;
+        Ok(())
+    })
+}
+
+/// Answers the request last received with `len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn shmkit_rpc_server_reply(
+    server: *mut shmkit_rpc_server,
+    data: *const u8,
+    len: usize,
+) -> shmkit_status {
+    run("shmkit_rpc_server_reply", || {
+        let entry = get::<ServerEntry>(server as usize, Kind::RpcServer)?;
+        // SAFETY: `len` readable bytes per the header's conventions.
+        let data = unsafe { bytes("data", data, len) }?;
+        let mut s = lock(&entry.0);
+        match s.current.take() {
+            Some((request, true)) => Ok(s.server.reply(&request, data)?),
+            other => {
+                s.current = other;
+                Err(Failure::new(
+                    SHMKIT_ERR_INVALID_ARGUMENT,
+                    "no request received to reply to (shmkit_rpc_server_recv first)",
+                ))
+            }
+        }
+    })
+}
+
+/// Stops serving.
+#[no_mangle]
+pub extern "C" fn shmkit_rpc_server_close(server: *mut shmkit_rpc_server) -> shmkit_status {
+    run("shmkit_rpc_server_close", || {
+        remove(server as usize, Kind::RpcServer)
+    })
+}
+
+/// Connects to the server of `name`.
+#[no_mangle]
+pub unsafe extern "C" fn shmkit_rpc_client_connect(
+    name: *const c_char,
+    client: *mut *mut shmkit_rpc_client,
+) -> shmkit_status {
+    run("shmkit_rpc_client_connect", || {
+        out("client", client)?;
+        // SAFETY: a C string per the header's conventions.
+        let name = unsafe { text("name", name) }?;
+        let state = ClientState {
+            client: RpcClient::connect(name)?,
+            reply: None,
+        };
+        let h = insert(Kind::RpcClient, ClientEntry(Mutex::new(state)))?;
+        // SAFETY: checked by `out`.
+        unsafe { put(client, h as *mut shmkit_rpc_client) };
+        Ok(())
+    })
+}
+
+/// Sends a request of `request_len` bytes and receives the reply into `buf`,
+/// setting `*len`, waiting up to `timeout_ms` (negative: forever).
+/// `SHMKIT_ERR_BUFFER_TOO_SMALL`: `*len` says how long the reply is; fetch it
+/// with `shmkit_rpc_client_last_reply`.
+#[no_mangle]
+pub unsafe extern "C" fn shmkit_rpc_client_call(
+    client: *mut shmkit_rpc_client,
+    request: *const u8,
+    request_len: usize,
+    buf: *mut u8,
+    capacity: usize,
+    len: *mut usize,
+    timeout_ms: i64,
+) -> shmkit_status {
+    run("shmkit_rpc_client_call", || {
+        out("len", len)?;
+        let entry = get::<ClientEntry>(client as usize, Kind::RpcClient)?;
+        // SAFETY: buffers per the header's conventions.
+        let (request, buf) = unsafe {
+            (
+                bytes("request", request, request_len)?,
+                bytes_mut("buf", buf, capacity)?,
+            )
+        };
+        let mut c = lock(&entry.0);
+        c.reply = None;
+        let t = timeout(timeout_ms).unwrap_or(FOREVER);
+        let got = c.client.call_with_timeout(request, t, |r| {
+            if r.len() <= buf.len() {
+                buf[..r.len()].copy_from_slice(r);
+                Ok(r.len())
+            } else {
+                Err(r.to_vec())
+            }
+        })?;
+        match got {
+            Ok(n) => {
+                // SAFETY: checked by `out`.
+                unsafe { put(len, n) };
+                Ok(())
+            }
+            Err(reply) => {
+                let result = copy_out(&reply, buf, len);
+                c.reply = Some(reply);
+                result
+            }
+        }
+    })
+}
+
+/// Copies the reply that did not fit the last `shmkit_rpc_client_call`'s buffer.
+#[no_mangle]
+pub unsafe extern "C" fn shmkit_rpc_client_last_reply(
+    client: *mut shmkit_rpc_client,
+    buf: *mut u8,
+    capacity: usize,
+    len: *mut usize,
+) -> shmkit_status {
+    run("shmkit_rpc_client_last_reply", || {
+        out("len", len)?;
+        let entry = get::<ClientEntry>(client as usize, Kind::RpcClient)?;
+        // SAFETY: `capacity` writable bytes per the header's conventions.
+        let buf = unsafe { bytes_mut("buf", buf, capacity) }?;
+        let c = lock(&entry.0);
+        match &c.reply {
+            Some(r) => copy_out(r, buf, len),
+            None => Err(Failure::new(
+                SHMKIT_ERR_INVALID_ARGUMENT,
+                "no reply is kept (the last call's reply fitted its buffer)",
+            )),
+        }
+    })
+}
+
+/// Sends a request and lends the reply to `callback` without a copy.
+#[no_mangle]
+pub unsafe extern "C" fn shmkit_rpc_client_call_with(
+    client: *mut shmkit_rpc_client,
+    request: *const u8,
+    request_len: usize,
+    callback: shmkit_message_fn,
+    user_data: *mut c_void,
+    timeout_ms: i64,
+) -> shmkit_status {
+    run("shmkit_rpc_client_call_with", || {
+        let Some(f) = callback else {
+            return Err(Failure::new(SHMKIT_ERR_NULL_POINTER, "callback is NULL"));
+        };
+        let entry = get::<ClientEntry>(client as usize, Kind::RpcClient)?;
+        // SAFETY: `request_len` readable bytes per the header's conventions.
+        let request = unsafe { bytes("request", request, request_len) }?;
+        let mut c = lock(&entry.0);
+        let t = timeout(timeout_ms).unwrap_or(FOREVER);
+        // SAFETY: the caller's callback gets the reply, valid for the call.
+        let code = c
+            .client
+            .call_with_timeout(request, t, |r| unsafe { f(r.as_ptr(), r.len(), user_data) })?;
+        callback_result(code)
+    })
+}
+
+/// Disconnects.
+#[no_mangle]
+pub extern "C" fn shmkit_rpc_client_close(client: *mut shmkit_rpc_client) -> shmkit_status {
+    run("shmkit_rpc_client_close", || {
+        remove(client as usize, Kind::RpcClient)
+    })
+}
