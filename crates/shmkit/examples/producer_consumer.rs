@@ -9,7 +9,11 @@
 //! timeout, so a dead peer is noticed.
 //!
 //! Run: `cargo run -p shmkit --example producer_consumer`
-//! (the producer starts the consumer as a second process).
+//! (the producer starts the consumer as a second process), or the two sides
+//! separately: `... -- produce BASE` first, then `... -- consume BASE` — either
+//! may be the C or C++ version of this example (crates/shmkit-ffi/examples), which
+//! speak the same protocol. After the end marker the consumer releases "write"
+//! once more, so that the producer knows it may go (and take the segment with it).
 
 use std::process::Command;
 use std::time::Duration;
@@ -59,7 +63,10 @@ fn receive(shm: &Shm, write: &Semaphore, read: &Semaphore) -> shmkit::Result<Opt
     shm.read_at(0, &mut len)?;
     let len = u64::from_le_bytes(len);
     let msg = match len {
-        END => None,
+        END => {
+            write.release(1)?;
+            return Ok(None);
+        }
         // Validate what the other process wrote before using it.
         n if n > CAPACITY => {
             return Err(Error::TooLong {
@@ -74,16 +81,23 @@ fn receive(shm: &Shm, write: &Semaphore, read: &Semaphore) -> shmkit::Result<Opt
     Ok(msg)
 }
 
-fn producer() -> Result<(), Box<dyn std::error::Error>> {
-    let (seg, w, r) = names(&format!("producer-consumer-{}", std::process::id()));
+fn producer(base: Option<&str>) -> Result<(), Box<dyn std::error::Error>> {
+    let own = format!("producer-consumer-{}", std::process::id());
+    let (seg, w, r) = names(base.unwrap_or(&own));
     let shm = Shm::create(&seg, SEGMENT)?;
     let write = Semaphore::create(&w, 1, 1)?;
     let read = Semaphore::create(&r, 0, 1)?;
-    let mut consumer = Command::new(std::env::current_exe()?)
-        .args(["consume", &seg])
-        .spawn()?;
+    // Without a name given, start our own consumer.
+    let consumer = match base {
+        Some(_) => None,
+        None => Some(
+            Command::new(std::env::current_exe()?)
+                .args(["consume", &seg])
+                .spawn()?,
+        ),
+    };
 
-    let long = "a message much longer than the classic 100-byte read buffer, ".repeat(4);
+    let long = "a message much longer than the classic 100-byte read buffer, ".repeat(2);
     let messages: Vec<Vec<u8>> = vec![
         b"hello".to_vec(),
         Vec::new(),
@@ -99,18 +113,35 @@ fn producer() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     put(&shm, &write, &read, END, &[])?;
-    let status = consumer.wait()?;
-    if !status.success() {
-        return Err(format!("consumer failed: {status}").into());
+    // The consumer has taken the end marker once "write" comes back.
+    write.wait_timeout(TIMEOUT)?;
+    if let Some(mut consumer) = consumer {
+        let status = consumer.wait()?;
+        if !status.success() {
+            return Err(format!("consumer failed: {status}").into());
+        }
     }
     Ok(())
 }
 
+/// Opens what the producer makes, waiting up to 10 s for it to appear.
+fn open_when_there<T>(open: impl Fn() -> shmkit::Result<T>) -> shmkit::Result<T> {
+    let start = std::time::Instant::now();
+    loop {
+        match open() {
+            Err(e) if e.is_not_found() && start.elapsed() < TIMEOUT => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            other => return other,
+        }
+    }
+}
+
 fn consumer(seg: &str) -> Result<(), Box<dyn std::error::Error>> {
     let (seg, w, r) = names(seg);
-    let shm = Shm::open(&seg)?;
+    let shm = open_when_there(|| Shm::open(&seg))?;
+    let read = open_when_there(|| Semaphore::open(&r))?;
     let write = Semaphore::open(&w)?;
-    let read = Semaphore::open(&r)?;
     while let Some(msg) = receive(&shm, &write, &read)? {
         let preview = String::from_utf8_lossy(&msg[..msg.len().min(40)]).into_owned();
         println!("consumer: got {} bytes: {preview:?}", msg.len());
@@ -121,8 +152,10 @@ fn consumer(seg: &str) -> Result<(), Box<dyn std::error::Error>> {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    match args.get(1).map(String::as_str) {
-        Some("consume") => consumer(&args[2]),
-        _ => producer(),
+    match (args.get(1).map(String::as_str), args.get(2)) {
+        (Some("consume"), Some(base)) => consumer(base),
+        (Some("produce"), Some(base)) => producer(Some(base)),
+        (None, _) => producer(None),
+        _ => Err("usage: producer_consumer [produce BASE | consume BASE]".into()),
     }
 }

@@ -8,6 +8,8 @@
 //! shmkit-peer recv NAME COUNT            # receives COUNT messages
 //! shmkit-peer hold NAME                  # locks mutex NAME, prints "locked", sleeps
 //! shmkit-peer lock NAME                  # locks it; prints "owner-died" or "locked"
+//! shmkit-peer counter-write BASE COUNT   # the mutex_counter example's writer
+//! shmkit-peer counter-read BASE COUNT    # ... and reader (crates/shmkit-ffi/examples)
 //! ```
 //!
 //! Both message roles end with `COUNT CRC`: the CRC-32 (zlib's) of every message's
@@ -50,6 +52,57 @@ impl Rng {
 fn checksum(crc: &mut crc32fast::Hasher, msg: &[u8]) {
     crc.update(&(msg.len() as u64).to_le_bytes());
     crc.update(msg);
+}
+
+/// Segment `base` holds two little-endian u64 counters that must be equal
+/// whenever mutex `base.lock` is free; the writer bumps both `count` times, the
+/// reader checks them until they reach `count`.
+fn counter(write: bool, base: &str, count: u64) -> shmkit::Result<()> {
+    let seg = shmkit::ShmOptions::new().size(16).create_or_open(base)?;
+    let lock = Mutex::<()>::create_or_open(&format!("{base}.lock"), ())?;
+    let hold = || -> shmkit::Result<shmkit::sync::MutexGuard<'_, ()>> {
+        match lock.lock_timeout(Duration::from_secs(10)) {
+            Ok(g) => Ok(g),
+            Err(LockError::OwnerDied(mut g)) => {
+                // A writer died between the two increments: repair, then go on.
+                let a = seg.atomic_u64(0)?.load(std::sync::atomic::Ordering::Relaxed);
+                seg.atomic_u64(8)?.store(a, std::sync::atomic::Ordering::Relaxed);
+                g.mark_consistent();
+                Ok(g)
+            }
+            Err(LockError::Failed(e)) => Err(e),
+        }
+    };
+    let (a, b) = (seg.atomic_u64(0)?, seg.atomic_u64(8)?);
+    use std::sync::atomic::Ordering::Relaxed;
+    if write {
+        for _ in 0..count {
+            let _held = hold()?;
+            a.store(a.load(Relaxed) + 1, Relaxed);
+            b.store(b.load(Relaxed) + 1, Relaxed);
+        }
+        println!("writer: {count} updates");
+        return Ok(());
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if std::time::Instant::now() > deadline {
+            println!("reader: no writer finished within 60 s");
+            std::process::exit(1);
+        }
+        let (x, y) = {
+            let _held = hold()?;
+            (a.load(Relaxed), b.load(Relaxed))
+        };
+        if x != y {
+            println!("reader: torn: {x} != {y}");
+            std::process::exit(1);
+        }
+        if x >= count {
+            println!("reader: saw {x} updates, never torn");
+            return Ok(());
+        }
+    }
 }
 
 fn run(args: &[&str]) -> Result<(), String> {
@@ -104,6 +157,9 @@ fn run(args: &[&str]) -> Result<(), String> {
                 Err(LockError::OwnerDied(_)) => println!("owner-died"),
                 Err(LockError::Failed(err)) => return Err(err.to_string()),
             };
+        }
+        [role @ ("counter-write" | "counter-read"), base, count] => {
+            counter(role == &"counter-write", base, number(count)?).map_err(e)?;
         }
         _ => {
             return Err(format!(

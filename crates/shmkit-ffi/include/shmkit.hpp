@@ -1,0 +1,474 @@
+// shmkit.hpp: a header-only C++17 wrapper of the shmkit C ABI (shmkit.h).
+//
+// - RAII: every object closes its handle when destroyed; objects move, never copy.
+// - Errors throw shmkit::error (a std::runtime_error) carrying the status code and
+//   the message naming the object and the cause; timeouts, a full ring or a gone
+//   peer are shmkit::error too (check code()). Calls that commonly "fail" as part
+//   of normal flow return std::optional or bool instead (try_recv, try_lock).
+// - Byte arguments take shmkit::bytes / shmkit::mutable_bytes, made from any
+//   contiguous container of bytes (std::string, std::string_view, std::vector,
+//   std::array, std::span in C++20) or a pointer and a length.
+// - Timeouts are std::chrono durations; shmkit::forever waits forever.
+//
+// Link with the shmkit_ffi library (libshmkit_ffi.so/.a, shmkit_ffi.dll).
+#ifndef SHMKIT_HPP
+#define SHMKIT_HPP
+
+#include "shmkit.h"
+
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace shmkit {
+
+/// A failed call: the status code and shmkit_last_error()'s message.
+class error : public std::runtime_error {
+public:
+    error(shmkit_status code, const std::string &message)
+        : std::runtime_error(message), code_(code) {}
+    shmkit_status code() const noexcept { return code_; }
+    /// For SHMKIT_ERR_LAGGED: how many messages were missed; for
+    /// SHMKIT_ERR_BUFFER_TOO_SMALL: how many bytes were needed.
+    std::uint64_t count() const noexcept { return count_; }
+    error &with_count(std::uint64_t n) { count_ = n; return *this; }
+
+private:
+    shmkit_status code_;
+    std::uint64_t count_ = 0;
+};
+
+namespace detail {
+inline void check(shmkit_status s) {
+    if (s != SHMKIT_OK) throw error(s, shmkit_last_error());
+}
+template <class C, class = void> struct is_byte_container : std::false_type {};
+template <class C>
+struct is_byte_container<C, std::void_t<decltype(std::declval<C &>().data()), decltype(std::declval<C &>().size())>>
+    : std::bool_constant<sizeof(*std::declval<C &>().data()) == 1> {};
+} // namespace detail
+
+/// Read-only bytes.
+struct bytes {
+    const std::uint8_t *data = nullptr;
+    std::size_t size = 0;
+    bytes() = default;
+    bytes(const void *d, std::size_t n) : data(static_cast<const std::uint8_t *>(d)), size(n) {}
+    bytes(const char *s) : bytes(s, std::strlen(s)) {}
+    template <class C, class = std::enable_if_t<detail::is_byte_container<const C>::value>>
+    bytes(const C &c) : bytes(c.data(), c.size()) {}
+};
+
+/// Writable bytes.
+struct mutable_bytes {
+    std::uint8_t *data = nullptr;
+    std::size_t size = 0;
+    mutable_bytes() = default;
+    mutable_bytes(void *d, std::size_t n) : data(static_cast<std::uint8_t *>(d)), size(n) {}
+    template <class C, class = std::enable_if_t<detail::is_byte_container<C>::value &&
+                                                 !std::is_const_v<std::remove_pointer_t<decltype(std::declval<C &>().data())>>>>
+    mutable_bytes(C &c) : mutable_bytes(c.data(), c.size()) {}
+};
+
+using milliseconds = std::chrono::milliseconds;
+/// Wait as long as it takes.
+inline constexpr milliseconds forever{-1};
+
+namespace detail {
+inline std::int64_t ms(milliseconds t) { return t.count() < 0 ? SHMKIT_FOREVER : static_cast<std::int64_t>(t.count()); }
+
+/// Owns one handle; `Close` is its shmkit_*_close function.
+template <class H, shmkit_status (*Close)(H *)> class handle {
+public:
+    handle() = default;
+    explicit handle(H *h) : h_(h) {}
+    handle(handle &&o) noexcept : h_(std::exchange(o.h_, nullptr)) {}
+    handle &operator=(handle &&o) noexcept {
+        if (this != &o) { reset(); h_ = std::exchange(o.h_, nullptr); }
+        return *this;
+    }
+    handle(const handle &) = delete;
+    handle &operator=(const handle &) = delete;
+    ~handle() { reset(); }
+    H *get() const noexcept { return h_; }
+    explicit operator bool() const noexcept { return h_ != nullptr; }
+    void reset() noexcept {
+        if (h_) Close(std::exchange(h_, nullptr));
+    }
+
+private:
+    H *h_ = nullptr;
+};
+
+template <class F> std::int32_t call_fn(const std::uint8_t *d, std::size_t n, void *user) {
+    try {
+        (*static_cast<F *>(user))(bytes(d, n));
+        return 0;
+    } catch (...) {
+        return 1;
+    }
+}
+} // namespace detail
+
+/// Access modes for opening segments.
+enum class access : std::uint32_t {
+    read_write = SHMKIT_ACCESS_READ_WRITE,
+    read_only = SHMKIT_ACCESS_READ_ONLY,
+    copy_on_write = SHMKIT_ACCESS_COPY_ON_WRITE,
+};
+
+/// A named shared-memory segment (managed, or raw by OS name).
+class shm {
+public:
+    static shm create(const std::string &name, std::uint64_t size, bool persistent = false) {
+        shmkit_shm *h;
+        detail::check(shmkit_shm_create(name.c_str(), size, persistent ? SHMKIT_PERSISTENT : 0, &h));
+        return shm(h);
+    }
+    static shm open(const std::string &name, access a = access::read_write) {
+        shmkit_shm *h;
+        detail::check(shmkit_shm_open(name.c_str(), static_cast<std::uint32_t>(a), &h));
+        return shm(h);
+    }
+    /// Opens `name`, or creates it with `size` zeroed bytes; `created` (may be
+    /// null) says which happened.
+    static shm create_or_open(const std::string &name, std::uint64_t size, bool *created = nullptr) {
+        shmkit_shm *h;
+        detail::check(shmkit_shm_create_or_open(name.c_str(), size, 0, nullptr, nullptr, &h, created));
+        return shm(h);
+    }
+    static shm create_raw(const std::string &os_name, std::uint64_t size) {
+        shmkit_shm *h;
+        detail::check(shmkit_shm_create_raw(os_name.c_str(), size, &h));
+        return shm(h);
+    }
+    static shm open_raw(const std::string &os_name, access a = access::read_write) {
+        shmkit_shm *h;
+        detail::check(shmkit_shm_open_raw(os_name.c_str(), static_cast<std::uint32_t>(a), &h));
+        return shm(h);
+    }
+    static void remove(const std::string &name) { detail::check(shmkit_shm_remove(name.c_str())); }
+
+    /// The segment's bytes (valid while this object lives).
+    mutable_bytes data() const {
+        std::uint8_t *d;
+        std::uint64_t n;
+        detail::check(shmkit_shm_data(h_.get(), &d, &n, nullptr));
+        return {d, static_cast<std::size_t>(n)};
+    }
+    void read(std::uint64_t offset, mutable_bytes out) const {
+        detail::check(shmkit_shm_read(h_.get(), offset, out.data, out.size));
+    }
+    void write(std::uint64_t offset, bytes in) const {
+        detail::check(shmkit_shm_write(h_.get(), offset, in.data, in.size));
+    }
+
+private:
+    explicit shm(shmkit_shm *h) : h_(h) {}
+    detail::handle<shmkit_shm, shmkit_shm_close> h_;
+};
+
+class mutex;
+
+/// Holds a mutex until destroyed (or unlock()). owner_died() says whether its
+/// last holder died holding it: repair the data, then mark_consistent().
+class lock {
+public:
+    lock(lock &&o) noexcept : m_(std::exchange(o.m_, nullptr)), died_(o.died_) {}
+    lock(const lock &) = delete;
+    lock &operator=(const lock &) = delete;
+    lock &operator=(lock &&) = delete;
+    ~lock() { unlock(); }
+    bool owner_died() const noexcept { return died_; }
+    void mark_consistent() { detail::check(shmkit_mutex_mark_consistent(m_)); died_ = false; }
+    void unlock() noexcept {
+        if (m_) shmkit_mutex_unlock(std::exchange(m_, nullptr));
+    }
+
+private:
+    friend class mutex;
+    lock(shmkit_mutex *m, bool died) : m_(m), died_(died) {}
+    shmkit_mutex *m_;
+    bool died_;
+};
+
+/// A named cross-process mutex that reports a holder that died.
+class mutex {
+public:
+    static mutex create(const std::string &name) { return make(shmkit_mutex_create, name); }
+    static mutex open(const std::string &name) { return make(shmkit_mutex_open, name); }
+    static mutex create_or_open(const std::string &name) { return make(shmkit_mutex_create_or_open, name); }
+
+    /// Locks, waiting up to `timeout` (throws shmkit::error SHMKIT_ERR_TIMEOUT after).
+    shmkit::lock lock(milliseconds timeout = forever) {
+        shmkit_status s = shmkit_mutex_lock(h_.get(), detail::ms(timeout));
+        if (s == SHMKIT_ERR_OWNER_DIED) return shmkit::lock(h_.get(), true);
+        detail::check(s);
+        return shmkit::lock(h_.get(), false);
+    }
+    /// Locks if free now.
+    std::optional<shmkit::lock> try_lock() {
+        shmkit_status s = shmkit_mutex_try_lock(h_.get());
+        if (s == SHMKIT_ERR_WOULD_BLOCK) return std::nullopt;
+        if (s == SHMKIT_ERR_OWNER_DIED) return shmkit::lock(h_.get(), true);
+        detail::check(s);
+        return shmkit::lock(h_.get(), false);
+    }
+
+private:
+    using opener = shmkit_status (*)(const char *, shmkit_mutex **);
+    static mutex make(opener f, const std::string &name) {
+        shmkit_mutex *h;
+        detail::check(f(name.c_str(), &h));
+        return mutex(h);
+    }
+    explicit mutex(shmkit_mutex *h) : h_(h) {}
+    detail::handle<shmkit_mutex, shmkit_mutex_close> h_;
+};
+
+/// A named counting semaphore.
+class semaphore {
+public:
+    static semaphore create(const std::string &name, std::uint32_t initial, std::uint32_t max) {
+        shmkit_semaphore *h;
+        detail::check(shmkit_semaphore_create(name.c_str(), initial, max, &h));
+        return semaphore(h);
+    }
+    static semaphore create_or_open(const std::string &name, std::uint32_t initial, std::uint32_t max) {
+        shmkit_semaphore *h;
+        detail::check(shmkit_semaphore_create_or_open(name.c_str(), initial, max, &h));
+        return semaphore(h);
+    }
+    static semaphore open(const std::string &name) {
+        shmkit_semaphore *h;
+        detail::check(shmkit_semaphore_open(name.c_str(), &h));
+        return semaphore(h);
+    }
+    /// Takes one unit; false if `timeout` passed first.
+    bool wait(milliseconds timeout = forever) {
+        shmkit_status s = shmkit_semaphore_wait(h_.get(), detail::ms(timeout));
+        if (s == SHMKIT_ERR_TIMEOUT) return false;
+        detail::check(s);
+        return true;
+    }
+    /// Adds `n` units; returns the count before.
+    std::uint32_t release(std::uint32_t n = 1) {
+        std::uint32_t before;
+        detail::check(shmkit_semaphore_release(h_.get(), n, &before));
+        return before;
+    }
+
+private:
+    explicit semaphore(shmkit_semaphore *h) : h_(h) {}
+    detail::handle<shmkit_semaphore, shmkit_semaphore_close> h_;
+};
+
+/// A named event.
+class event {
+public:
+    static event create_or_open(const std::string &name, std::uint32_t flags = 0) {
+        shmkit_event *h;
+        detail::check(shmkit_event_create_or_open(name.c_str(), flags, &h));
+        return event(h);
+    }
+    void set() { detail::check(shmkit_event_set(h_.get())); }
+    void reset() { detail::check(shmkit_event_reset(h_.get())); }
+    bool wait(milliseconds timeout = forever) {
+        shmkit_status s = shmkit_event_wait(h_.get(), detail::ms(timeout));
+        if (s == SHMKIT_ERR_TIMEOUT) return false;
+        detail::check(s);
+        return true;
+    }
+
+private:
+    explicit event(shmkit_event *h) : h_(h) {}
+    detail::handle<shmkit_event, shmkit_event_close> h_;
+};
+
+/// Channel options (0: default, or whatever the existing channel has).
+struct channel_options {
+    std::uint64_t capacity = 0;
+    std::uint64_t max_message = 0;
+    std::uint32_t max_peers = 0;
+    std::uint32_t flags = 0;
+    const shmkit_channel_options *c() const { return reinterpret_cast<const shmkit_channel_options *>(this); }
+};
+static_assert(sizeof(channel_options) == sizeof(shmkit_channel_options), "layout");
+
+class sender;
+
+/// Bytes reserved in the ring: fill data(), then commit(). Cancelled if destroyed
+/// uncommitted.
+class reservation {
+public:
+    reservation(reservation &&o) noexcept : s_(std::exchange(o.s_, nullptr)), d_(o.d_) {}
+    reservation(const reservation &) = delete;
+    reservation &operator=(const reservation &) = delete;
+    reservation &operator=(reservation &&) = delete;
+    ~reservation() {
+        if (s_) shmkit_sender_cancel(s_);
+    }
+    mutable_bytes data() const noexcept { return d_; }
+    void commit() { detail::check(shmkit_sender_commit(std::exchange(s_, nullptr))); }
+
+private:
+    friend class sender;
+    reservation(shmkit_sender *s, mutable_bytes d) : s_(s), d_(d) {}
+    shmkit_sender *s_;
+    mutable_bytes d_;
+};
+
+/// The sending end of a queue channel.
+class sender {
+public:
+    static sender connect(const std::string &name, const channel_options &o = {}) {
+        shmkit_sender *h;
+        detail::check(shmkit_sender_connect(name.c_str(), o.c(), &h));
+        return sender(h);
+    }
+    void send(bytes msg, milliseconds timeout = forever) {
+        detail::check(shmkit_sender_send(h_.get(), msg.data, msg.size, detail::ms(timeout)));
+    }
+    /// Zero-copy: write into the reservation's data(), then commit().
+    reservation reserve(std::size_t len, milliseconds timeout = forever) {
+        std::uint8_t *d;
+        detail::check(shmkit_sender_reserve(h_.get(), len, detail::ms(timeout), &d));
+        return reservation(h_.get(), {d, len});
+    }
+
+private:
+    explicit sender(shmkit_sender *h) : h_(h) {}
+    detail::handle<shmkit_sender, shmkit_sender_close> h_;
+};
+
+/// The receiving end of a queue channel.
+class receiver {
+public:
+    static receiver connect(const std::string &name, const channel_options &o = {}) {
+        shmkit_receiver *h;
+        detail::check(shmkit_receiver_connect(name.c_str(), o.c(), &h));
+        return receiver(h);
+    }
+    /// Receives into `buf`; returns the length. A longer message stays queued:
+    /// shmkit::error SHMKIT_ERR_BUFFER_TOO_SMALL with count() = its length.
+    std::size_t recv_into(mutable_bytes buf, milliseconds timeout = forever) {
+        std::size_t len = 0;
+        shmkit_status s = shmkit_receiver_recv(h_.get(), buf.data, buf.size, &len, detail::ms(timeout));
+        if (s != SHMKIT_OK) throw error(s, shmkit_last_error()).with_count(len);
+        return len;
+    }
+    /// Receives the next message into a new vector.
+    std::vector<std::uint8_t> recv(milliseconds timeout = forever) {
+        std::vector<std::uint8_t> out;
+        recv_with([&](bytes m) { out.assign(m.data, m.data + m.size); }, timeout);
+        return out;
+    }
+    /// Lends the next message to `f(shmkit::bytes)` without copying it.
+    template <class F> void recv_with(F &&f, milliseconds timeout = forever) {
+        using Fn = std::remove_reference_t<F>;
+        detail::check(shmkit_receiver_recv_with(h_.get(), &detail::call_fn<Fn>, &f, detail::ms(timeout)));
+    }
+
+private:
+    explicit receiver(shmkit_receiver *h) : h_(h) {}
+    detail::handle<shmkit_receiver, shmkit_receiver_close> h_;
+};
+
+/// The publisher of a broadcast channel.
+class publisher {
+public:
+    static publisher connect(const std::string &name, const channel_options &o = {}) {
+        shmkit_publisher *h;
+        detail::check(shmkit_publisher_connect(name.c_str(), o.c(), &h));
+        return publisher(h);
+    }
+    void publish(bytes msg) { detail::check(shmkit_publisher_publish(h_.get(), msg.data, msg.size)); }
+
+private:
+    explicit publisher(shmkit_publisher *h) : h_(h) {}
+    detail::handle<shmkit_publisher, shmkit_publisher_close> h_;
+};
+
+/// A subscriber of a broadcast channel. recv throws shmkit::error
+/// SHMKIT_ERR_LAGGED (count(): messages missed) when it fell behind.
+class subscriber {
+public:
+    static subscriber connect(const std::string &name, const channel_options &o = {}) {
+        shmkit_subscriber *h;
+        detail::check(shmkit_subscriber_connect(name.c_str(), o.c(), &h));
+        return subscriber(h);
+    }
+    std::size_t recv_into(mutable_bytes buf, milliseconds timeout = forever) {
+        std::size_t len = 0;
+        std::uint64_t missed = 0;
+        shmkit_status s = shmkit_subscriber_recv(h_.get(), buf.data, buf.size, &len, detail::ms(timeout), &missed);
+        if (s != SHMKIT_OK) throw error(s, shmkit_last_error()).with_count(s == SHMKIT_ERR_LAGGED ? missed : len);
+        return len;
+    }
+
+private:
+    explicit subscriber(shmkit_subscriber *h) : h_(h) {}
+    detail::handle<shmkit_subscriber, shmkit_subscriber_close> h_;
+};
+
+/// A request/response client.
+class rpc_client {
+public:
+    static rpc_client connect(const std::string &name) {
+        shmkit_rpc_client *h;
+        detail::check(shmkit_rpc_client_connect(name.c_str(), &h));
+        return rpc_client(h);
+    }
+    std::vector<std::uint8_t> call(bytes request, milliseconds timeout = forever) {
+        std::vector<std::uint8_t> out;
+        auto keep = [&](bytes m) { out.assign(m.data, m.data + m.size); };
+        detail::check(shmkit_rpc_client_call_with(h_.get(), request.data, request.size,
+                                                  &detail::call_fn<decltype(keep)>, &keep, detail::ms(timeout)));
+        return out;
+    }
+
+private:
+    explicit rpc_client(shmkit_rpc_client *h) : h_(h) {}
+    detail::handle<shmkit_rpc_client, shmkit_rpc_client_close> h_;
+};
+
+/// A request/response server.
+class rpc_server {
+public:
+    static rpc_server bind(const std::string &name) {
+        shmkit_rpc_server *h;
+        detail::check(shmkit_rpc_server_bind(name.c_str(), &h));
+        return rpc_server(h);
+    }
+    /// Receives one request and answers it with `handler(request)` (a byte container).
+    template <class F> void serve_one(F &&handler, milliseconds timeout = forever) {
+        std::vector<std::uint8_t> req(4096);
+        std::size_t len = 0;
+        shmkit_status s = shmkit_rpc_server_recv(h_.get(), req.data(), req.size(), &len, detail::ms(timeout));
+        if (s == SHMKIT_ERR_BUFFER_TOO_SMALL) {
+            req.resize(len);
+            s = shmkit_rpc_server_recv(h_.get(), req.data(), req.size(), &len, detail::ms(timeout));
+        }
+        detail::check(s);
+        req.resize(len);
+        auto answer = handler(bytes(req));
+        bytes a(answer);
+        detail::check(shmkit_rpc_server_reply(h_.get(), a.data, a.size));
+    }
+
+private:
+    explicit rpc_server(shmkit_rpc_server *h) : h_(h) {}
+    detail::handle<shmkit_rpc_server, shmkit_rpc_server_close> h_;
+};
+
+} // namespace shmkit
+
+#endif // SHMKIT_HPP
