@@ -4,8 +4,10 @@ import gc
 import itertools
 import os
 import pathlib
+import queue
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -48,6 +50,26 @@ def peer():
         )
         exe = str(REPO / "target" / "debug" / "shmkit-peer")
     return exe
+
+
+def line(proc, timeout=30):
+    """The next line `proc` prints (stripped), failing the test after `timeout`
+    seconds instead of hanging on a peer that never answers."""
+    lines = getattr(proc, "_lines", None)
+    if lines is None:
+        lines = proc._lines = queue.Queue()
+
+        def pump():
+            for text in proc.stdout:
+                lines.put(text)
+            lines.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
+    try:
+        got = lines.get(timeout=timeout)
+    except queue.Empty:
+        pytest.fail(f"no line from {proc.args!r} within {timeout} s")
+    return "" if got is None else got.strip()
 
 
 def run_python(code, *args, **kwargs):

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 import shmkit
-from conftest import run_python
+from conftest import line, run_python
 
 COUNT = 10_000
 MAX = 4 << 20
@@ -63,11 +63,11 @@ def test_ten_thousand_random_messages(name, peer, send_kind, recv_kind):
     rx = receiver(recv_kind, peer, name)
     tx = None
     try:
-        assert rx.stdout.readline().strip() == "ready"
+        assert line(rx) == "ready"
         tx = sender(send_kind, peer, name, 12345)
         sent, _ = tx.communicate(timeout=300)
-        got, _ = rx.communicate(timeout=300)
-        assert tx.returncode == 0 and rx.returncode == 0
+        got = line(rx, timeout=300)
+        assert tx.wait(timeout=60) == 0 and rx.wait(timeout=60) == 0
         assert sent.split() and sent.split() == got.split(), (sent, got)
     finally:
         for p in (tx, rx):
@@ -116,7 +116,7 @@ os.kill(os.getpid(), signal.SIGKILL)
 def test_a_sender_killed_is_seen_as_disconnected(name):
     rx = shmkit.Receiver.connect(name)
     child = run_python(KILLED, name)
-    assert child.stdout.readline().strip() == "sent"
+    assert line(child) == "sent"
     assert child.wait(timeout=30) == -9
     assert rx.recv(timeout=5) == b"last words"  # what it sent is kept
     with pytest.raises(shmkit.Disconnected, match="died|closed|gone"):

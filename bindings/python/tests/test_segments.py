@@ -8,7 +8,7 @@ import sys
 import pytest
 
 import shmkit
-from conftest import run_python
+from conftest import line, run_python
 
 
 def test_create_write_read_through_memoryview(name):
@@ -238,13 +238,15 @@ def test_raw_segments_and_multiprocessing_shared_memory(name):
     # multiprocessing creates, shmkit attaches by OS name.
     other = name + "-mp"
     child = run_python(CREATE, other, stdin=subprocess.PIPE)
-    assert child.stdout.readline().strip() == "ready"
+    assert line(child) == "ready"
     raw = shmkit.Shm.open_raw("/" + other)
     assert len(raw) >= 4096 and raw.read(0, 12) == b"made by mpsm"
     raw.write(12, b"shmkit wrote")
     raw.close()
-    out, _ = child.communicate("go\n", timeout=30)
-    assert out.strip() == "shmkit wrote" and child.returncode == 0
+    child.stdin.write("go\n")
+    child.stdin.close()
+    assert line(child) == "shmkit wrote"
+    assert child.wait(timeout=30) == 0
     with pytest.raises(shmkit.NotFound):
         shmkit.Shm.open_raw("/" + other)
 

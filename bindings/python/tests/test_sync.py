@@ -8,7 +8,7 @@ import time
 import pytest
 
 import shmkit
-from conftest import run_python
+from conftest import line, run_python
 
 
 def test_mutex_lock_unlock_and_with(name):
@@ -52,7 +52,7 @@ print("unlocked", flush=True)
 def test_mutex_held_by_another_process(name):
     m = shmkit.Mutex.create(name)
     child = run_python(HOLD, name, "hold", stdin=subprocess.PIPE)
-    assert child.stdout.readline().strip() == "locked"
+    assert line(child) == "locked"
     t = time.monotonic()
     with pytest.raises(shmkit.Timeout, match="timed out after 200ms") as e:
         m.lock(timeout=0.2)
@@ -61,7 +61,7 @@ def test_mutex_held_by_another_process(name):
     assert m.try_lock() is None
     child.stdin.write("go\n")
     child.stdin.flush()
-    assert child.stdout.readline().strip() == "unlocked"
+    assert line(child) == "unlocked"
     with m.lock(timeout=5):
         pass
     child.wait(timeout=30)
@@ -70,7 +70,7 @@ def test_mutex_held_by_another_process(name):
 def test_owner_died_carries_a_guard(name):
     m = shmkit.Mutex.create(name)
     child = run_python(HOLD, name, "die")
-    assert child.stdout.readline().strip() == "locked"
+    assert line(child) == "locked"
     assert child.wait(timeout=30) == -signal.SIGKILL
     with pytest.raises(shmkit.OwnerDied, match="died while holding") as e:
         m.lock(timeout=5)
@@ -94,18 +94,18 @@ def test_owner_died_carries_a_guard(name):
 def test_a_python_owner_killed_is_seen_by_rust(name, peer):
     m = shmkit.Mutex.create(name)
     child = run_python(HOLD, name, "die")
-    assert child.stdout.readline().strip() == "locked"
+    assert line(child) == "locked"
     child.wait(timeout=30)
-    out = subprocess.run([peer, "lock", name], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([peer, "lock", name], input="go\n", capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "owner-died"
+    assert out.stdout.split() == ["ready", "owner-died"]
     del m
 
 
 def test_a_rust_owner_killed_is_seen_by_python(name, peer):
     m = shmkit.Mutex.create(name)
     holder = subprocess.Popen([peer, "hold", name], stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "locked"
+    assert line(holder) == "locked"
     holder.kill()
     holder.wait(timeout=30)
     with pytest.raises(shmkit.OwnerDied) as e:
@@ -159,7 +159,10 @@ def test_event_across_processes(name):
 
 
 INTERRUPTED = """
-import shmkit, sys, time
+import shmkit, signal, sys, time
+# A shell that starts a job in the background makes it ignore SIGINT, and Python
+# then keeps it ignored: restore Ctrl-C's KeyboardInterrupt, as a terminal has it.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 m = shmkit.Mutex.open(sys.argv[1])
 ev = shmkit.Event.open(sys.argv[2])
 rx = shmkit.Receiver.connect(sys.argv[3])
@@ -182,13 +185,13 @@ def test_ctrl_c_interrupts_a_wait_and_leaves_nothing_locked(name, what):
     m = shmkit.Mutex.create(name + "m")
     ev = shmkit.Event.create(name + "e")
     child = run_python(INTERRUPTED, name + "m", name + "e", name + "q", what)
-    assert child.stdout.readline().strip() == "waiting"
+    assert line(child) == "waiting"
     time.sleep(0.3)
     sent = time.monotonic()
     child.send_signal(signal.SIGINT)
-    line = child.stdout.readline().split()
-    assert line and line[0] == "interrupted", line
-    assert float(line[1]) - sent < 0.5
+    words = line(child).split()
+    assert words and words[0] == "interrupted", words
+    assert float(words[1]) - sent < 0.5
     assert child.wait(timeout=30) == 0
     with m.lock(timeout=1):  # the with block released it on the way out
         pass

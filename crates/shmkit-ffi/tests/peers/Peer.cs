@@ -94,7 +94,14 @@ static class Peer
             }
             if (args.Length == 2 && (args[0] == "hold" || args[0] == "lock"))
             {
-                var m = NamedMutex.Open(args[1]);
+                var m = args[0] == "lock" ? NamedMutex.CreateOrOpen(args[1]) : NamedMutex.Open(args[1]);
+                if (args[0] == "lock")
+                {
+                    // Keep it open while the holder is killed; lock when told.
+                    Console.WriteLine("ready");
+                    Console.Out.Flush();
+                    Console.ReadLine();
+                }
                 var held = m.Lock(TimeSpan.FromSeconds(10));
                 if (args[0] == "lock")
                 {

@@ -4,7 +4,8 @@
  *   peer send NAME COUNT SEED MAX   ->  "COUNT CRC"
  *   peer recv NAME COUNT            ->  "ready", then "COUNT CRC"
  *   peer hold NAME                  ->  locks mutex NAME, "locked", sleeps
- *   peer lock NAME                  ->  "owner-died" or "locked"
+ *   peer lock NAME                  ->  opens or creates it, "ready", reads a line
+ *                                       from stdin, locks: "owner-died" or "locked"
  */
 #include "peer_common.h"
 #include "shmkit.h"
@@ -76,7 +77,15 @@ int main(int argc, char **argv) {
     }
     if (argc == 3 && (strcmp(argv[1], "hold") == 0 || strcmp(argv[1], "lock") == 0)) {
         shmkit_mutex *m;
-        if ((s = shmkit_mutex_open(argv[2], &m))) return fail("open", s);
+        if (strcmp(argv[1], "lock") == 0) {
+            char line[16];
+            if ((s = shmkit_mutex_create_or_open(argv[2], &m))) return fail("open", s);
+            printf("ready\n");
+            fflush(stdout);
+            if (!fgets(line, sizeof line, stdin)) return 1;
+        } else if ((s = shmkit_mutex_open(argv[2], &m))) {
+            return fail("open", s);
+        }
         s = shmkit_mutex_lock(m, 10000);
         if (s != SHMKIT_OK && s != SHMKIT_ERR_OWNER_DIED) return fail("lock", s);
         if (strcmp(argv[1], "lock") == 0) {

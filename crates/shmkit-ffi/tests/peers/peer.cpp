@@ -54,7 +54,13 @@ int main(int argc, char **argv) try {
         return 0;
     }
     if (args.size() == 2 && (args[0] == "hold" || args[0] == "lock")) {
-        auto m = shmkit::mutex::open(args[1]);
+        auto m = args[0] == "lock" ? shmkit::mutex::create_or_open(args[1]) : shmkit::mutex::open(args[1]);
+        if (args[0] == "lock") { // keep it open while the holder is killed; lock when told
+            std::printf("ready\n");
+            std::fflush(stdout);
+            std::string line;
+            std::getline(std::cin, line);
+        }
         auto held = m.lock(10s);
         if (args[0] == "lock") {
             std::printf("%s\n", held.owner_died() ? "owner-died" : "locked");

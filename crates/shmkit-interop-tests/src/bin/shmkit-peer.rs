@@ -7,7 +7,9 @@
 //!                                        # up to MAX bytes, the rest up to 4 KiB)
 //! shmkit-peer recv NAME COUNT            # receives COUNT messages
 //! shmkit-peer hold NAME                  # locks mutex NAME, prints "locked", sleeps
-//! shmkit-peer lock NAME                  # locks it; prints "owner-died" or "locked"
+//! shmkit-peer lock NAME                  # opens (or creates) it, prints "ready", reads
+//!                                        # a line from stdin, locks it; prints
+//!                                        # "owner-died" or "locked"
 //! shmkit-peer counter-write BASE COUNT   # the mutex_counter example's writer
 //! shmkit-peer counter-read BASE COUNT    # ... and reader (crates/shmkit-ffi/examples)
 //! ```
@@ -65,8 +67,11 @@ fn counter(write: bool, base: &str, count: u64) -> shmkit::Result<()> {
             Ok(g) => Ok(g),
             Err(LockError::OwnerDied(mut g)) => {
                 // A writer died between the two increments: repair, then go on.
-                let a = seg.atomic_u64(0)?.load(std::sync::atomic::Ordering::Relaxed);
-                seg.atomic_u64(8)?.store(a, std::sync::atomic::Ordering::Relaxed);
+                let a = seg
+                    .atomic_u64(0)?
+                    .load(std::sync::atomic::Ordering::Relaxed);
+                seg.atomic_u64(8)?
+                    .store(a, std::sync::atomic::Ordering::Relaxed);
                 g.mark_consistent();
                 Ok(g)
             }
@@ -151,7 +156,13 @@ fn run(args: &[&str]) -> Result<(), String> {
             };
         }
         ["lock", name] => {
-            let m = Mutex::<()>::open(name).map_err(e)?;
+            // Holding it open keeps the mutex (a temporary object) alive while the
+            // holder is killed; the caller says when to lock.
+            let m = Mutex::<()>::create_or_open(name, ()).map_err(e)?;
+            println!("ready");
+            std::io::stdin()
+                .read_line(&mut String::new())
+                .map_err(|e| e.to_string())?;
             match m.lock_timeout(Duration::from_secs(10)) {
                 Ok(_) => println!("locked"),
                 Err(LockError::OwnerDied(_)) => println!("owner-died"),
