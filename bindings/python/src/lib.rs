@@ -20,6 +20,7 @@ fn _shmkit(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<shm::PyShm>()?;
     m.add_class::<shm::PyMappedFile>()?;
     m.add_function(wrap_pyfunction!(shm::ls, m)?)?;
+    m.add_function(wrap_pyfunction!(shm::reap_dead_tokens, m)?)?;
     m.add_class::<sync::PyMutex>()?;
     m.add_class::<sync::PyMutexGuard>()?;
     m.add_class::<sync::PySemaphore>()?;

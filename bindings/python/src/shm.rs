@@ -244,6 +244,15 @@ pub(crate) fn ls(py: Python<'_>) -> PyResult<Vec<String>> {
     py.detach(Shm::list).py_err(py)
 }
 
+/// Removes the liveness tokens (`/dev/shm/shmkit-live.PID.START`) of processes
+/// that died without removing theirs — killed ones, and children that left with
+/// `os._exit`, as `multiprocessing`'s forked workers do — and returns how many.
+/// Other processes remove such a token when they find it; this does it now.
+#[pyfunction]
+pub(crate) fn reap_dead_tokens(py: Python<'_>) -> usize {
+    py.detach(|| Shm::reap_dead_tokens(true))
+}
+
 /// A memory-mapped file.
 ///
 /// ```python

@@ -1,6 +1,7 @@
 """Shared fixtures: unique object names, the Rust peer program, cleanup."""
 
 import gc
+import glob
 import itertools
 import os
 import pathlib
@@ -20,6 +21,16 @@ def _leftovers(token):
         return [p for p in os.listdir("/dev/shm") if token in p]
     except FileNotFoundError:  # not Linux
         return []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_dead_tokens():
+    """Forked workers (multiprocessing) leave with os._exit, and killed peers
+    cannot clean up: remove the liveness tokens of every process that died."""
+    yield
+    import shmkit
+
+    shmkit.reap_dead_tokens()
 
 
 @pytest.fixture
@@ -50,6 +61,14 @@ def peer():
         )
         exe = str(REPO / "target" / "debug" / "shmkit-peer")
     return exe
+
+
+def reap(proc):
+    """Waits for a process this test killed and removes its liveness token
+    (/dev/shm/shmkit-live.PID.START), which a killed process cannot remove itself."""
+    proc.wait(timeout=30)
+    for token in glob.glob(f"/dev/shm/shmkit-live.{proc.pid}.*"):
+        os.unlink(token)
 
 
 def line(proc, timeout=30):

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 import shmkit
-from conftest import line, run_python
+from conftest import line, reap, run_python
 
 COUNT = 10_000
 MAX = 4 << 20
@@ -118,6 +118,7 @@ def test_a_sender_killed_is_seen_as_disconnected(name):
     child = run_python(KILLED, name)
     assert line(child) == "sent"
     assert child.wait(timeout=30) == -9
+    reap(child)
     assert rx.recv(timeout=5) == b"last words"  # what it sent is kept
     with pytest.raises(shmkit.Disconnected, match="died|closed|gone"):
         rx.recv(timeout=5)

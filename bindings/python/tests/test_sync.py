@@ -8,7 +8,7 @@ import time
 import pytest
 
 import shmkit
-from conftest import line, run_python
+from conftest import line, reap, run_python
 
 
 def test_mutex_lock_unlock_and_with(name):
@@ -72,6 +72,7 @@ def test_owner_died_carries_a_guard(name):
     child = run_python(HOLD, name, "die")
     assert line(child) == "locked"
     assert child.wait(timeout=30) == -signal.SIGKILL
+    reap(child)
     with pytest.raises(shmkit.OwnerDied, match="died while holding") as e:
         m.lock(timeout=5)
     guard = e.value.guard
@@ -95,7 +96,7 @@ def test_a_python_owner_killed_is_seen_by_rust(name, peer):
     m = shmkit.Mutex.create(name)
     child = run_python(HOLD, name, "die")
     assert line(child) == "locked"
-    child.wait(timeout=30)
+    reap(child)
     out = subprocess.run([peer, "lock", name], input="go\n", capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["ready", "owner-died"]
@@ -107,7 +108,7 @@ def test_a_rust_owner_killed_is_seen_by_python(name, peer):
     holder = subprocess.Popen([peer, "hold", name], stdout=subprocess.PIPE, text=True)
     assert line(holder) == "locked"
     holder.kill()
-    holder.wait(timeout=30)
+    reap(holder)
     with pytest.raises(shmkit.OwnerDied) as e:
         m.lock(timeout=5)
     e.value.guard.mark_consistent()

@@ -51,6 +51,7 @@ from ._shmkit import (
     Shm,
     Subscriber,
     ls,
+    reap_dead_tokens,
 )
 
 __all__ = [
@@ -71,6 +72,7 @@ __all__ = [
     "Shm",
     "Subscriber",
     "ls",
+    "reap_dead_tokens",
     "AboveMaximum",
     "AlreadyExists",
     "BufferTooSmall",

@@ -27,12 +27,16 @@ __all__ = [
     "Shm",
     "Subscriber",
     "ls",
+    "reap_dead_tokens",
 ]
 
 SEMAPHORE_MAX: int
 
 def ls() -> list[str]:
     """Names of the shmkit segments that exist now (Linux and Windows)."""
+
+def reap_dead_tokens() -> int:
+    """Removes the liveness tokens of processes that died without removing theirs."""
 
 @disjoint_base
 class Region:
