@@ -24,7 +24,8 @@
  * - Timeouts are milliseconds: negative (SHMKIT_FOREVER) waits forever, 0 does
  *   not wait.
  * - Every handle may be used from any thread; calls on one handle are
- *   serialised (a blocking receive holds its receiver until it returns).
+ *   serialised (a blocking receive holds its receiver until it returns), so a
+ *   callback must not call functions on the handle that called it.
  */
 
 
@@ -193,7 +194,8 @@ typedef struct {
 // Receives a message without a copy: `data` points into shared memory (or the
 // receiver's reassembly buffer) and is valid only during the call. Return 0;
 // anything else is passed back as `SHMKIT_ERR_CALLBACK` (the message is
-// consumed either way).
+// consumed either way). It must not call functions on the handle that called
+// it (that handle is busy until the callback returns); other handles are fine.
 typedef int32_t (*shmkit_message_fn)(const uint8_t *data, size_t len, void *user_data);
 
 // Fills a new segment before any other process can open it; returns 0 on

@@ -49,7 +49,8 @@ pub const SHMKIT_CHANNEL_OPEN_EXISTING: u32 = 16;
 /// Receives a message without a copy: `data` points into shared memory (or the
 /// receiver's reassembly buffer) and is valid only during the call. Return 0;
 /// anything else is passed back as `SHMKIT_ERR_CALLBACK` (the message is
-/// consumed either way).
+/// consumed either way). It must not call functions on the handle that called
+/// it (that handle is busy until the callback returns); other handles are fine.
 pub type shmkit_message_fn =
     Option<unsafe extern "C" fn(data: *const u8, len: usize, user_data: *mut c_void) -> i32>;
 
