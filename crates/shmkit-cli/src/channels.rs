@@ -134,9 +134,45 @@ pub fn subscribe(name: &str, capacity: Option<u64>, history: bool, how: &Listen)
 
 fn endpoint(e: &EndpointState) -> String {
     match e {
-        EndpointState::Connected(pid) => format!("pid {pid}"),
+        EndpointState::Connected(pid) => process(*pid),
         EndpointState::Dead(pid) => format!("pid {pid} (dead)"),
         EndpointState::Closed => "closed".into(),
+    }
+}
+
+/// `pid N` and, where the system tells, the program's name: a bridge shows up
+/// as `shmkit-bridge`.
+fn process(pid: u32) -> String {
+    match program_name(pid) {
+        Some(name) => format!("pid {pid} {name}"),
+        None => format!("pid {pid}"),
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn program_name(pid: u32) -> Option<String> {
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    Some(comm.trim_end().to_owned()).filter(|c| !c.is_empty())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn program_name(_pid: u32) -> Option<String> {
+    None
+}
+
+/// Up to four connected endpoints, as `(pid 1 a, pid 2 b, ...)`.
+fn listed(peers: &[EndpointState]) -> String {
+    let live: Vec<String> = peers
+        .iter()
+        .filter_map(|p| match p {
+            EndpointState::Connected(pid) => Some(process(*pid)),
+            _ => None,
+        })
+        .collect();
+    match live.len() {
+        0 => String::new(),
+        n if n <= 4 => format!(" ({})", live.join(", ")),
+        n => format!(" ({}, and {} more)", live[..4].join(", "), n - 4),
     }
 }
 
@@ -160,16 +196,16 @@ pub fn summary(name: &str) -> String {
         Ok(i) => {
             let (owner, peers) = roles(&i);
             format!(
-                "{} {}/{} used, {owner} {}, {} {peers}",
+                "{} {}/{} used, {owner} {}, {} {peers}{}",
                 kind(i.kind),
                 size::show(i.used),
                 size::show(i.capacity),
-                if matches!(i.owner, Some(EndpointState::Connected(_))) {
-                    "up"
-                } else {
-                    "down"
+                match i.owner {
+                    Some(EndpointState::Connected(pid)) => format!("up ({})", process(pid)),
+                    _ => "down".into(),
                 },
-                connected(&i.peers)
+                connected(&i.peers),
+                listed(&i.peers)
             )
         }
         Err(e) => format!("({e})"),
