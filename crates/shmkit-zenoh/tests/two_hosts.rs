@@ -157,11 +157,7 @@ fn shmkit_cli() -> Option<PathBuf> {
     if cli.exists() {
         return Some(cli);
     }
-    assert!(
-        std::env::var_os("SHMKIT_REQUIRE_NETNS").is_none(),
-        "{} is missing",
-        cli.display()
-    );
+    assert!(!required(), "{} is missing", cli.display());
     None
 }
 
@@ -253,6 +249,11 @@ fn lag_is_reported() {
     println!("    {stats}");
 }
 
+/// Whether CI insists that these tests run (`SHMKIT_REQUIRE_NETNS=1`).
+fn required() -> bool {
+    std::env::var_os("SHMKIT_REQUIRE_NETNS").is_some_and(|v| v == "1")
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--peer") {
@@ -290,7 +291,7 @@ fn main() {
         chosen.len()
     );
     if let Some(why) = hosts::unavailable() {
-        if std::env::var_os("SHMKIT_REQUIRE_NETNS").is_some_and(|v| v == "1") {
+        if required() {
             panic!("two hosts are required (SHMKIT_REQUIRE_NETNS=1) but: {why}");
         }
         println!("skipped: {why}");

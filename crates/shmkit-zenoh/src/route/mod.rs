@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use shmkit::channel::ChannelOptions;
+use shmkit::channel::{ChannelOptions, WaitMode};
 use zenoh::key_expr::OwnedKeyExpr;
 use zenoh::Session;
 
@@ -23,6 +23,9 @@ const POLL: Duration = Duration::from_millis(100);
 
 /// How long a worker waits before trying again after a local peer went away.
 const RETRY: Duration = Duration::from_millis(20);
+
+/// How long the bridge's local endpoints spin before they sleep.
+const BRIDGE_SPIN: Duration = Duration::from_micros(2);
 
 /// What a route's worker needs.
 #[derive(Clone)]
@@ -49,12 +52,14 @@ impl RouteCtx {
         &self,
         open: impl Fn(ChannelOptions) -> shmkit::Result<T>,
     ) -> Result<T, BridgeError> {
+        // The bridge's side of a local channel hardly ever gains by spinning
+        // (its peer is a network away, and on a busy host the spinning steals
+        // the CPU Zenoh's threads need), so it sleeps almost at once.
+        let base = ChannelOptions::new().wait_mode(WaitMode::Blocking { spin: BRIDGE_SPIN });
         let opened = match self.route.capacity {
-            Some(c) => open(ChannelOptions::new().capacity(c)),
-            None => match open(ChannelOptions::new().open_existing()) {
-                Err(e) if e.is_not_found() => {
-                    open(ChannelOptions::new().capacity(DEFAULT_CAPACITY))
-                }
+            Some(c) => open(base.capacity(c)),
+            None => match open(base.clone().open_existing()) {
+                Err(e) if e.is_not_found() => open(base.capacity(DEFAULT_CAPACITY)),
                 other => other,
             },
         };

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use shmkit::channel::Sender;
+use zenoh::bytes::ZBytes;
 use zenoh::qos::CongestionControl;
 use zenoh::sample::Locality;
 use zenoh::Wait;
@@ -118,7 +119,7 @@ pub(super) fn start_in(ctx: RouteCtx) -> Result<Running, BridgeError> {
                     }
                 }
             }
-            deliver(ctx, tx, &sample.payload().to_bytes());
+            deliver(ctx, tx, sample.payload());
         })
         .wait()
         .map_err(ctx.zenoh_error("declaring a subscriber on"))?;
@@ -130,10 +131,26 @@ pub(super) fn start_in(ctx: RouteCtx) -> Result<Running, BridgeError> {
 
 /// Sends `msg` into the local queue, waiting for room (and for a receiver, if
 /// the last one left a full queue) until the bridge stops.
-fn deliver(ctx: &RouteCtx, tx: &mut Sender, msg: &[u8]) {
+fn deliver(ctx: &RouteCtx, tx: &mut Sender, msg: &ZBytes) {
+    let len = msg.len();
+    // A message that fits one record goes from Zenoh's buffers straight into
+    // the ring; a longer one is put together first and sent in fragments.
+    let fits = len as u64 <= tx.max_record();
+    let joined = if fits { None } else { Some(msg.to_bytes()) };
     loop {
-        match tx.send_timeout(msg, POLL) {
-            Ok(()) => return ctx.counters.forwarded(msg.len()),
+        let sent = match &joined {
+            None => tx.reserve_timeout(len, POLL).map(|mut room| {
+                let mut at = 0;
+                for slice in msg.slices() {
+                    room[at..at + slice.len()].copy_from_slice(slice);
+                    at += slice.len();
+                }
+                room.commit();
+            }),
+            Some(bytes) => tx.send_timeout(bytes, POLL),
+        };
+        match sent {
+            Ok(()) => return ctx.counters.forwarded(len),
             Err(e) if e.is_timeout() || e.is_disconnected() => {
                 if ctx.stopping() {
                     return;
@@ -144,7 +161,7 @@ fn deliver(ctx: &RouteCtx, tx: &mut Sender, msg: &[u8]) {
             }
             Err(e) => {
                 ctx.counters.failed();
-                tracing::warn!("route {}: a message of {} bytes: {e}", ctx.route, msg.len());
+                tracing::warn!("route {}: a message of {len} bytes: {e}", ctx.route);
                 return;
             }
         }
