@@ -51,7 +51,21 @@ pub fn unavailable() -> Option<String> {
             return Some(format!("`{tool}` is not installed (util-linux, iproute2)"));
         }
     }
-    None
+    // Root is not always enough (a container without CAP_SYS_ADMIN): try.
+    let probe = Command::new("unshare")
+        .args([
+            "--mount", "--net", "--", "ip", "link", "add", "probe0", "type", "veth", "peer",
+            "name", "probe1",
+        ])
+        .output();
+    match probe {
+        Ok(out) if out.status.success() => None,
+        Ok(out) => Some(format!(
+            "cannot make a network namespace with a veth pair here: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Err(e) => Some(format!("cannot run unshare: {e}")),
+    }
 }
 
 fn is_root() -> bool {
