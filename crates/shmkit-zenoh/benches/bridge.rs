@@ -264,24 +264,32 @@ fn zenoh_session(endpoint: &str, listen: bool) -> zenoh::Session {
     zenoh::open(config).wait().expect("zenoh session")
 }
 
+fn subscriber(
+    session: &zenoh::Session,
+    key: &'static str,
+) -> zenoh::pubsub::Subscriber<zenoh::handlers::FifoChannelHandler<zenoh::sample::Sample>> {
+    session.declare_subscriber(key).wait().expect("subscriber")
+}
+
+/// Reliable and blocking, as the bridge's queue routes are.
+fn publisher(session: &zenoh::Session, key: &'static str) -> zenoh::pubsub::Publisher<'static> {
+    session
+        .declare_publisher(key)
+        .congestion_control(CongestionControl::Block)
+        .wait()
+        .expect("publisher")
+}
+
 fn zenoh_a(size: usize, rounds: usize, stream: usize, endpoint: &str) {
     let session = zenoh_session(endpoint, true);
-    let pong = session
-        .declare_subscriber("bench/pong")
-        .wait()
-        .expect("sub");
-    let done = session
-        .declare_subscriber("bench/done")
-        .wait()
-        .expect("sub");
-    let publisher = |key: &'static str| {
-        session
-            .declare_publisher(key)
-            .congestion_control(CongestionControl::Block)
-            .wait()
-            .expect("pub")
-    };
-    let (ping, data) = (publisher("bench/ping"), publisher("bench/stream"));
+    let (pong, done) = (
+        subscriber(&session, "bench/pong"),
+        subscriber(&session, "bench/done"),
+    );
+    let (ping, data) = (
+        publisher(&session, "bench/ping"),
+        publisher(&session, "bench/stream"),
+    );
     println!("ready");
     // Until B answers, pings go nowhere: probe.
     loop {
@@ -313,22 +321,14 @@ fn zenoh_a(size: usize, rounds: usize, stream: usize, endpoint: &str) {
 
 fn zenoh_b(endpoint: &str) {
     let session = zenoh_session(endpoint, false);
-    let ping = session
-        .declare_subscriber("bench/ping")
-        .wait()
-        .expect("sub");
-    let data = session
-        .declare_subscriber("bench/stream")
-        .wait()
-        .expect("sub");
-    let publisher = |key: &'static str| {
-        session
-            .declare_publisher(key)
-            .congestion_control(CongestionControl::Block)
-            .wait()
-            .expect("pub")
-    };
-    let (pong, done) = (publisher("bench/pong"), publisher("bench/done"));
+    let (ping, data) = (
+        subscriber(&session, "bench/ping"),
+        subscriber(&session, "bench/stream"),
+    );
+    let (pong, done) = (
+        publisher(&session, "bench/pong"),
+        publisher(&session, "bench/done"),
+    );
     println!("ready");
     std::thread::scope(|s| {
         s.spawn(|| {

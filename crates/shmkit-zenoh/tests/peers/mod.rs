@@ -205,9 +205,10 @@ fn subscribe(args: &[String]) {
         "acks sender",
     );
     println!("ready");
-    let (mut i, mut bytes, mut scratch) = (0u64, 0u64, Vec::new());
+    let mut stream = Checked::new(seed, count);
     let started = Instant::now();
-    while i < count {
+    while !stream.done() {
+        let i = stream.next;
         let msg = match sub.recv_timeout(Duration::from_secs(1)) {
             Ok(m) => m,
             Err(Error::Lagged { missed, .. }) => fail(&format!("lagged: missed {missed} at {i}")),
@@ -222,20 +223,52 @@ fn subscribe(args: &[String]) {
             }
             Err(e) => fail(&format!("recv: {e}")),
         };
-        if i == 0 && msg == HELLO {
-            ok(acks.send(&ack(id, 0)), "ack");
-            continue;
-        }
-        if let Err(why) = check(seed, i, &msg, &mut scratch) {
-            fail(&why);
-        }
-        bytes += msg.len() as u64;
-        i += 1;
-        if i % 64 == 0 || i == count {
-            ok(acks.send(&ack(id, i)), "ack");
+        if let Some(n) = stream.take(&msg) {
+            ok(acks.send(&ack(id, n)), "ack");
         }
     }
-    println!("ok {count} {bytes}");
+    println!("ok {count} {}", stream.bytes);
+}
+
+/// A subscriber's view of a published stream: skips the publisher's HELLO
+/// probes before message 0, checks every message and says when to acknowledge.
+struct Checked {
+    seed: u64,
+    count: u64,
+    /// The index of the message expected next.
+    next: u64,
+    bytes: u64,
+    scratch: Vec<u8>,
+}
+
+impl Checked {
+    fn new(seed: u64, count: u64) -> Checked {
+        Checked {
+            seed,
+            count,
+            next: 0,
+            bytes: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.next == self.count
+    }
+
+    /// Checks `msg` (failing the peer if it is wrong); the count to
+    /// acknowledge, if one is due: 0 for a probe, then every 64th and the last.
+    fn take(&mut self, msg: &[u8]) -> Option<u64> {
+        if self.next == 0 && msg == HELLO {
+            return Some(0);
+        }
+        if let Err(why) = check(self.seed, self.next, msg, &mut self.scratch) {
+            fail(&why);
+        }
+        self.bytes += msg.len() as u64;
+        self.next += 1;
+        (self.next % 64 == 0 || self.done()).then_some(self.next)
+    }
 }
 
 /// `zsubscribe KEY COUNT SEED ACKS_KEY ID ENDPOINT`: a plain Zenoh program (no
@@ -274,27 +307,17 @@ fn zsubscribe(args: &[String]) {
             .unwrap_or_else(|e| fail(&format!("zenoh put: {e}")))
     };
     println!("ready");
-    let (mut i, mut bytes, mut scratch) = (0u64, 0u64, Vec::new());
-    while i < count {
+    let mut stream = Checked::new(seed, count);
+    while !stream.done() {
         let sample = match sub.recv_timeout(PATIENCE) {
             Ok(Some(s)) => s,
-            _ => fail(&format!("zenoh: nothing at message {i}")),
+            _ => fail(&format!("zenoh: nothing at message {}", stream.next)),
         };
-        let msg = sample.payload().to_bytes();
-        if i == 0 && msg.as_ref() == HELLO {
-            put(ack(id, 0));
-            continue;
-        }
-        if let Err(why) = check(seed, i, &msg, &mut scratch) {
-            fail(&why);
-        }
-        bytes += msg.len() as u64;
-        i += 1;
-        if i % 64 == 0 || i == count {
-            put(ack(id, i));
+        if let Some(n) = stream.take(&sample.payload().to_bytes()) {
+            put(ack(id, n));
         }
     }
-    println!("ok {count} {bytes}");
+    println!("ok {count} {}", stream.bytes);
 }
 
 /// `send CHANNEL COUNT SEED SIZE PAUSE_US`: sends COUNT messages into a queue
