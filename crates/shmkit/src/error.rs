@@ -320,6 +320,19 @@ pub enum Error {
         op: &'static str,
     },
 
+    /// A blocking call was ended from another thread through an
+    /// [`Interrupter`](crate::Interrupter) (a binding's `close()` uses one), or
+    /// the interrupter was already raised when the call had to wait.
+    #[error(
+        "{object}: {op} interrupted from another thread (the handle was closed or interrupted)"
+    )]
+    Interrupted {
+        /// The object concerned.
+        object: ObjectName,
+        /// The call that was waiting.
+        op: &'static str,
+    },
+
     /// A process died while holding the mutex, and nobody has marked the data it
     /// guards consistent since. Produced when a [`LockError::OwnerDied`](crate::sync::LockError::OwnerDied) is turned into an `Error` (for example by `?`).
     #[error(
@@ -476,5 +489,10 @@ impl Error {
     /// Whether a non-blocking call found the object busy.
     pub fn is_would_block(&self) -> bool {
         matches!(self, Error::WouldBlock { .. })
+    }
+
+    /// Whether a blocking call was ended by an [`Interrupter`](crate::Interrupter).
+    pub fn is_interrupted(&self) -> bool {
+        matches!(self, Error::Interrupted { .. })
     }
 }

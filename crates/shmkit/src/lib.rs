@@ -49,6 +49,7 @@ mod fingerprint;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+mod interrupt;
 mod mapping;
 mod name;
 mod segment;
@@ -59,6 +60,7 @@ mod sys;
 pub use access::{Access, Advice};
 pub use error::{Error, ObjectName, Result};
 pub use file::{MappedFile, MappedFileOptions};
+pub use interrupt::Interrupter;
 pub use mapping::Mapping;
 pub use name::{Namespace, MAX_NAME_LEN};
 pub use segment::{InitState, Lifetime, SegmentInfo, SegmentKind, HEADER_BLOCK, LAYOUT_VERSION};

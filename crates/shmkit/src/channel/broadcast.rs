@@ -234,6 +234,13 @@ enum Look {
 const JUMP_TRIES: u32 = 10_000;
 
 impl Subscriber {
+    /// Ends this subscriber's blocked calls from another thread: they return
+    /// [`Error::Interrupted`], and so do later waits until
+    /// [`Interrupter::clear`](crate::Interrupter::clear).
+    pub fn interrupter(&self) -> crate::Interrupter {
+        self.mem.interrupter()
+    }
+
     pub(crate) fn attach(name: &str, opts: &ChannelOptions) -> Result<Subscriber> {
         let mem = open_broadcast(name, opts, true)?;
         let slot = mem.claim_slot(1..mem.slots, "subscriber")?;
@@ -338,7 +345,7 @@ impl Subscriber {
     fn wait(&mut self, deadline: Deadline) -> Result<Look> {
         let mem = &self.mem;
         if publisher_gone(mem, false).is_none() && !matches!(deadline, Deadline::Now) {
-            let plan = ChannelMem::plan(self.spin, deadline.instant());
+            let plan = mem.plan(self.spin, deadline.instant());
             let (pos, expected, buf) = (&mut self.pos, &mut self.expected, &mut self.buf);
             let ready = |_thorough| match look(mem, pos, expected, buf) {
                 Ok(Look::Empty) => None,
@@ -347,9 +354,9 @@ impl Subscriber {
             };
             let idle = || publisher_gone(mem, true).map(Err);
             match mem.data_bell().wait(&plan, ready, idle) {
-                None => return Err(deadline.expired(mem.name(), "receive")),
-                Some(Err(e)) if e.is_disconnected() => {}
-                Some(found) => return found,
+                Err(stop) => return Err(deadline.stopped(stop, mem.name(), "receive")),
+                Ok(Err(e)) if e.is_disconnected() => {}
+                Ok(found) => return found,
             }
         } else if publisher_gone(mem, false).is_none() {
             return Err(deadline.expired(mem.name(), "receive"));

@@ -13,7 +13,7 @@
 
 use std::sync::atomic::Ordering::SeqCst;
 
-use crate::sync::protocol::{self, Attempt, Park, Plan, Word};
+use crate::sync::protocol::{self, Attempt, Park, Plan, Stop, Word};
 
 /// A doorbell's two words and the way to sleep on the signal.
 pub(crate) struct Doorbell<'a, W, P> {
@@ -43,7 +43,8 @@ impl<W: Word, P: Park<W>> Doorbell<'_, W, P> {
     }
 
     /// Calls `ready` until it returns `Some`, spinning and then sleeping between
-    /// tries (the shared wait loop, [`protocol::wait`]); `None` at the deadline.
+    /// tries (the shared wait loop, [`protocol::wait`]); [`Stop`] at the deadline
+    /// or when interrupted.
     /// `idle` runs about every `plan.check_every` and may end the wait (with the
     /// peer found dead, say).
     ///
@@ -56,7 +57,7 @@ impl<W: Word, P: Park<W>> Doorbell<'_, W, P> {
         plan: &Plan,
         mut ready: impl FnMut(bool) -> Option<R>,
         mut idle: impl FnMut() -> Option<R>,
-    ) -> Option<R> {
+    ) -> Result<R, Stop> {
         let attempt = |thorough: bool| {
             // The signal is read before the condition: a ring between the two
             // changes it, and the sleep then returns at once.
@@ -70,9 +71,15 @@ impl<W: Word, P: Park<W>> Doorbell<'_, W, P> {
                 None => Attempt::Sleep(seen),
             }
         };
-        protocol::wait(self.signal, self.waiters, self.park, plan, attempt, |_| {
-            idle()
-        })
+        protocol::wait(
+            self.signal,
+            self.waiters,
+            self.park,
+            plan,
+            true,
+            attempt,
+            |_| idle(),
+        )
     }
 }
 
@@ -132,11 +139,12 @@ mod model {
         }
     }
 
-    fn forever() -> Plan {
+    fn forever() -> Plan<'static> {
         Plan {
             spin: protocol::Spin::For(std::time::Duration::ZERO),
             deadline: None,
             check_every: None,
+            interrupt: None,
         }
     }
 

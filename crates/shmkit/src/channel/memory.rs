@@ -13,6 +13,7 @@ use super::ChannelOptions;
 use crate::access::Access;
 use crate::error::{Error, ObjectName, Result};
 use crate::fingerprint::Fingerprint;
+use crate::interrupt::InterruptSlot;
 use crate::mapping::Mapping;
 use crate::name;
 use crate::segment::{Lifetime, SegmentKind};
@@ -113,6 +114,8 @@ pub(crate) struct ChannelMem {
     /// The truncation flags of `shm`'s mapping and of `ring_view`, looked at
     /// after every message: cheaper to read than to reach through the mappings.
     faults: [FaultFlag; 2],
+    /// Ends this endpoint's blocked calls from another thread.
+    interrupt: InterruptSlot,
 }
 
 // SAFETY: the pointers point into memory owned by `shm` (Send + Sync), which lives
@@ -286,6 +289,7 @@ impl ChannelMem {
         ];
         Ok(ChannelMem {
             faults,
+            interrupt: InterruptSlot::default(),
             object: object.clone(),
             ring_view,
             data_wake: wake(OFF_DATA_SIGNAL)?,
@@ -664,13 +668,29 @@ impl ChannelMem {
     }
 
     /// The plan of a wait until `deadline` that spins for `spin` (`None`: busy
-    /// poll) and checks the peer every [`CHECK_EVERY`].
-    pub(crate) fn plan(spin: Option<Duration>, deadline: Option<std::time::Instant>) -> Plan {
+    /// poll), checks the peer every [`CHECK_EVERY`] and ends when this
+    /// endpoint's interrupter is raised.
+    pub(crate) fn plan(
+        &self,
+        spin: Option<Duration>,
+        deadline: Option<std::time::Instant>,
+    ) -> Plan<'_> {
         Plan {
             spin: spin.map_or(Spin::Forever, Spin::For),
             deadline,
             check_every: Some(CHECK_EVERY),
+            interrupt: self.interrupt.get(),
         }
+    }
+
+    /// This endpoint's [`Interrupter`](crate::Interrupter).
+    pub(crate) fn interrupter(&self) -> crate::Interrupter {
+        self.interrupt.interrupter()
+    }
+
+    /// This endpoint's interrupt state, to share with the parts of one object.
+    pub(crate) fn interrupt_slot(&self) -> &InterruptSlot {
+        &self.interrupt
     }
 }
 

@@ -86,6 +86,14 @@ impl RpcServer {
         })
     }
 
+    /// Ends this server's blocked `recv`/`respond` from another thread: they
+    /// return [`Error::Interrupted`], and so do later waits until
+    /// [`Interrupter::clear`](crate::Interrupter::clear). (A reply being
+    /// delivered waits at most the [reply timeout](Self::set_reply_timeout).)
+    pub fn interrupter(&self) -> crate::Interrupter {
+        self.requests.interrupter()
+    }
+
     /// The channel's name.
     pub fn name(&self) -> &str {
         self.requests.name()
@@ -285,13 +293,25 @@ impl RpcClient {
             .capacity(256 * 1024)
             .create_new()
             .receiver(&reply_name)?;
+        let requests = request_options().sender(name)?;
+        // One interrupter for both queues: a call waits on either.
+        replies.interrupt_slot().link(requests.interrupt_slot());
         Ok(RpcClient {
-            requests: request_options().sender(name)?,
+            requests,
             replies,
             reply_name,
             next_id: 1,
             scratch: Vec::new(),
         })
+    }
+
+    /// Ends this client's blocked calls (sending the request or waiting for
+    /// the reply) from another thread: they return [`Error::Interrupted`], and
+    /// so do later waits until [`Interrupter::clear`](crate::Interrupter::clear).
+    /// A reply that arrives after its call was interrupted is dropped by the
+    /// next call, as a late reply is.
+    pub fn interrupter(&self) -> crate::Interrupter {
+        self.requests.interrupter()
     }
 
     /// Sends `payload` and waits for the reply. [`Error::Disconnected`] if the

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use super::WaitMode;
 use crate::error::{Error, ObjectName};
+use crate::sync::protocol::Stop;
 
 /// How long a call may wait.
 #[derive(Clone, Copy, Debug)]
@@ -42,6 +43,20 @@ impl Deadline {
                 after,
             },
             _ => Error::WouldBlock {
+                object: object.clone(),
+                op,
+            },
+        }
+    }
+}
+
+impl Deadline {
+    /// The error for a wait that stopped without a result: at its deadline, or
+    /// interrupted.
+    pub(crate) fn stopped(self, stop: Stop, object: &ObjectName, op: &'static str) -> Error {
+        match stop {
+            Stop::Deadline => self.expired(object, op),
+            Stop::Interrupted => Error::Interrupted {
                 object: object.clone(),
                 op,
             },

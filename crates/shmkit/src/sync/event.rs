@@ -154,6 +154,13 @@ impl Event {
         self.shared.spins = attempts;
     }
 
+    /// Ends this handle's blocked waits from another thread: they return
+    /// [`Error::Interrupted`](crate::Error::Interrupted), and so do later waits
+    /// until [`Interrupter::clear`](crate::Interrupter::clear).
+    pub fn interrupter(&self) -> crate::Interrupter {
+        self.shared.interrupt.interrupter()
+    }
+
     /// Waits until the event is set (and, for auto-reset, takes the signal).
     pub fn wait(&self) -> Result<()> {
         self.wait_until(None, Duration::ZERO)

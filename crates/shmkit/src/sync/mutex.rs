@@ -298,6 +298,20 @@ impl<T: Pod> Mutex<T> {
         self.shared.name()
     }
 
+    /// Ends this mutex's blocked `lock` calls (in this process, through this
+    /// handle) from another thread: they return
+    /// [`Error::Interrupted`](crate::Error::Interrupted), and so do later waits
+    /// until [`Interrupter::clear`](crate::Interrupter::clear).
+    pub fn interrupter(&self) -> crate::Interrupter {
+        self.shared.interrupt.interrupter()
+    }
+
+    /// Shares `to`'s interrupt state (a sender's producer lock is interrupted
+    /// with the sender).
+    pub(crate) fn link_interrupt(&self, to: &crate::interrupt::InterruptSlot) {
+        self.shared.interrupt.link(to);
+    }
+
     /// Whether this handle created the named mutex.
     pub fn created(&self) -> bool {
         self.shared.created()
@@ -373,12 +387,12 @@ impl<T: Pod> Mutex<T> {
             |owner| self.take_over_if_dead(owner).map(|()| true),
         );
         match took_over {
-            Some(died) => self.acquired(died),
-            None => Err(LockError::Failed(Error::Timeout {
-                object: self.shared.name().clone(),
-                op: "lock",
-                after: timeout.unwrap_or_default(),
-            })),
+            Ok(died) => self.acquired(died),
+            Err(stop) => Err(LockError::Failed(self.shared.stopped(
+                stop,
+                "lock",
+                timeout.unwrap_or_default(),
+            ))),
         }
     }
 

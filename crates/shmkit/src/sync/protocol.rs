@@ -15,6 +15,8 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::interrupt::{Interrupt, WakeTarget, POLL};
+
 /// The atomic operations the protocol needs from a 32-bit word.
 pub(crate) trait Word {
     fn load(&self, order: Ordering) -> u32;
@@ -82,13 +84,39 @@ pub(crate) enum Spin {
     Forever,
 }
 
-/// How a wait goes: how long it spins, when it gives up, and how often it runs
-/// its `idle` check (a peer's or an owner's liveness) while waiting.
+/// How a wait goes: how long it spins, when it gives up, how often it runs its
+/// `idle` check (a peer's or an owner's liveness) while waiting, and what may
+/// interrupt it.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Plan {
+pub(crate) struct Plan<'a> {
     pub spin: Spin,
     pub deadline: Option<Instant>,
     pub check_every: Option<Duration>,
+    /// Raised from another thread: the wait ends with [`Stop::Interrupted`].
+    pub interrupt: Option<&'a Interrupt>,
+}
+
+/// Why a wait ended without a result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// The plan's deadline passed.
+    Deadline,
+    /// The plan's interrupt was raised.
+    Interrupted,
+}
+
+/// Wakes every sleeper on `word` for an interrupt, bumping the word first when
+/// it is a signal (so that a sleeper about to sleep on the old value does not).
+///
+/// # Safety
+/// `word` and `park` point to a live `W` and `P`.
+unsafe fn wake_for_interrupt<W: Word, P: Park<W>>(word: *const (), park: *const (), bump: bool) {
+    // SAFETY: per the contract, both point to live values of these types.
+    let (word, park) = unsafe { (&*word.cast::<W>(), &*park.cast::<P>()) };
+    if bump {
+        word.fetch_add(1, SeqCst);
+    }
+    park.wake(word, u32::MAX);
 }
 
 /// Spin attempts between clock readings.
@@ -123,19 +151,22 @@ impl<W: Word> Drop for Registered<'_, W> {
 /// for with a SeqCst (or stronger) operation. `Attempt::Sleep(v)` sleeps while
 /// the word still holds `v`. `idle` runs about every `plan.check_every` with the
 /// last value seen and may end the wait itself (a dead peer, a dead owner).
+/// `signal`: the word is a doorbell's signal, which an interrupt may bump.
 pub(crate) fn wait<W: Word, P: Park<W>, R>(
     word: &W,
     waiters: &W,
     park: &P,
     plan: &Plan,
+    signal: bool,
     mut attempt: impl FnMut(bool) -> Attempt<R>,
     mut idle: impl FnMut(u32) -> Option<R>,
-) -> Option<R> {
+) -> Result<R, Stop> {
     // The first attempt is the uncontended fast path: no clock, no waiter count.
     let mut observed = match attempt(false) {
-        Attempt::Done(r) => return Some(r),
+        Attempt::Done(r) => return Ok(r),
         Attempt::Sleep(v) => v,
     };
+    let interrupted = || plan.interrupt.is_some_and(Interrupt::raised);
     let mut try_once = |thorough: bool, observed: &mut u32| match attempt(thorough) {
         Attempt::Done(r) => Some(r),
         Attempt::Sleep(v) => {
@@ -149,7 +180,7 @@ pub(crate) fn wait<W: Word, P: Park<W>, R>(
             for _ in 0..n {
                 std::hint::spin_loop();
                 if let Some(r) = try_once(false, &mut observed) {
-                    return Some(r);
+                    return Ok(r);
                 }
             }
         }
@@ -160,7 +191,7 @@ pub(crate) fn wait<W: Word, P: Park<W>, R>(
             for _ in 0..SPIN_BATCH {
                 std::hint::spin_loop();
                 if let Some(r) = try_once(false, &mut observed) {
-                    return Some(r);
+                    return Ok(r);
                 }
             }
             let started = Instant::now();
@@ -169,12 +200,15 @@ pub(crate) fn wait<W: Word, P: Park<W>, R>(
                 for i in 0..SPIN_BATCH {
                     std::hint::spin_loop();
                     if let Some(r) = try_once(i == 0, &mut observed) {
-                        return Some(r);
+                        return Ok(r);
                     }
+                }
+                if interrupted() {
+                    return Err(Stop::Interrupted);
                 }
                 let now = Instant::now();
                 if plan.deadline.is_some_and(|d| now >= d) {
-                    return None;
+                    return Err(Stop::Deadline);
                 }
                 if plan
                     .check_every
@@ -182,7 +216,7 @@ pub(crate) fn wait<W: Word, P: Park<W>, R>(
                 {
                     last = now;
                     if let Some(r) = idle(observed) {
-                        return Some(r);
+                        return Ok(r);
                     }
                 }
                 if let Spin::For(d) = plan.spin {
@@ -195,7 +229,23 @@ pub(crate) fn wait<W: Word, P: Park<W>, R>(
         }
     }
     let _registered = Registered::new(waiters);
-    let timed = plan.deadline.is_some() || plan.check_every.is_some();
+    // Registered before the flag is looked at below: either the interrupter
+    // finds this sleeper and wakes it, or this sleeper sees the flag.
+    let woken_by_interrupt = plan.interrupt.map(|i| {
+        i.register(WakeTarget {
+            word: (word as *const W).cast(),
+            park: (park as *const P).cast(),
+            bump: signal,
+            wake: wake_for_interrupt::<W, P>,
+        })
+    });
+    // A state word cannot be bumped: a sleeper that looked at the flag just
+    // before the interrupter's wake would sleep on, so it naps and looks again.
+    let poll = woken_by_interrupt
+        .as_ref()
+        .is_some_and(|r| !signal || !r.woken())
+        .then_some(POLL);
+    let timed = plan.deadline.is_some() || plan.check_every.is_some() || poll.is_some();
     let mut last_idle = if timed {
         last_idle.or_else(|| Some(Instant::now()))
     } else {
@@ -203,9 +253,12 @@ pub(crate) fn wait<W: Word, P: Park<W>, R>(
     };
     loop {
         if let Some(r) = try_once(true, &mut observed) {
-            return Some(r);
+            return Ok(r);
         }
-        let mut nap = None;
+        if interrupted() {
+            return Err(Stop::Interrupted);
+        }
+        let mut nap = poll;
         if timed {
             let now = Instant::now();
             if let (Some(every), Some(last)) = (plan.check_every, last_idle) {
@@ -213,17 +266,17 @@ pub(crate) fn wait<W: Word, P: Park<W>, R>(
                 if since >= every {
                     last_idle = Some(now);
                     if let Some(r) = idle(observed) {
-                        return Some(r);
+                        return Ok(r);
                     }
-                    nap = Some(every);
+                    nap = Some(nap.map_or(every, |n: Duration| n.min(every)));
                 } else {
-                    nap = Some(every - since);
+                    nap = Some(nap.map_or(every - since, |n: Duration| n.min(every - since)));
                 }
             }
             if let Some(d) = plan.deadline {
                 let left = d.saturating_duration_since(now);
                 if left.is_zero() {
-                    return None;
+                    return Err(Stop::Deadline);
                 }
                 nap = Some(nap.map_or(left, |n: Duration| n.min(left)));
             }
@@ -241,14 +294,16 @@ pub(crate) struct Waitable<'a, W, P> {
     /// sleeping process costs tens of microseconds, a short spin often catches
     /// the release first.
     pub spins: u32,
+    /// Raised from another thread: the wait ends with [`Stop::Interrupted`].
+    pub interrupt: Option<&'a Interrupt>,
 }
 
 /// Default spin count before sleeping.
 pub(crate) const SPINS: u32 = 200;
 
 impl<W: Word, P: Park<W>> Waitable<'_, W, P> {
-    /// Runs `attempt` until it is done, sleeping between tries; gives up (`None`)
-    /// at `deadline`. While sleeping, `idle` is called about every `check_every`
+    /// Runs `attempt` until it is done, sleeping between tries; gives up
+    /// ([`Stop::Deadline`]) at `deadline`, or when interrupted. While sleeping, `idle` is called about every `check_every`
     /// with the value the word held: it may finish the wait itself (the mutex uses
     /// it to take over from a dead owner).
     pub(crate) fn block_on<R>(
@@ -257,17 +312,19 @@ impl<W: Word, P: Park<W>> Waitable<'_, W, P> {
         check_every: Option<Duration>,
         mut attempt: impl FnMut() -> Attempt<R>,
         idle: impl FnMut(u32) -> Option<R>,
-    ) -> Option<R> {
+    ) -> Result<R, Stop> {
         let plan = Plan {
             spin: Spin::Tries(self.spins),
             deadline,
             check_every,
+            interrupt: self.interrupt,
         };
         wait(
             self.word,
             self.waiters,
             self.park,
             &plan,
+            false,
             |_| attempt(),
             idle,
         )
@@ -457,6 +514,7 @@ pub(crate) mod model {
                 waiters: &self.waiters,
                 park: &self.futex,
                 spins: 0,
+                interrupt: None,
             }
         }
     }

@@ -152,6 +152,13 @@ impl Semaphore {
         self.shared.spins = attempts;
     }
 
+    /// Ends this handle's blocked waits from another thread: they return
+    /// [`Error::Interrupted`](crate::Error::Interrupted), and so do later waits
+    /// until [`Interrupter::clear`](crate::Interrupter::clear).
+    pub fn interrupter(&self) -> crate::Interrupter {
+        self.shared.interrupt.interrupter()
+    }
+
     /// Takes one unit, waiting as long as it takes.
     pub fn wait(&self) -> Result<()> {
         self.wait_until(None, Duration::ZERO)

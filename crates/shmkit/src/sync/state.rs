@@ -9,13 +9,14 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, ObjectName, Result};
 use crate::fingerprint::Fingerprint;
+use crate::interrupt::InterruptSlot;
 use crate::mapping::Mapping;
 use crate::name;
 use crate::segment::{Lifetime, SegmentKind};
 use crate::shm::{Shm, ShmOptions};
 use crate::sys::WakeChannel;
 
-use super::protocol::{Attempt, Waitable, SPINS};
+use super::protocol::{Attempt, Stop, Waitable, SPINS};
 
 /// `b"shSY"`, little-endian: marks an initialised state block.
 pub(crate) const STATE_MAGIC: u32 = u32::from_le_bytes(*b"shSY");
@@ -116,6 +117,8 @@ pub(crate) struct Shared {
     backing: Backing,
     /// Attempts made spinning before a wait sleeps.
     pub(crate) spins: u32,
+    /// Ends this handle's blocked waits from another thread.
+    pub(crate) interrupt: InterruptSlot,
 }
 
 // SAFETY: `block` points into memory owned by `backing`, which is Send and Sync and
@@ -177,6 +180,7 @@ impl Shared {
             name: shm.name().into(),
             backing: Backing::Named(shm),
             spins: SPINS,
+            interrupt: InterruptSlot::default(),
         };
         shared.validate(kind, value_size)?;
         Ok(shared)
@@ -221,6 +225,7 @@ impl Shared {
             name: name.into(),
             backing: Backing::Embedded(view),
             spins: SPINS,
+            interrupt: InterruptSlot::default(),
         };
         shared.validate(kind, value_size)?;
         Ok(shared)
@@ -314,6 +319,7 @@ impl Shared {
             waiters: &b.waiters,
             park: &self.wake,
             spins: self.spins,
+            interrupt: self.interrupt.get(),
         }
     }
 
@@ -328,11 +334,22 @@ impl Shared {
     ) -> Result<R> {
         self.waitable()
             .block_on(deadline, None, attempt, |_| None)
-            .ok_or_else(|| Error::Timeout {
+            .map_err(|stop| self.stopped(stop, op, timeout))
+    }
+
+    /// The error for a wait that ended without a result.
+    pub(crate) fn stopped(&self, stop: Stop, op: &'static str, timeout: Duration) -> Error {
+        match stop {
+            Stop::Deadline => Error::Timeout {
                 object: self.name.clone(),
                 op,
                 after: timeout,
-            })
+            },
+            Stop::Interrupted => Error::Interrupted {
+                object: self.name.clone(),
+                op,
+            },
+        }
     }
 
     /// The name used in errors: the object's name, or `SEGMENT@OFFSET`.

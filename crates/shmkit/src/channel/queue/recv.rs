@@ -403,6 +403,18 @@ fn senders_gone(mem: &ChannelMem, check_alive: bool) -> Option<Error> {
 }
 
 impl Receiver {
+    /// Ends this receiver's blocked calls from another thread: they return
+    /// [`Error::Interrupted`], and so do later waits until
+    /// [`Interrupter::clear`](crate::Interrupter::clear). Nothing is lost: a
+    /// message is taken only by a call that returns it.
+    pub fn interrupter(&self) -> crate::Interrupter {
+        self.mem.interrupter()
+    }
+
+    pub(crate) fn interrupt_slot(&self) -> &crate::interrupt::InterruptSlot {
+        self.mem.interrupt_slot()
+    }
+
     /// Opens the channel `name` as its receiver, creating it with default options
     /// if it does not exist yet: [`ChannelOptions::new`]`.receiver(name)`.
     pub fn connect(name: &str) -> Result<Receiver> {
@@ -639,7 +651,7 @@ impl Receiver {
             }
         }
         if gone.is_none() {
-            let plan = ChannelMem::plan(self.spin, deadline.instant());
+            let plan = mem.plan(self.spin, deadline.instant());
             let ready = |thorough: bool| {
                 if !thorough {
                     match state.take_single(mem, accept, &mut deliver) {
@@ -662,10 +674,10 @@ impl Receiver {
                 }
             };
             match mem.data_bell().wait(&plan, ready, idle) {
-                None => return Err(deadline.expired(mem.name(), "receive")),
-                Some(Err(e)) => return Err(e),
-                Some(Ok(Ok(r))) => return Ok(r),
-                Some(Ok(Err(e))) => gone = Some(e),
+                Err(stop) => return Err(deadline.stopped(stop, mem.name(), "receive")),
+                Ok(Err(e)) => return Err(e),
+                Ok(Ok(Ok(r))) => return Ok(r),
+                Ok(Ok(Err(e))) => gone = Some(e),
             }
         }
         // The senders are gone, but what they published before going is still

@@ -10,6 +10,7 @@ use crate::channel::memory::{ChannelMem, Peer};
 use crate::channel::wait::{spin_of, Deadline};
 use crate::channel::{ChannelOptions, WaitMode};
 use crate::error::{Error, Result};
+use crate::sync::protocol::Stop;
 use crate::sync::{LockError, Mutex, MutexGuard};
 
 /// The sending end of a queue channel.
@@ -219,7 +220,7 @@ impl WriteCursor {
         if matches!(deadline, Deadline::Now) {
             return Err(deadline.expired(mem.name(), "send"));
         }
-        let plan = ChannelMem::plan(spin, deadline.instant());
+        let plan = mem.plan(spin, deadline.instant());
         let ready = |_thorough| match self.try_reserve(mem, len) {
             Ok(Some(idx)) => Some(Ok(idx)),
             Ok(None) if mem.slot_left(0) => receiver_gone(mem, false).map(Err),
@@ -228,7 +229,7 @@ impl WriteCursor {
         };
         mem.space_bell()
             .wait(&plan, ready, || receiver_gone(mem, true).map(Err))
-            .unwrap_or_else(|| Err(deadline.expired(mem.name(), "send")))
+            .unwrap_or_else(|stop| Err(deadline.stopped(stop, mem.name(), "send")))
     }
 }
 
@@ -261,6 +262,19 @@ fn receiver_gone(mem: &ChannelMem, check_alive: bool) -> Option<Error> {
 }
 
 impl Sender {
+    /// Ends this sender's blocked calls (waiting for room, or for the other
+    /// senders' lock) from another thread: they return
+    /// [`Error::Interrupted`], and so do later waits until
+    /// [`Interrupter::clear`](crate::Interrupter::clear). A long message whose
+    /// fragments were partly sent is abandoned, as at a timeout.
+    pub fn interrupter(&self) -> crate::Interrupter {
+        self.mem.interrupter()
+    }
+
+    pub(crate) fn interrupt_slot(&self) -> &crate::interrupt::InterruptSlot {
+        self.mem.interrupt_slot()
+    }
+
     /// Opens the channel `name` as a sender, creating it with default options if
     /// it does not exist yet: [`ChannelOptions::new`]`.sender(name)`.
     pub fn connect(name: &str) -> Result<Sender> {
@@ -271,7 +285,9 @@ impl Sender {
         let mem = open_queue(name, opts)?;
         let slot = mem.claim_slot(1..mem.slots, "sender")?;
         let lock = if mem.slots > 2 {
-            Some(mem.producer_lock()?)
+            let lock = mem.producer_lock()?;
+            lock.link_interrupt(mem.interrupt_slot());
+            Some(lock)
         } else {
             // The only sender is the only one that sleeps on the space doorbell:
             // a count left there was leaked by a sender that died asleep.
@@ -621,6 +637,9 @@ fn lock<'a>(
         Err(LockError::Failed(e)) if e.is_timeout() || e.is_would_block() => {
             return Err(deadline.expired(mem.name(), "send"))
         }
+        Err(LockError::Failed(e)) if e.is_interrupted() => {
+            return Err(deadline.stopped(Stop::Interrupted, mem.name(), "send"))
+        }
         Err(LockError::Failed(e)) => return Err(e),
     };
     *cursor = WriteCursor::load(mem, died)?;
@@ -723,6 +742,7 @@ mod model {
                 waiters: &self.lock_waiters,
                 park: &self.futex,
                 spins: 0,
+                interrupt: None,
             }
         }
     }
