@@ -67,7 +67,7 @@ use std::time::Duration;
 
 pub use broadcast::{Publisher, Subscriber};
 pub use info::{inspect, ChannelInfo, ChannelKind, EndpointState};
-pub use queue::{Receiver, Reservation, Sender};
+pub use queue::{OwnedReservation, Receiver, Reservation, Sender};
 pub use rpc::{PendingCall, Request, RpcClient, RpcServer, RPC_MAX_CLIENTS, RPC_REPLY_TIMEOUT};
 
 use crate::error::Result;

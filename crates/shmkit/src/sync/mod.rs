@@ -79,7 +79,7 @@ mod native;
 mod posix;
 
 pub use event::{Event, EventMode};
-pub use mutex::{LockError, LockResult, Mutex, MutexGuard};
+pub use mutex::{ArcMutexGuard, LockError, LockResult, Mutex, MutexGuard};
 pub use semaphore::{Semaphore, SEMAPHORE_MAX};
 
 #[cfg(windows)]

@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
@@ -496,13 +496,126 @@ impl<T: Pod> DerefMut for MutexGuard<'_, T> {
 
 impl<T: Pod> Drop for MutexGuard<'_, T> {
     fn drop(&mut self) {
-        let b = self.mutex.shared.block();
+        self.mutex.unlock();
+    }
+}
+
+impl<T: Pod> Mutex<T> {
+    /// Unlocks a lock whose guard a sender's [`OwnedReservation`] let go of
+    /// (`mem::forget`) when it took the reservation over.
+    ///
+    /// [`OwnedReservation`]: crate::channel::OwnedReservation
+    pub(crate) fn unlock_for_owned_reservation(&self) {
+        self.unlock();
+    }
+
+    /// What dropping a guard does.
+    fn unlock(&self) {
+        let b = self.shared.block();
         if std::thread::panicking() {
             // Like std's poisoning: a panic may have left the value half-updated.
             b.param_a.fetch_or(FLAG_INCONSISTENT, SeqCst);
         }
         b.param_b.store(0, Relaxed);
-        mutex_unlock(&self.mutex.shared.waitable());
+        mutex_unlock(&self.shared.waitable());
+    }
+
+    /// [`lock`](Self::lock) through an `Arc`, for a guard that owns its mutex
+    /// (no lifetime): what a binding keeps between calls.
+    ///
+    /// ```
+    /// # fn main() -> shmkit::Result<()> {
+    /// use std::sync::Arc;
+    /// use shmkit::sync::Mutex;
+    /// # let name = format!("doc-lock-arc-{}", std::process::id());
+    /// let mutex = Arc::new(Mutex::create(&name, 0u32)?);
+    /// let mut guard = mutex.lock_arc()?;
+    /// *guard += 1;
+    /// // The guard may move to and be dropped on another thread of the process.
+    /// std::thread::spawn(move || drop(guard)).join().unwrap();
+    /// assert_eq!(*mutex.try_lock()?, 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn lock_arc(self: &Arc<Self>) -> LockResult<ArcMutexGuard<T>> {
+        self.owned(self.lock())
+    }
+
+    /// [`try_lock`](Self::try_lock) through an `Arc`; see [`lock_arc`](Self::lock_arc).
+    pub fn try_lock_arc(self: &Arc<Self>) -> LockResult<ArcMutexGuard<T>> {
+        self.owned(self.try_lock())
+    }
+
+    /// [`lock_timeout`](Self::lock_timeout) through an `Arc`; see
+    /// [`lock_arc`](Self::lock_arc).
+    pub fn lock_arc_timeout(self: &Arc<Self>, timeout: Duration) -> LockResult<ArcMutexGuard<T>> {
+        self.owned(self.lock_timeout(timeout))
+    }
+
+    fn owned(self: &Arc<Self>, r: LockResult<MutexGuard<'_, T>>) -> LockResult<ArcMutexGuard<T>> {
+        let own = |g: MutexGuard<'_, T>| {
+            // The lock passes to the owned guard: the borrowed one must not unlock.
+            std::mem::forget(g);
+            ArcMutexGuard {
+                mutex: self.clone(),
+            }
+        };
+        match r {
+            Ok(g) => Ok(own(g)),
+            Err(LockError::OwnerDied(g)) => Err(LockError::OwnerDied(own(g))),
+            Err(LockError::Failed(e)) => Err(LockError::Failed(e)),
+        }
+    }
+}
+
+/// A [`MutexGuard`] that owns (an `Arc` of) its mutex, from
+/// [`Mutex::lock_arc`]. Unlike `MutexGuard` it is `Send`: the lock belongs to
+/// the process (a mutex records its owner by process id), so unlocking on another
+/// thread of the same process follows the protocol.
+pub struct ArcMutexGuard<T: Pod> {
+    mutex: Arc<Mutex<T>>,
+}
+
+impl<T: Pod> ArcMutexGuard<T> {
+    /// Declares the guarded data repaired; see [`MutexGuard::mark_consistent`].
+    pub fn mark_consistent(&mut self) {
+        self.mutex
+            .shared
+            .block()
+            .param_a
+            .fetch_and(!FLAG_INCONSISTENT, SeqCst);
+    }
+
+    /// The mutex this guard holds.
+    pub fn mutex(&self) -> &Arc<Mutex<T>> {
+        &self.mutex
+    }
+}
+
+impl<T: Pod> Deref for ArcMutexGuard<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: as for MutexGuard: aligned, in bounds, any bits valid, and the
+        // lock is held.
+        unsafe { &*self.mutex.value_ptr() }
+    }
+}
+
+impl<T: Pod> DerefMut for ArcMutexGuard<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as for deref; the lock makes this the only access.
+        unsafe { &mut *self.mutex.value_ptr() }
+    }
+}
+
+impl<T: Pod> Drop for ArcMutexGuard<T> {
+    fn drop(&mut self) {
+        self.mutex.unlock();
+    }
+}
+
+impl<T: Pod + fmt::Debug> fmt::Debug for ArcMutexGuard<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
     }
 }
 

@@ -15,7 +15,7 @@ mod recv;
 mod send;
 
 pub use recv::Receiver;
-pub use send::{Reservation, Sender};
+pub use send::{OwnedReservation, Reservation, Sender};
 
 use super::layout::Flavour;
 use super::memory::{Asked, ChannelMem, Config};

@@ -444,6 +444,66 @@ impl Sender {
         self.reserve_until(len, Deadline::after(timeout))
     }
 
+    /// [`reserve`](Self::reserve) for a reservation that owns its sender (no
+    /// lifetime), for code that keeps it between calls, as the C ABI and the
+    /// Python package do. [`OwnedReservation::commit`] and
+    /// [`cancel`](OwnedReservation::cancel) give the sender back; on failure it
+    /// comes back with the error.
+    ///
+    /// ```
+    /// # fn main() -> shmkit::Result<()> {
+    /// use shmkit::channel::ChannelOptions;
+    /// # let name = format!("doc-reserve-owned-{}", std::process::id());
+    /// let mut rx = ChannelOptions::new().receiver(&name)?;
+    /// let tx = ChannelOptions::new().sender(&name)?;
+    /// let mut slot = tx.reserve_owned(5).map_err(|(_, e)| e)?;
+    /// slot.copy_from_slice(b"hello");
+    /// let _tx = slot.commit();
+    /// assert_eq!(rx.recv()?, b"hello");
+    /// # Ok(()) }
+    /// ```
+    pub fn reserve_owned(
+        self,
+        len: usize,
+    ) -> std::result::Result<OwnedReservation, (Sender, Error)> {
+        self.reserve_owned_until(len, Deadline::Never)
+    }
+
+    /// [`try_reserve`](Self::try_reserve) for an [`OwnedReservation`].
+    pub fn try_reserve_owned(
+        self,
+        len: usize,
+    ) -> std::result::Result<OwnedReservation, (Sender, Error)> {
+        self.reserve_owned_until(len, Deadline::Now)
+    }
+
+    /// [`reserve_timeout`](Self::reserve_timeout) for an [`OwnedReservation`].
+    pub fn reserve_owned_timeout(
+        self,
+        len: usize,
+        timeout: Duration,
+    ) -> std::result::Result<OwnedReservation, (Sender, Error)> {
+        self.reserve_owned_until(len, Deadline::after(timeout))
+    }
+
+    fn reserve_owned_until(
+        mut self,
+        len: usize,
+        deadline: Deadline,
+    ) -> std::result::Result<OwnedReservation, (Sender, Error)> {
+        let reserved = self.reserve_until(len, deadline).map(Reservation::detach);
+        let (idx, locked) = match reserved {
+            Ok(found) => found,
+            Err(e) => return Err((self, e)),
+        };
+        Ok(OwnedReservation {
+            sender: std::mem::ManuallyDrop::new(self),
+            idx,
+            len,
+            locked,
+        })
+    }
+
     /// Sends a message of `len` bytes written in place: `f` fills the bytes
     /// reserved in the ring (whatever they held before), then the message is
     /// sent; returns what `f` returns. The closure form of
@@ -671,6 +731,16 @@ pub struct Reservation<'a> {
 }
 
 impl Reservation<'_> {
+    /// Hands the reserved range (and the producer lock, if taken) over to an
+    /// [`OwnedReservation`]: returns the range's index and whether the lock is
+    /// held, and leaves the ring as it is.
+    fn detach(mut self) -> (u64, bool) {
+        let locked = self._guard.take().map(std::mem::forget).is_some();
+        // Not a commit: the owned reservation does what this one's drop would.
+        self.committed = true;
+        (self.idx, locked)
+    }
+
     /// Publishes the message.
     #[inline]
     pub fn commit(mut self) {
@@ -688,6 +758,90 @@ impl Drop for Reservation<'_> {
     fn drop(&mut self) {
         if !self.committed && self.mem.head().load(SeqCst) != self.cursor.head {
             self.mem.head().swap(self.cursor.head, SeqCst);
+        }
+    }
+}
+
+/// Room for one message, like [`Reservation`], owning its [`Sender`]: from
+/// [`Sender::reserve_owned`]. [`commit`](Self::commit) sends the message and
+/// gives the sender back, [`cancel`](Self::cancel) gives it back having sent
+/// nothing; dropping it cancels and closes the sender.
+#[derive(Debug)]
+pub struct OwnedReservation {
+    /// Taken out by `commit`/`cancel`; dropped by hand in `Drop` otherwise.
+    sender: std::mem::ManuallyDrop<Sender>,
+    idx: u64,
+    len: usize,
+    /// Whether the sender holds the producer lock for this reservation.
+    locked: bool,
+}
+
+impl OwnedReservation {
+    /// Publishes the message and gives the sender back.
+    pub fn commit(mut self) -> Sender {
+        let s = &mut *self.sender;
+        s.cursor.publish(&s.mem, Tag::Single, self.len as u64);
+        self.release()
+    }
+
+    /// Sends nothing and gives the sender back.
+    pub fn cancel(mut self) -> Sender {
+        self.put_back();
+        self.release()
+    }
+
+    /// What an uncommitted [`Reservation`]'s drop does to the ring.
+    fn put_back(&mut self) {
+        let s = &*self.sender;
+        if s.mem.head().load(SeqCst) != s.cursor.head {
+            s.mem.head().swap(s.cursor.head, SeqCst);
+        }
+    }
+
+    /// Lets go of the producer lock and takes the sender out.
+    fn release(self) -> Sender {
+        let mut this = std::mem::ManuallyDrop::new(self);
+        this.unlock();
+        // SAFETY: `this` is never dropped (ManuallyDrop), so the sender is taken
+        // out exactly once.
+        unsafe { std::mem::ManuallyDrop::take(&mut this.sender) }
+    }
+
+    fn unlock(&mut self) {
+        if std::mem::take(&mut self.locked) {
+            if let Some(lock) = &self.sender.lock {
+                lock.unlock_for_owned_reservation();
+            }
+        }
+    }
+}
+
+impl Drop for OwnedReservation {
+    fn drop(&mut self) {
+        self.put_back();
+        self.unlock();
+        // SAFETY: dropped once, here; `release` (the only other taker) forgets self.
+        unsafe { std::mem::ManuallyDrop::drop(&mut self.sender) }
+    }
+}
+
+impl std::ops::Deref for OwnedReservation {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        // SAFETY: as for Reservation: the range is reserved for this sender.
+        unsafe { self.sender.mem.slice(self.idx + RECORD_HEADER, self.len) }
+    }
+}
+
+impl std::ops::DerefMut for OwnedReservation {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as for deref; `&mut self` makes this the only reference.
+        unsafe {
+            self.sender
+                .mem
+                .slice_mut(self.idx + RECORD_HEADER, self.len)
         }
     }
 }
