@@ -18,7 +18,7 @@ use crate::mapping::Mapping;
 use crate::name;
 use crate::segment::{Lifetime, SegmentKind};
 use crate::shm::{Shm, ShmOptions};
-use crate::sync::owner::me;
+use crate::sync::owner::{is_me, me};
 use crate::sync::protocol::{Plan, Spin};
 use crate::sync::Mutex;
 use crate::sys::{self, FaultFlag, ProcessIdentity, WakeChannel};
@@ -440,7 +440,8 @@ impl ChannelMem {
             LEFT => Peer::Left,
             state => {
                 let start_time = if state == ATTACHED { recorded } else { 0 };
-                if pid == me().pid || sys::process_alive(ProcessIdentity { pid, start_time }) {
+                if is_me(pid, start_time) || sys::process_alive(ProcessIdentity { pid, start_time })
+                {
                     Peer::Attached(pid)
                 } else {
                     Peer::Died(pid)

@@ -38,14 +38,21 @@ fn forget_after_fork() {
 
 /// Whether the process recorded as a mutex owner still runs. `pid` comes from the
 /// lock word; the start time counts only if it was recorded for that same pid.
+/// An owner with this process's pid but another start time is not this process
+/// (a dead process of another PID namespace, or one whose pid was reused): it
+/// is asked about like any other.
 pub(crate) fn owner_alive(pid: u32, recorded_pid: u32, recorded_start: u64) -> bool {
-    if pid == me().pid {
-        return true;
-    }
     let start_time = if recorded_pid == pid {
         recorded_start
     } else {
         0
     };
-    sys::process_alive(ProcessIdentity { pid, start_time })
+    is_me(pid, start_time) || sys::process_alive(ProcessIdentity { pid, start_time })
+}
+
+/// Whether `(pid, start_time)` (a start time of 0: not recorded) names this
+/// process. The same pid with another start time is someone else.
+pub(crate) fn is_me(pid: u32, start_time: u64) -> bool {
+    let me = me();
+    pid == me.pid && (start_time == 0 || me.start_time == 0 || start_time == me.start_time)
 }
