@@ -222,10 +222,11 @@ impl Mapping {
     /// Copies `buf.len()` bytes from window offset `at`, which `check` accepted.
     fn copy_out(&self, at: usize, buf: &mut [u8]) {
         // SAFETY: check() proved at..at+len lies inside the window, which lies
-        // inside the live mapping; buf is a distinct, writable Rust buffer.
-        unsafe {
-            std::ptr::copy_nonoverlapping(self.as_ptr().add(at), buf.as_mut_ptr(), buf.len())
-        };
+        // inside the live mapping; buf is writable for its length. buf may lie in
+        // this very mapping (a binding hands out pointers into it: a C caller can
+        // pass `shmkit_shm_data() + n`, Python a memoryview of the segment), so
+        // the copy is one that allows overlap.
+        unsafe { std::ptr::copy(self.as_ptr().add(at), buf.as_mut_ptr(), buf.len()) };
     }
 
     /// Copies `data` into the window at `offset`. Fails with [`Error::ReadOnly`] on
@@ -234,9 +235,10 @@ impl Mapping {
         self.check_writable()?;
         let at = self.check(offset, data.len())?;
         // SAFETY: check() proved the range lies inside the writable window; data
-        // is a Rust slice, which cannot overlap memory we mapped.
+        // is readable for its length. It may lie in this very mapping (see
+        // `copy_out`), so the copy is one that allows overlap.
         unsafe {
-            std::ptr::copy_nonoverlapping(
+            std::ptr::copy(
                 data.as_ptr(),
                 self.map.ptr().add(self.start + at),
                 data.len(),

@@ -673,3 +673,23 @@ fn a_planted_fifo_is_refused_without_hanging() {
         assert!(outcome.is_err(), "a FIFO was accepted");
     }
 }
+
+#[test]
+fn overlapping_copies_within_one_segment_move_like_memmove() {
+    // A binding hands out pointers into the segment (shmkit_shm_data in C, a
+    // memoryview in Python), and a caller may pass them back as the source or
+    // destination of a copy into the same segment.
+    let name = TestName::new("overlap");
+    let shm = ShmOptions::new().size(4096).create(name.as_str()).unwrap();
+    shm.write_at(0, b"abcdefgh").unwrap();
+    // SAFETY: the first 8 bytes of the live mapping; nothing else writes them
+    // while the slice is used, except the copy under test, which must cope.
+    let first8 = unsafe { std::slice::from_raw_parts(shm.as_ptr(), 8) };
+    shm.write_at(1, first8).unwrap();
+    assert_eq!(shm.read_vec(0, 9).unwrap(), b"aabcdefgh");
+
+    // SAFETY: bytes 2..10 of the live mapping, written only by the copy.
+    let dst = unsafe { std::slice::from_raw_parts_mut(shm.as_ptr().add(2) as *mut u8, 8) };
+    shm.read_at(0, dst).unwrap();
+    assert_eq!(shm.read_vec(0, 10).unwrap(), b"aaaabcdefg");
+}

@@ -143,6 +143,18 @@ impl<T: Pod> From<LockError<MutexGuard<'_, T>>> for Error {
     }
 }
 
+/// `?` on an owned lock result, as for [`MutexGuard`].
+impl<T: Pod> From<LockError<ArcMutexGuard<T>>> for Error {
+    fn from(e: LockError<ArcMutexGuard<T>>) -> Error {
+        match e {
+            LockError::OwnerDied(g) => Error::OwnerDied {
+                object: g.mutex.shared.name().clone(),
+            },
+            LockError::Failed(e) => e,
+        }
+    }
+}
+
 impl<T: Pod> Mutex<T> {
     fn value_size() -> Result<u32> {
         u32::try_from(std::mem::size_of::<T>()).map_err(|_| Error::InvalidSize {
