@@ -3,17 +3,29 @@
 // out as Span<byte>/ReadOnlySpan<byte>, failures throw ShmkitException carrying
 // the status and the message naming the object and the cause.
 //
+// Lifetimes. A span over native memory is only handed out by an object that keeps
+// that memory mapped while it lives: a SharedMemoryView (SharedMemory.Acquire) or
+// a Reservation (Sender.Reserve). Each holds a reference on its owner's SafeHandle
+// (DangerousAddRef), so neither Dispose of the owner nor its finalizer can unmap
+// the memory before the view or reservation is disposed. Calls, by contrast, hold
+// no such reference while they run: Dispose() from another thread closes the
+// native handle at once, which wakes a call blocked on it (it then throws
+// ObjectDisposedException); the C ABI keeps the object alive until its in-flight
+// calls have returned, so closing early never frees memory a call still uses.
+//
 // Build (Mono): mcs -unsafe -target:library -out:Shmkit.dll NativeMethods.g.cs Shmkit.cs
 // Run: the native library (libshmkit_ffi.so / shmkit_ffi.dll) must be on the
 // loader's path (LD_LIBRARY_PATH on Linux, beside the .exe on Windows).
 using System;
 using System.Runtime.InteropServices;
 using System.Text;
+using System.Threading;
 using Shmkit.Native;
 
 namespace Shmkit
 {
-    /// <summary>What a call returned (the C ABI's shmkit_status).</summary>
+    /// <summary>What a call returned (the C ABI's shmkit_status; a test checks that
+    /// the names and values match the generated <c>shmkit_status</c>).</summary>
     public enum Status
     {
         Ok = 0, InvalidArgument = 1, NullPointer = 2, BadHandle = 3, InvalidUtf8 = 4,
@@ -22,14 +34,22 @@ namespace Shmkit
         WouldBlock = 15, Disconnected = 16, Lagged = 17, OwnerDied = 18, Occupied = 19,
         TooLong = 20, BufferTooSmall = 21, AboveMaximum = 22, Unsupported = 23, Callback = 24,
         Internal = 25, Os = 26,
+        /// <summary>The handle was closed while the call was blocked on it. The safe
+        /// layer reports it as <see cref="ObjectDisposedException"/>.</summary>
+        Closed = 27,
+        /// <summary>A call re-entered a handle the same thread is using (e.g. from
+        /// inside a receive callback).</summary>
+        Busy = 28,
     }
 
     /// <summary>A failed call: the status and the message naming the object and cause.</summary>
     public class ShmkitException : Exception
     {
+        /// <summary>What the C ABI returned.</summary>
         public Status Status { get; }
         /// <summary>Lagged: messages missed. BufferTooSmall: bytes needed.</summary>
         public ulong Count { get; }
+        /// <summary>A failure with <paramref name="status"/> and the C ABI's message.</summary>
         public ShmkitException(Status status, string message, ulong count = 0) : base(message)
         {
             Status = status;
@@ -48,6 +68,7 @@ namespace Shmkit
             return Encoding.UTF8.GetString(p, n);
         }
 
+        /// <summary>For calls that have no object yet (create, open, remove).</summary>
         internal static Status Check(shmkit_status s, ulong count = 0)
         {
             if (s != shmkit_status.SHMKIT_OK) throw new ShmkitException((Status)s, LastError(), count);
@@ -61,7 +82,8 @@ namespace Shmkit
         internal static T Read<T>(IntPtr p) where T : struct => (T)Marshal.PtrToStructure(p, typeof(T));
     }
 
-    /// <summary>An open shmkit handle; closed by Dispose (or the finalizer).</summary>
+    /// <summary>An open shmkit handle; closed by Dispose (or the finalizer) once no
+    /// view, reservation or lock holds a reference on it.</summary>
     public sealed class ShmkitHandle : SafeHandle
     {
         readonly Func<IntPtr, shmkit_status> close;
@@ -70,32 +92,109 @@ namespace Shmkit
             this.close = close;
             SetHandle(h);
         }
+        /// <summary>True for the null handle.</summary>
         public override bool IsInvalid => handle == IntPtr.Zero;
+        /// <summary>Calls the C ABI's close function, which wakes calls blocked on the handle.</summary>
         protected override bool ReleaseHandle() => close(handle) == shmkit_status.SHMKIT_OK;
     }
 
     /// <summary>Base of every shmkit object: owns one handle.</summary>
+    /// <remarks>Dispose may be called from any thread, also while another thread is
+    /// blocked in a call on the object (Receive, Lock, Wait...): that call then throws
+    /// <see cref="ObjectDisposedException"/>. This is how a reader thread is stopped.
+    /// If a <see cref="SharedMemoryView"/>, <see cref="Reservation"/> or
+    /// <see cref="MutexLock"/> of the object is still open, the native handle is closed
+    /// when the last of them is disposed; the object refuses new calls at once.</remarks>
     public abstract class ShmkitObject : IDisposable
     {
         internal readonly ShmkitHandle Handle;
+        int disposed;
         internal ShmkitObject(IntPtr h, Func<IntPtr, shmkit_status> close) { Handle = new ShmkitHandle(h, close); }
-        /// <summary>The raw handle for a call; throws ObjectDisposedException once closed.</summary>
+
+        /// <summary>Dispose was called (the native handle may still be open for a view,
+        /// reservation or lock). SafeHandle.IsClosed cannot tell: it turns true only when
+        /// the last reference is released.</summary>
+        internal bool IsDisposed => Volatile.Read(ref disposed) != 0;
+
+        internal ObjectDisposedException Disposed(string message = null) =>
+            new ObjectDisposedException(GetType().Name, message ?? "the " + GetType().Name + " was disposed");
+
+        /// <summary>The raw handle for a call; throws ObjectDisposedException once disposed.
+        /// Takes no reference: a Dispose during the call closes the native handle, which
+        /// wakes the call (the C ABI keeps the object alive until it returns).</summary>
         internal IntPtr Raw
         {
             get
             {
-                if (Handle.IsClosed) throw new ObjectDisposedException(GetType().Name);
+                if (IsDisposed) throw Disposed();
                 return Handle.DangerousGetHandle();
             }
         }
-        public void Dispose() => Handle.Dispose();
+
+        /// <summary>Throws for a failed call on this object: ObjectDisposedException if
+        /// the handle was closed under it, else ShmkitException.</summary>
+        internal void Check(shmkit_status s, ulong count = 0)
+        {
+            // Also keeps this object (and so its handle) reachable until the call has
+            // returned: a finalizer must not close the handle under a running call.
+            GC.KeepAlive(this);
+            if (s == shmkit_status.SHMKIT_OK) return;
+            var message = Interop.LastError();
+            // CLOSED: Dispose from another thread woke the call. BAD_HANDLE after a
+            // Dispose: the handle was closed between Raw and the call.
+            if ((Status)s == Status.Closed || (s == shmkit_status.SHMKIT_ERR_BAD_HANDLE && IsDisposed))
+                throw Disposed(message);
+            throw new ShmkitException((Status)s, message, count);
+        }
+
+        /// <summary>Takes a reference on the native handle for an object that hands out
+        /// memory or holds state behind it; the handle stays open until <see cref="Release"/>.</summary>
+        internal ShmkitHandle AddRef()
+        {
+            if (IsDisposed) throw Disposed();
+            bool added = false;
+            try
+            {
+                Handle.DangerousAddRef(ref added);
+            }
+            catch (ObjectDisposedException)
+            {
+                throw Disposed();
+            }
+            if (IsDisposed)
+            {
+                // Disposed while we took it (the handle was kept open by another reference).
+                Handle.DangerousRelease();
+                throw Disposed();
+            }
+            return Handle;
+        }
+
+        /// <summary>Closes the handle (at once, or when the last view, reservation or lock
+        /// of this object is disposed). Safe to call more than once, from any thread.</summary>
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref disposed, 1) == 0) Handle.Dispose();
+        }
     }
 
     /// <summary>Named shared memory: managed segments, or raw objects by OS name.</summary>
+    /// <remarks>Copy bytes in and out with <see cref="Read"/> and <see cref="Write"/>, or
+    /// work on them in place through a view:
+    /// <code>
+    /// using (var shm = SharedMemory.Open("state"))
+    /// using (var view = shm.Acquire())
+    /// {
+    ///     Span&lt;byte&gt; bytes = view.Span;   // valid until view.Dispose()
+    ///     bytes[0]++;
+    /// }
+    /// </code></remarks>
     public sealed unsafe class SharedMemory : ShmkitObject
     {
         SharedMemory(IntPtr h) : base(h, p => NativeMethods.shmkit_shm_close((shmkit_shm*)p)) { }
 
+        /// <summary>Creates managed segment <paramref name="name"/> of <paramref name="size"/>
+        /// bytes (persistent: it outlives its last user until removed).</summary>
         public static SharedMemory Create(string name, ulong size, bool persistent = false)
         {
             shmkit_shm* h;
@@ -104,6 +203,7 @@ namespace Shmkit
             return new SharedMemory((IntPtr)h);
         }
 
+        /// <summary>Opens managed segment <paramref name="name"/>.</summary>
         public static SharedMemory Open(string name, bool readOnly = false)
         {
             shmkit_shm* h;
@@ -121,6 +221,7 @@ namespace Shmkit
             return new SharedMemory((IntPtr)h);
         }
 
+        /// <summary>Opens another program's object by its OS name.</summary>
         public static SharedMemory OpenRaw(string osName, bool readOnly = false)
         {
             shmkit_shm* h;
@@ -129,57 +230,174 @@ namespace Shmkit
             return new SharedMemory((IntPtr)h);
         }
 
+        /// <summary>Removes managed segment <paramref name="name"/>.</summary>
         public static void Remove(string name)
         {
             fixed (byte* n = Interop.Utf8(name)) Interop.Check(NativeMethods.shmkit_shm_remove(n));
         }
 
+        /// <summary>Removes a raw object by its OS name.</summary>
         public static void RemoveRaw(string osName)
         {
             fixed (byte* n = Interop.Utf8(osName)) Interop.Check(NativeMethods.shmkit_shm_remove_raw(n));
         }
 
-        /// <summary>The segment's bytes, in place (valid until Dispose).</summary>
-        public Span<byte> Span
+        /// <summary>A view of the segment's bytes in place. The memory stays mapped until the
+        /// view is disposed, even if this SharedMemory is disposed or collected first; dispose
+        /// the view (<c>using</c>) when done, or the mapping stays until the process exits.</summary>
+        /// <exception cref="ObjectDisposedException">This SharedMemory was disposed.</exception>
+        public SharedMemoryView Acquire()
         {
-            get
+            var handle = AddRef();
+            try
             {
                 byte* data;
                 ulong size;
                 bool writable;
-                Interop.Check(NativeMethods.shmkit_shm_data((shmkit_shm*)Raw, &data, &size, &writable));
-                return new Span<byte>(data, checked((int)size));
+                Check(NativeMethods.shmkit_shm_data((shmkit_shm*)handle.DangerousGetHandle(), &data, &size, &writable));
+                var view = new SharedMemoryView(handle, data, size, writable);
+                handle = null;
+                return view;
+            }
+            finally
+            {
+                if (handle != null) handle.DangerousRelease();
             }
         }
 
+        /// <summary>Copies bytes at <paramref name="offset"/> into <paramref name="into"/>.</summary>
         public void Read(ulong offset, Span<byte> into)
         {
             fixed (byte* p = &MemoryMarshal.GetReference(into))
-                Interop.Check(NativeMethods.shmkit_shm_read((shmkit_shm*)Raw, offset, p, (UIntPtr)into.Length));
+                Check(NativeMethods.shmkit_shm_read((shmkit_shm*)Raw, offset, p, (UIntPtr)into.Length));
         }
 
+        /// <summary>Copies <paramref name="data"/> to <paramref name="offset"/>.</summary>
         public void Write(ulong offset, ReadOnlySpan<byte> data)
         {
             fixed (byte* p = &MemoryMarshal.GetReference(data))
-                Interop.Check(NativeMethods.shmkit_shm_write((shmkit_shm*)Raw, offset, p, (UIntPtr)data.Length));
+                Check(NativeMethods.shmkit_shm_write((shmkit_shm*)Raw, offset, p, (UIntPtr)data.Length));
+        }
+    }
+
+    /// <summary>A segment's bytes in place, from <see cref="SharedMemory.Acquire"/>. While the
+    /// view is open the memory stays mapped (it holds a reference on the segment's handle);
+    /// spans taken from it are valid until <see cref="Dispose"/>, never after.</summary>
+    /// <remarks>Not thread-safe to dispose while another thread uses its spans. A view that
+    /// is never disposed keeps the segment mapped until the process exits (it has no
+    /// finalizer, on purpose: a finalizer could run while a span taken from it is in use).</remarks>
+    public sealed unsafe class SharedMemoryView : IDisposable
+    {
+        ShmkitHandle handle;
+        readonly byte* data;
+        readonly ulong size;
+
+        internal SharedMemoryView(ShmkitHandle h, byte* data, ulong size, bool writable)
+        {
+            handle = h;
+            this.data = data;
+            this.size = size;
+            Writable = writable;
+        }
+
+        /// <summary>The segment's size in bytes.</summary>
+        public ulong Length => size;
+
+        /// <summary>False for a segment opened read-only: then only <see cref="ReadOnlySpan"/> works.</summary>
+        public bool Writable { get; }
+
+        void Live()
+        {
+            if (Volatile.Read(ref handle) == null)
+                throw new ObjectDisposedException(nameof(SharedMemoryView), "the view was disposed: its spans are no longer valid");
+        }
+
+        int Whole()
+        {
+            if (size > int.MaxValue)
+                throw new InvalidOperationException($"the segment has {size} bytes, more than a span can hold: use Slice(offset, length)");
+            return (int)size;
+        }
+
+        byte* At(ulong offset, int length)
+        {
+            Live();
+            if (length < 0 || offset > size || (ulong)length > size - offset)
+                throw new ArgumentOutOfRangeException(nameof(offset), $"{length} bytes at offset {offset} are outside the segment's {size} bytes");
+            return data + offset;
+        }
+
+        Span<byte> Writeable(byte* p, int length)
+        {
+            if (!Writable)
+                throw new InvalidOperationException("the segment was opened read-only: use ReadOnlySpan (writing would fault)");
+            return new Span<byte>(p, length);
+        }
+
+        /// <summary>All the bytes, writable. Valid until the view is disposed.</summary>
+        /// <exception cref="ObjectDisposedException">The view was disposed.</exception>
+        /// <exception cref="InvalidOperationException">The segment is read-only, or larger than 2 GiB.</exception>
+        public Span<byte> Span { get { Live(); return Writeable(data, Whole()); } }
+
+        /// <summary>All the bytes, read-only. Valid until the view is disposed.</summary>
+        public ReadOnlySpan<byte> ReadOnlySpan { get { Live(); return new ReadOnlySpan<byte>(data, Whole()); } }
+
+        /// <summary><paramref name="length"/> writable bytes at <paramref name="offset"/>.</summary>
+        public Span<byte> Slice(ulong offset, int length) => Writeable(At(offset, length), length);
+
+        /// <summary><paramref name="length"/> read-only bytes at <paramref name="offset"/>.</summary>
+        public ReadOnlySpan<byte> ReadOnlySlice(ulong offset, int length) => new ReadOnlySpan<byte>(At(offset, length), length);
+
+        /// <summary>Ends the view: releases its reference on the segment's handle (which
+        /// closes the handle if its SharedMemory was disposed). Spans taken from it must
+        /// not be used afterwards.</summary>
+        public void Dispose()
+        {
+            var h = Interlocked.Exchange(ref handle, null);
+            if (h != null) h.DangerousRelease();
         }
     }
 
     /// <summary>Holds a NamedMutex until disposed. OwnerDied: the last holder died holding it.</summary>
+    /// <remarks>The lock keeps the mutex's handle open: disposing the NamedMutex while a
+    /// lock is held does not unlock it (the data it guards may be half-updated); the
+    /// mutex is unlocked, and its handle closed, when the lock is disposed.</remarks>
     public sealed unsafe class MutexLock : IDisposable
     {
-        readonly NamedMutex mutex;
-        bool held = true;
+        ShmkitHandle handle;
+        /// <summary>The previous holder died holding the mutex: check the data it guards,
+        /// then <see cref="MarkConsistent"/>.</summary>
         public bool OwnerDied { get; private set; }
-        internal MutexLock(NamedMutex m, bool died) { mutex = m; OwnerDied = died; }
+        internal MutexLock(ShmkitHandle h, bool died) { handle = h; OwnerDied = died; }
+
+        ShmkitHandle Held()
+        {
+            var h = Volatile.Read(ref handle);
+            if (h == null) throw new ObjectDisposedException(nameof(MutexLock), "the lock was released");
+            return h;
+        }
+
+        /// <summary>Declares the guarded data repaired after OwnerDied.</summary>
         public void MarkConsistent()
         {
-            Interop.Check(NativeMethods.shmkit_mutex_mark_consistent((shmkit_mutex*)mutex.Raw));
+            var h = Held();
+            Interop.Check(NativeMethods.shmkit_mutex_mark_consistent((shmkit_mutex*)h.DangerousGetHandle()));
             OwnerDied = false;
         }
+
+        /// <summary>Unlocks (once; later calls do nothing), also after the NamedMutex was disposed.</summary>
         public void Dispose()
         {
-            if (held) { held = false; Interop.Check(NativeMethods.shmkit_mutex_unlock((shmkit_mutex*)mutex.Raw)); }
+            var h = Interlocked.Exchange(ref handle, null);
+            if (h == null) return;
+            try
+            {
+                Interop.Check(NativeMethods.shmkit_mutex_unlock((shmkit_mutex*)h.DangerousGetHandle()));
+            }
+            finally
+            {
+                h.DangerousRelease();
+            }
         }
     }
 
@@ -188,6 +406,7 @@ namespace Shmkit
     {
         NamedMutex(IntPtr h) : base(h, p => NativeMethods.shmkit_mutex_close((shmkit_mutex*)p)) { }
 
+        /// <summary>Opens mutex <paramref name="name"/>, creating it if there is none.</summary>
         public static NamedMutex CreateOrOpen(string name)
         {
             shmkit_mutex* h;
@@ -195,6 +414,7 @@ namespace Shmkit
             return new NamedMutex((IntPtr)h);
         }
 
+        /// <summary>Opens existing mutex <paramref name="name"/>.</summary>
         public static NamedMutex Open(string name)
         {
             shmkit_mutex* h;
@@ -202,13 +422,16 @@ namespace Shmkit
             return new NamedMutex((IntPtr)h);
         }
 
-        /// <summary>Locks, waiting up to timeout (null: forever); ShmkitException Timeout after.</summary>
+        /// <summary>Locks, waiting up to timeout (null: forever); ShmkitException Timeout after.
+        /// ObjectDisposedException if the mutex is disposed (from another thread) meanwhile.</summary>
         public MutexLock Lock(TimeSpan? timeout = null)
         {
+            // No reference is held while waiting, so Dispose can wake the wait.
             var s = NativeMethods.shmkit_mutex_lock((shmkit_mutex*)Raw, Interop.Ms(timeout));
-            if (s == shmkit_status.SHMKIT_ERR_OWNER_DIED) return new MutexLock(this, true);
-            Interop.Check(s);
-            return new MutexLock(this, false);
+            bool died = s == shmkit_status.SHMKIT_ERR_OWNER_DIED;
+            if (!died) Check(s);
+            // Disposed between the lock and here: closing the handle unlocked it.
+            return new MutexLock(AddRef(), died);
         }
     }
 
@@ -229,7 +452,7 @@ namespace Shmkit
         {
             var s = NativeMethods.shmkit_semaphore_wait((shmkit_semaphore*)Raw, Interop.Ms(timeout));
             if (s == shmkit_status.SHMKIT_ERR_TIMEOUT) return false;
-            Interop.Check(s);
+            Check(s);
             return true;
         }
 
@@ -237,7 +460,7 @@ namespace Shmkit
         public uint Release(uint n = 1)
         {
             uint before;
-            Interop.Check(NativeMethods.shmkit_semaphore_release((shmkit_semaphore*)Raw, n, &before));
+            Check(NativeMethods.shmkit_semaphore_release((shmkit_semaphore*)Raw, n, &before));
             return before;
         }
     }
@@ -254,13 +477,13 @@ namespace Shmkit
                 Interop.Check(NativeMethods.shmkit_event_create_or_open(n, autoReset ? NativeMethods.SHMKIT_EVENT_AUTO_RESET : 0, &h));
             return new NamedEvent((IntPtr)h);
         }
-        public void Set() => Interop.Check(NativeMethods.shmkit_event_set((shmkit_event*)Raw));
-        public void Reset() => Interop.Check(NativeMethods.shmkit_event_reset((shmkit_event*)Raw));
+        public void Set() => Check(NativeMethods.shmkit_event_set((shmkit_event*)Raw));
+        public void Reset() => Check(NativeMethods.shmkit_event_reset((shmkit_event*)Raw));
         public bool Wait(TimeSpan? timeout = null)
         {
             var s = NativeMethods.shmkit_event_wait((shmkit_event*)Raw, Interop.Ms(timeout));
             if (s == shmkit_status.SHMKIT_ERR_TIMEOUT) return false;
-            Interop.Check(s);
+            Check(s);
             return true;
         }
     }
@@ -314,44 +537,121 @@ namespace Shmkit
         public void Send(ReadOnlySpan<byte> message, TimeSpan? timeout = null)
         {
             fixed (byte* p = &MemoryMarshal.GetReference(message))
-                Interop.Check(NativeMethods.shmkit_sender_send((shmkit_sender*)Raw, p, (UIntPtr)message.Length, Interop.Ms(timeout)));
+                Check(NativeMethods.shmkit_sender_send((shmkit_sender*)Raw, p, (UIntPtr)message.Length, Interop.Ms(timeout)));
         }
 
-        /// <summary>Zero-copy: reserves len bytes in the ring; fill Span, then Commit.</summary>
+        /// <summary>Zero-copy: reserves <paramref name="len"/> bytes in the ring, waiting up
+        /// to timeout (null: forever) for room; fill <see cref="Reservation.Span"/>, then
+        /// <see cref="Reservation.Commit"/>. Until the reservation ends the sender refuses
+        /// other sends, and stays open even if disposed (so the span stays valid):
+        /// <code>
+        /// using (var r = tx.Reserve(5))
+        /// {
+        ///     Encoding.ASCII.GetBytes("hello", r.Span);
+        ///     r.Commit();
+        /// }   // not committed (an exception): cancelled here
+        /// </code></summary>
         public Reservation Reserve(int len, TimeSpan? timeout = null)
         {
+            if (len < 0) throw new ArgumentOutOfRangeException(nameof(len), "a reservation's length cannot be negative");
             byte* data;
-            Interop.Check(NativeMethods.shmkit_sender_reserve((shmkit_sender*)Raw, (UIntPtr)len, Interop.Ms(timeout), &data));
-            return new Reservation(this, data, len);
+            // No reference is held while waiting for room, so Dispose can wake the wait.
+            Check(NativeMethods.shmkit_sender_reserve((shmkit_sender*)Raw, (UIntPtr)len, Interop.Ms(timeout), &data));
+            // Disposed between the reserve and here: closing the handle cancelled it.
+            return new Reservation(this, AddRef(), data, len);
         }
     }
 
-    /// <summary>Bytes reserved in a channel's ring; Commit sends them, Dispose without Commit cancels.</summary>
+    /// <summary>Bytes reserved in a channel's ring by <see cref="Sender.Reserve"/>:
+    /// <see cref="Commit"/> sends them, <see cref="Cancel"/> or Dispose without Commit
+    /// drops them. Dispose it (<c>using</c>): it keeps its sender's handle open, and so
+    /// the ring mapped, until it ends.</summary>
+    /// <remarks>Has no finalizer, on purpose: a finalizer could cancel the reservation
+    /// while a span taken from it is still written, and a later message would be
+    /// overwritten. A reservation never disposed keeps its sender attached until the
+    /// process exits.</remarks>
     public sealed unsafe class Reservation : IDisposable
     {
         readonly Sender sender;
         readonly byte* data;
         readonly int length;
-        bool open = true;
-        internal Reservation(Sender s, byte* d, int len) { sender = s; data = d; length = len; }
+        ShmkitHandle handle;
+        string ended;
+
+        internal Reservation(Sender s, ShmkitHandle h, byte* d, int len)
+        {
+            sender = s;
+            handle = h;
+            data = d;
+            length = len;
+        }
+
+        /// <summary>Throws unless the reservation is open and its sender not disposed.</summary>
+        void Live()
+        {
+            if (Volatile.Read(ref handle) == null)
+            {
+                if (ended == "disposed")
+                    throw new ObjectDisposedException(nameof(Reservation), "the reservation was disposed (cancelled): its span is no longer valid");
+                throw new InvalidOperationException("the reservation was already " + (ended ?? "ended") + ": its span is no longer valid");
+            }
+            if (sender.IsDisposed)
+                throw sender.Disposed("the Sender of this reservation was disposed: the reservation can only be disposed (cancelled)");
+        }
+
+        /// <summary>Where to write the message: valid until Commit, Cancel or Dispose.</summary>
+        /// <exception cref="ObjectDisposedException">The reservation or its Sender was disposed.</exception>
+        /// <exception cref="InvalidOperationException">It was committed or cancelled.</exception>
         public Span<byte> Span
         {
             get
             {
-                if (!open) throw new InvalidOperationException("the reservation was committed or cancelled");
+                Live();
                 return new Span<byte>(data, length);
             }
         }
+
+        /// <summary>The reserved length in bytes.</summary>
+        public int Length => length;
+
+        /// <summary>Ends the reservation once; false if it had already ended.</summary>
+        bool End(string how, bool commit)
+        {
+            var h = Interlocked.Exchange(ref handle, null);
+            if (h == null) return false;
+            ended = how;
+            try
+            {
+                var raw = (shmkit_sender*)h.DangerousGetHandle();
+                var s = commit ? NativeMethods.shmkit_sender_commit(raw) : NativeMethods.shmkit_sender_cancel(raw);
+                if (commit) sender.Check(s);
+            }
+            finally
+            {
+                h.DangerousRelease();
+            }
+            return true;
+        }
+
+        /// <summary>Sends the written bytes as one message.</summary>
+        /// <exception cref="ObjectDisposedException">The reservation or its Sender was disposed.</exception>
+        /// <exception cref="InvalidOperationException">It was already committed or cancelled.</exception>
         public void Commit()
         {
-            if (!open) throw new InvalidOperationException("the reservation was committed or cancelled");
-            open = false;
-            Interop.Check(NativeMethods.shmkit_sender_commit((shmkit_sender*)sender.Raw));
+            Live();
+            if (!End("committed", true)) Live();
         }
-        public void Dispose()
+
+        /// <summary>Drops the reservation: nothing is sent.</summary>
+        public void Cancel()
         {
-            if (open) { open = false; NativeMethods.shmkit_sender_cancel((shmkit_sender*)sender.Raw); }
+            Live();
+            if (!End("cancelled", false)) Live();
         }
+
+        /// <summary>Cancels the reservation unless it was committed; releases its hold on the
+        /// sender (closing the sender's handle if the Sender was disposed).</summary>
+        public void Dispose() => End("disposed", false);
     }
 
     /// <summary>The receiving end of a queue channel.</summary>
@@ -375,7 +675,7 @@ namespace Shmkit
             shmkit_status s;
             fixed (byte* p = &MemoryMarshal.GetReference(buffer))
                 s = NativeMethods.shmkit_receiver_recv((shmkit_receiver*)Raw, p, (UIntPtr)buffer.Length, &len, Interop.Ms(timeout));
-            Interop.Check(s, (ulong)len);
+            Check(s, (ulong)len);
             return (int)len;
         }
 
@@ -395,7 +695,7 @@ namespace Shmkit
             var s = NativeMethods.shmkit_receiver_recv_with((shmkit_receiver*)Raw, cb, null, Interop.Ms(timeout));
             GC.KeepAlive(cb);
             if (lend.Error != null) throw lend.Error;
-            Interop.Check(s);
+            Check(s);
         }
     }
 
@@ -415,7 +715,7 @@ namespace Shmkit
         public void Publish(ReadOnlySpan<byte> message)
         {
             fixed (byte* p = &MemoryMarshal.GetReference(message))
-                Interop.Check(NativeMethods.shmkit_publisher_publish((shmkit_publisher*)Raw, p, (UIntPtr)message.Length));
+                Check(NativeMethods.shmkit_publisher_publish((shmkit_publisher*)Raw, p, (UIntPtr)message.Length));
         }
     }
 
@@ -439,7 +739,7 @@ namespace Shmkit
             shmkit_status s;
             fixed (byte* p = &MemoryMarshal.GetReference(buffer))
                 s = NativeMethods.shmkit_subscriber_recv((shmkit_subscriber*)Raw, p, (UIntPtr)buffer.Length, &len, Interop.Ms(timeout), &missed);
-            Interop.Check(s, s == shmkit_status.SHMKIT_ERR_LAGGED ? missed : (ulong)len);
+            Check(s, s == shmkit_status.SHMKIT_ERR_LAGGED ? missed : (ulong)len);
             return (int)len;
         }
     }
@@ -465,7 +765,7 @@ namespace Shmkit
             fixed (byte* p = &MemoryMarshal.GetReference(request))
                 s = NativeMethods.shmkit_rpc_client_call_with((shmkit_rpc_client*)Raw, p, (UIntPtr)request.Length, cb, null, Interop.Ms(timeout));
             GC.KeepAlive(cb);
-            Interop.Check(s);
+            Check(s);
             return reply;
         }
     }
@@ -496,12 +796,12 @@ namespace Shmkit
                 fixed (byte* p = buf)
                     s = NativeMethods.shmkit_rpc_server_recv((shmkit_rpc_server*)Raw, p, (UIntPtr)buf.Length, &len, Interop.Ms(timeout));
             }
-            Interop.Check(s);
+            Check(s);
             var request = new byte[(int)len];
             Array.Copy(buf, request, request.Length);
             var answer = handler(request);
             fixed (byte* a = answer)
-                Interop.Check(NativeMethods.shmkit_rpc_server_reply((shmkit_rpc_server*)Raw, a, (UIntPtr)answer.Length));
+                Check(NativeMethods.shmkit_rpc_server_reply((shmkit_rpc_server*)Raw, a, (UIntPtr)answer.Length));
         }
     }
 }
