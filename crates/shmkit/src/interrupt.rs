@@ -122,10 +122,13 @@ impl fmt::Debug for Interrupt {
 #[derive(Clone, Copy)]
 pub(crate) struct WakeTarget {
     pub word: *const (),
+    /// The word's waiter count: how many to wake (a Windows wake channel keeps
+    /// surplus wake-ups as permits, so waking "everyone" must mean a number).
+    pub waiters: *const (),
     pub park: *const (),
     pub bump: bool,
     /// Bumps (if allowed) and wakes every sleeper on `word`.
-    pub wake: unsafe fn(word: *const (), park: *const (), bump: bool),
+    pub wake: unsafe fn(target: &WakeTarget),
 }
 
 /// Distinct words sleepers of one object can be on at once (an RPC client waits
@@ -161,7 +164,7 @@ impl Interrupt {
             // SAFETY: a registered target's sleeper is still inside its wait (it
             // deregisters under this lock before leaving), so its word and wake
             // channel are alive; `wake` was made for their types.
-            unsafe { (target.wake)(target.word, target.park, target.bump) };
+            unsafe { (target.wake)(target) };
         }
     }
 

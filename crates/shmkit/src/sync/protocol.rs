@@ -109,14 +109,22 @@ pub(crate) enum Stop {
 /// it is a signal (so that a sleeper about to sleep on the old value does not).
 ///
 /// # Safety
-/// `word` and `park` point to a live `W` and `P`.
-unsafe fn wake_for_interrupt<W: Word, P: Park<W>>(word: *const (), park: *const (), bump: bool) {
-    // SAFETY: per the contract, both point to live values of these types.
-    let (word, park) = unsafe { (&*word.cast::<W>(), &*park.cast::<P>()) };
-    if bump {
+/// The target's `word` and `waiters` point to live `W`s, its `park` to a live `P`.
+unsafe fn wake_for_interrupt<W: Word, P: Park<W>>(target: &WakeTarget) {
+    // SAFETY: per the contract, all three point to live values of these types.
+    let (word, waiters, park) = unsafe {
+        (
+            &*target.word.cast::<W>(),
+            &*target.waiters.cast::<W>(),
+            &*target.park.cast::<P>(),
+        )
+    };
+    if target.bump {
         word.fetch_add(1, SeqCst);
     }
-    park.wake(word, u32::MAX);
+    // Every sleeper of every process (they look again and sleep on); at least
+    // one, the one that registered.
+    park.wake(word, waiters.load(SeqCst).max(1));
 }
 
 /// Spin attempts between clock readings.
@@ -234,6 +242,7 @@ pub(crate) fn wait<W: Word, P: Park<W>, R>(
     let woken_by_interrupt = plan.interrupt.map(|i| {
         i.register(WakeTarget {
             word: (word as *const W).cast(),
+            waiters: (waiters as *const W).cast(),
             park: (park as *const P).cast(),
             bump: signal,
             wake: wake_for_interrupt::<W, P>,
