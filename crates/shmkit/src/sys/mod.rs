@@ -71,12 +71,13 @@ impl RawMap {
         }
     }
 
-    /// A fresh mapping of `len` bytes at `ptr`, guarded against truncation.
-    fn guarded(ptr: std::ptr::NonNull<u8>, len: usize) -> RawMap {
+    /// A fresh mapping of `len` bytes at `ptr`, made with `access`, guarded
+    /// against truncation.
+    fn guarded(ptr: std::ptr::NonNull<u8>, len: usize, access: crate::access::Access) -> RawMap {
         RawMap {
             ptr,
             len,
-            guard: Some(FaultGuard::register(ptr.as_ptr(), len)),
+            guard: Some(FaultGuard::register(ptr.as_ptr(), len, access)),
         }
     }
 

@@ -500,6 +500,7 @@ pub(crate) fn map(obj: &Object, offset: u64, len: usize, access: Access) -> io::
     Ok(RawMap::guarded(
         NonNull::new(ptr.cast()).expect("mmap returned NULL without MAP_FIXED"),
         len,
+        access,
     ))
 }
 

@@ -89,7 +89,7 @@ fn page_size() -> u64 {
 pub(crate) struct FaultGuard;
 
 impl FaultGuard {
-    pub(crate) fn register(_start: *mut u8, _len: usize) -> FaultGuard {
+    pub(crate) fn register(_start: *mut u8, _len: usize, _access: Access) -> FaultGuard {
         FaultGuard
     }
 
@@ -470,7 +470,7 @@ pub(crate) fn map(obj: &Object, offset: u64, len: usize, access: Access) -> io::
     let view =
         unsafe { MapViewOfFile(obj.section.as_raw_handle() as HANDLE, flags, hi, lo, count) };
     match NonNull::new(view.Value.cast::<u8>()) {
-        Some(ptr) => Ok(RawMap::guarded(ptr, len)),
+        Some(ptr) => Ok(RawMap::guarded(ptr, len, access)),
         None => Err(last_error()),
     }
 }
