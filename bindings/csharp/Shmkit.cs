@@ -547,7 +547,7 @@ namespace Shmkit
         /// <code>
         /// using (var r = tx.Reserve(5))
         /// {
-        ///     Encoding.ASCII.GetBytes("hello", r.Span);
+        ///     Encoding.ASCII.GetBytes("hello").CopyTo(r.Span);
         ///     r.Commit();
         /// }   // not committed (an exception): cancelled here
         /// </code></summary>
