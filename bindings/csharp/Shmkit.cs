@@ -440,6 +440,7 @@ namespace Shmkit
     {
         Semaphore(IntPtr h) : base(h, p => NativeMethods.shmkit_semaphore_close((shmkit_semaphore*)p)) { }
 
+        /// <summary>Opens semaphore <paramref name="name"/>, creating it with count <paramref name="initial"/> and maximum <paramref name="max"/> if there is none.</summary>
         public static Semaphore CreateOrOpen(string name, uint initial, uint max)
         {
             shmkit_semaphore* h;
@@ -470,6 +471,7 @@ namespace Shmkit
     {
         NamedEvent(IntPtr h) : base(h, p => NativeMethods.shmkit_event_close((shmkit_event*)p)) { }
 
+        /// <summary>Opens event <paramref name="name"/>, creating it (unset) if there is none; autoReset: each Set lets one Wait through.</summary>
         public static NamedEvent CreateOrOpen(string name, bool autoReset = false)
         {
             shmkit_event* h;
@@ -477,8 +479,12 @@ namespace Shmkit
                 Interop.Check(NativeMethods.shmkit_event_create_or_open(n, autoReset ? NativeMethods.SHMKIT_EVENT_AUTO_RESET : 0, &h));
             return new NamedEvent((IntPtr)h);
         }
+        /// <summary>Sets the event, waking its waiters.</summary>
         public void Set() => Check(NativeMethods.shmkit_event_set((shmkit_event*)Raw));
+        /// <summary>Unsets the event.</summary>
         public void Reset() => Check(NativeMethods.shmkit_event_reset((shmkit_event*)Raw));
+        /// <summary>Waits until the event is set, up to timeout (null: forever); false if the timeout passed first.
+        /// ObjectDisposedException if the event is disposed (from another thread) meanwhile.</summary>
         public bool Wait(TimeSpan? timeout = null)
         {
             var s = NativeMethods.shmkit_event_wait((shmkit_event*)Raw, Interop.Ms(timeout));
@@ -491,9 +497,13 @@ namespace Shmkit
     /// <summary>Options for creating or opening a channel (0: default, or the existing channel's).</summary>
     public struct ChannelOptions
     {
+        /// <summary>Ring bytes, a power of two from 256 to 1 GiB (default 1 MiB).</summary>
         public ulong Capacity;
+        /// <summary>Longest message a queue accepts (default 1 GiB).</summary>
         public ulong MaxMessage;
+        /// <summary>How many senders (queue) or subscribers (broadcast) may attach.</summary>
         public uint MaxPeers;
+        /// <summary>SHMKIT_CHANNEL_* flags (NativeMethods constants).</summary>
         public uint Flags;
         internal shmkit_channel_options Native => new shmkit_channel_options
         {
@@ -525,6 +535,7 @@ namespace Shmkit
     {
         Sender(IntPtr h) : base(h, p => NativeMethods.shmkit_sender_close((shmkit_sender*)p)) { }
 
+        /// <summary>Attaches to queue channel <paramref name="name"/> as a sender, creating it if needed.</summary>
         public static Sender Connect(string name, ChannelOptions options = default(ChannelOptions))
         {
             shmkit_sender* h;
@@ -659,6 +670,7 @@ namespace Shmkit
     {
         Receiver(IntPtr h) : base(h, p => NativeMethods.shmkit_receiver_close((shmkit_receiver*)p)) { }
 
+        /// <summary>Attaches to queue channel <paramref name="name"/> as its receiver, creating it if needed.</summary>
         public static Receiver Connect(string name, ChannelOptions options = default(ChannelOptions))
         {
             shmkit_receiver* h;
@@ -671,7 +683,7 @@ namespace Shmkit
         /// ShmkitException BufferTooSmall with Count = its length.</summary>
         public int Receive(Span<byte> buffer, TimeSpan? timeout = null)
         {
-            UIntPtr len;
+            UIntPtr len = UIntPtr.Zero;
             shmkit_status s;
             fixed (byte* p = &MemoryMarshal.GetReference(buffer))
                 s = NativeMethods.shmkit_receiver_recv((shmkit_receiver*)Raw, p, (UIntPtr)buffer.Length, &len, Interop.Ms(timeout));
@@ -704,6 +716,7 @@ namespace Shmkit
     {
         Publisher(IntPtr h) : base(h, p => NativeMethods.shmkit_publisher_close((shmkit_publisher*)p)) { }
 
+        /// <summary>Attaches to broadcast channel <paramref name="name"/> as its publisher, creating it if needed.</summary>
         public static Publisher Connect(string name, ChannelOptions options = default(ChannelOptions))
         {
             shmkit_publisher* h;
@@ -712,6 +725,7 @@ namespace Shmkit
             return new Publisher((IntPtr)h);
         }
 
+        /// <summary>Publishes a message to every subscriber; never waits (a slow subscriber lags). TooLong above a quarter of the ring.</summary>
         public void Publish(ReadOnlySpan<byte> message)
         {
             fixed (byte* p = &MemoryMarshal.GetReference(message))
@@ -724,6 +738,7 @@ namespace Shmkit
     {
         Subscriber(IntPtr h) : base(h, p => NativeMethods.shmkit_subscriber_close((shmkit_subscriber*)p)) { }
 
+        /// <summary>Subscribes to broadcast channel <paramref name="name"/>, creating it if needed.</summary>
         public static Subscriber Connect(string name, ChannelOptions options = default(ChannelOptions))
         {
             shmkit_subscriber* h;
@@ -732,9 +747,11 @@ namespace Shmkit
             return new Subscriber((IntPtr)h);
         }
 
+        /// <summary>Receives the next message into buffer, waiting up to timeout (null: forever); returns its length.
+        /// ObjectDisposedException if the subscriber is disposed (from another thread) meanwhile.</summary>
         public int Receive(Span<byte> buffer, TimeSpan? timeout = null)
         {
-            UIntPtr len;
+            UIntPtr len = UIntPtr.Zero;
             ulong missed = 0;
             shmkit_status s;
             fixed (byte* p = &MemoryMarshal.GetReference(buffer))
@@ -749,6 +766,7 @@ namespace Shmkit
     {
         RpcClient(IntPtr h) : base(h, p => NativeMethods.shmkit_rpc_client_close((shmkit_rpc_client*)p)) { }
 
+        /// <summary>Connects to RPC server <paramref name="name"/>.</summary>
         public static RpcClient Connect(string name)
         {
             shmkit_rpc_client* h;
@@ -756,6 +774,8 @@ namespace Shmkit
             return new RpcClient((IntPtr)h);
         }
 
+        /// <summary>Sends request and waits up to timeout (null: forever) for the reply.
+        /// ObjectDisposedException if the client is disposed (from another thread) meanwhile.</summary>
         public byte[] Call(ReadOnlySpan<byte> request, TimeSpan? timeout = null)
         {
             byte[] reply = null;
@@ -775,6 +795,7 @@ namespace Shmkit
     {
         RpcServer(IntPtr h) : base(h, p => NativeMethods.shmkit_rpc_server_close((shmkit_rpc_server*)p)) { }
 
+        /// <summary>Binds RPC server <paramref name="name"/> (one server per name).</summary>
         public static RpcServer Bind(string name)
         {
             shmkit_rpc_server* h;
@@ -786,7 +807,7 @@ namespace Shmkit
         public void ServeOne(Func<byte[], byte[]> handler, TimeSpan? timeout = null)
         {
             var buf = new byte[4096];
-            UIntPtr len;
+            UIntPtr len = UIntPtr.Zero;
             shmkit_status s;
             fixed (byte* p = buf)
                 s = NativeMethods.shmkit_rpc_server_recv((shmkit_rpc_server*)Raw, p, (UIntPtr)buf.Length, &len, Interop.Ms(timeout));

@@ -467,6 +467,31 @@ static class SafetyTests
         }
     }
 
+    static void DisposeInsideCallback()
+    {
+        var ch = Name("dispose-in-callback");
+        using (var tx = Sender.Connect(ch))
+        {
+            var rx = Receiver.Connect(ch);
+            tx.Send(new byte[] { 1, 2, 3 });
+            int seen = -1;
+            Exception thrown = null;
+            var t = new Thread(() =>
+            {
+                try { rx.ReceiveWith(m => { seen = m.Length; rx.Dispose(); }, TimeSpan.FromSeconds(5)); }
+                catch (Exception e) { thrown = e; }
+            });
+            t.IsBackground = true;
+            t.Start();
+            Assert(t.Join(TimeSpan.FromSeconds(10)), "Dispose inside a ReceiveWith callback deadlocked");
+            Assert(seen == 3, $"the callback saw {seen} bytes, expected 3");
+            Assert(thrown == null || thrown is ObjectDisposedException,
+                "ReceiveWith ended with " + thrown?.GetType().Name + ": " + thrown?.Message);
+            Throws<ObjectDisposedException>("Receive after Dispose in the callback", () => rx.Receive(new byte[8], TimeSpan.Zero));
+            using (var again = Receiver.Connect(ch)) { }
+        }
+    }
+
     static void LockOfDisposedMutex()
     {
         var name = Name("lock");
@@ -536,6 +561,7 @@ static class SafetyTests
         Run("Dispose from another thread wakes NamedEvent.Wait", DisposeWakesEvent);
         Run("a process whose reader thread was stopped by Dispose exits", StoppedReaderExits);
         Run("Receive inside a ReceiveWith callback on the same receiver: Busy, not a deadlock", ReentrantReceiveIsBusy);
+        Run("Dispose inside a ReceiveWith callback: no deadlock, the receiver is closed, its role free", DisposeInsideCallback);
         Run("MutexLock: Dispose after its NamedMutex was disposed unlocks without throwing; the mutex stays locked until then", LockOfDisposedMutex);
         Run("Status has every shmkit_status code, with the same values (incl. Closed = 27, Busy = 28)", StatusMatchesNative);
         Cleanup();
