@@ -15,6 +15,12 @@ namespace Shmkit.Native
         const string __DllName = "shmkit_ffi";
 
         /// <summary>
+        ///  What `shmkit_last_error` returns once this thread's message is gone: in a
+        ///  thread-exit destructor that runs after shmkit's own thread-local storage was
+        ///  destroyed, a call still returns its status, but its message cannot be kept.
+        /// </summary>
+        internal const CStr* NO_MESSAGE = ;
+        /// <summary>
         ///  `flags` bit: the segment stays until removed (default: it goes away when the
         ///  last process using it closes it).
         /// </summary>
@@ -85,13 +91,16 @@ namespace Shmkit.Native
         /// <summary>
         ///  The message of the last failed call on this thread, naming the object and the
         ///  cause (`""` after a successful call). Valid until the next shmkit call on this
-        ///  thread; never NULL.
+        ///  thread; never NULL. In a thread-exit destructor that runs after shmkit's
+        ///  thread-local storage was destroyed, a fixed text saying that the message is
+        ///  not available (the calls still return their status).
         /// </summary>
         [DllImport(__DllName, EntryPoint = "shmkit_last_error", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern byte* shmkit_last_error();
 
         /// <summary>
-        ///  The name of a status code (`"SHMKIT_ERR_TIMEOUT"`), never NULL.
+        ///  The name of a status code (`"SHMKIT_ERR_TIMEOUT"`), never NULL;
+        ///  `"unknown status"` for a number that is none.
         /// </summary>
         [DllImport(__DllName, EntryPoint = "shmkit_status_name", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern byte* shmkit_status_name(int status);
@@ -199,12 +208,16 @@ namespace Shmkit.Native
         ///  Locks the mutex, waiting up to `timeout_ms` (negative: `SHMKIT_FOREVER`).
         ///  `SHMKIT_ERR_OWNER_DIED` means the lock **is held** but its last holder died
         ///  holding it: repair the data, `shmkit_mutex_mark_consistent`, then unlock.
+        ///  `SHMKIT_ERR_BUSY`: this thread already holds it through this handle (the
+        ///  mutex is not recursive). `SHMKIT_ERR_CLOSED`: the handle was closed from
+        ///  another thread while this waited.
         /// </summary>
         [DllImport(__DllName, EntryPoint = "shmkit_mutex_lock", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern shmkit_status shmkit_mutex_lock(shmkit_mutex* m, long timeout_ms);
 
         /// <summary>
-        ///  Locks the mutex if it is free now: `SHMKIT_ERR_WOULD_BLOCK` if not.
+        ///  Locks the mutex if it is free now: `SHMKIT_ERR_WOULD_BLOCK` if not
+        ///  (`SHMKIT_ERR_BUSY` if this thread holds it through this handle).
         /// </summary>
         [DllImport(__DllName, EntryPoint = "shmkit_mutex_try_lock", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern shmkit_status shmkit_mutex_try_lock(shmkit_mutex* m);
@@ -223,7 +236,10 @@ namespace Shmkit.Native
         internal static extern shmkit_status shmkit_mutex_mark_consistent(shmkit_mutex* m);
 
         /// <summary>
-        ///  Closes the handle (unlocking the mutex if this handle holds it).
+        ///  Closes the handle, unlocking the mutex if this handle holds it. A lock call
+        ///  blocked on this handle on another thread returns `SHMKIT_ERR_CLOSED`; the
+        ///  close waits for it to leave, so the mutex is free for other handles and
+        ///  processes when this returns.
         /// </summary>
         [DllImport(__DllName, EntryPoint = "shmkit_mutex_close", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern shmkit_status shmkit_mutex_close(shmkit_mutex* m);
@@ -267,7 +283,8 @@ namespace Shmkit.Native
         internal static extern shmkit_status shmkit_semaphore_count(shmkit_semaphore* sem, uint* count);
 
         /// <summary>
-        ///  Closes the handle.
+        ///  Closes the handle. A wait blocked on this handle on another thread returns
+        ///  `SHMKIT_ERR_CLOSED`; the close waits for it to leave.
         /// </summary>
         [DllImport(__DllName, EntryPoint = "shmkit_semaphore_close", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern shmkit_status shmkit_semaphore_close(shmkit_semaphore* sem);
@@ -315,7 +332,8 @@ namespace Shmkit.Native
         internal static extern shmkit_status shmkit_event_wait(shmkit_event* @event, long timeout_ms);
 
         /// <summary>
-        ///  Closes the handle.
+        ///  Closes the handle. A wait blocked on this handle on another thread returns
+        ///  `SHMKIT_ERR_CLOSED`; the close waits for it to leave.
         /// </summary>
         [DllImport(__DllName, EntryPoint = "shmkit_event_close", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern shmkit_status shmkit_event_close(shmkit_event* @event);
@@ -447,7 +465,7 @@ namespace Shmkit.Native
         /// <summary>
         ///  Sends `len` bytes, waiting up to `timeout_ms` (negative: forever; 0: not at
         ///  all, `SHMKIT_ERR_WOULD_BLOCK`) for room. `SHMKIT_ERR_DISCONNECTED` if the
-        ///  receiver is gone.
+        ///  receiver is gone; `SHMKIT_ERR_CLOSED` if the handle is closed meanwhile.
         /// </summary>
         [DllImport(__DllName, EntryPoint = "shmkit_sender_send", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern shmkit_status shmkit_sender_send(shmkit_sender* sender, byte* data, System.UIntPtr len, long timeout_ms);
@@ -476,6 +494,8 @@ namespace Shmkit.Native
         /// <summary>
         ///  Detaches (an open reservation is cancelled). The receiver sees
         ///  `SHMKIT_ERR_DISCONNECTED` once every sender is gone and the queue is empty.
+        ///  A send or reserve blocked on this handle on another thread returns
+        ///  `SHMKIT_ERR_CLOSED`; the close waits for it to leave.
         /// </summary>
         [DllImport(__DllName, EntryPoint = "shmkit_sender_close", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern shmkit_status shmkit_sender_close(shmkit_sender* sender);
@@ -491,7 +511,8 @@ namespace Shmkit.Native
         ///  length, waiting up to `timeout_ms` (negative: forever; 0: not at all,
         ///  `SHMKIT_ERR_WOULD_BLOCK`). A longer message stays queued:
         ///  `SHMKIT_ERR_BUFFER_TOO_SMALL`, and `*len` says how long it is.
-        ///  `SHMKIT_ERR_DISCONNECTED` once the queue is empty and every sender is gone.
+        ///  `SHMKIT_ERR_DISCONNECTED` once the queue is empty and every sender is gone;
+        ///  `SHMKIT_ERR_CLOSED` if the handle is closed (from another thread) meanwhile.
         /// </summary>
         [DllImport(__DllName, EntryPoint = "shmkit_receiver_recv", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern shmkit_status shmkit_receiver_recv(shmkit_receiver* receiver, byte* buf, System.UIntPtr capacity, System.UIntPtr* len, long timeout_ms);
@@ -505,7 +526,9 @@ namespace Shmkit.Native
         internal static extern shmkit_status shmkit_receiver_recv_with(shmkit_receiver* receiver, shmkit_receiver_recv_with_callback_delegate callback, void* user_data, long timeout_ms);
 
         /// <summary>
-        ///  Detaches from the channel.
+        ///  Detaches from the channel. A receive blocked on this handle on another thread
+        ///  returns `SHMKIT_ERR_CLOSED`, and the receiver role is free when this returns
+        ///  (called from inside this receiver's callback, when that receive returns).
         /// </summary>
         [DllImport(__DllName, EntryPoint = "shmkit_receiver_close", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern shmkit_status shmkit_receiver_close(shmkit_receiver* receiver);
@@ -555,7 +578,9 @@ namespace Shmkit.Native
         internal static extern shmkit_status shmkit_subscriber_recv_with(shmkit_subscriber* subscriber, shmkit_subscriber_recv_with_callback_delegate callback, void* user_data, long timeout_ms, ulong* missed);
 
         /// <summary>
-        ///  Detaches.
+        ///  Detaches. A receive blocked on this handle on another thread returns
+        ///  `SHMKIT_ERR_CLOSED`, and the subscriber's slot is free when this returns
+        ///  (called from inside this subscriber's callback, when that receive returns).
         /// </summary>
         [DllImport(__DllName, EntryPoint = "shmkit_subscriber_close", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern shmkit_status shmkit_subscriber_close(shmkit_subscriber* subscriber);
@@ -582,7 +607,8 @@ namespace Shmkit.Native
         internal static extern shmkit_status shmkit_rpc_server_reply(shmkit_rpc_server* server, byte* data, System.UIntPtr len);
 
         /// <summary>
-        ///  Stops serving.
+        ///  Stops serving. A receive blocked on this handle on another thread returns
+        ///  `SHMKIT_ERR_CLOSED`, and the name can be served again when this returns.
         /// </summary>
         [DllImport(__DllName, EntryPoint = "shmkit_rpc_server_close", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern shmkit_status shmkit_rpc_server_close(shmkit_rpc_server* server);
@@ -615,7 +641,9 @@ namespace Shmkit.Native
         internal static extern shmkit_status shmkit_rpc_client_call_with(shmkit_rpc_client* client, byte* request, System.UIntPtr request_len, shmkit_rpc_client_call_with_callback_delegate callback, void* user_data, long timeout_ms);
 
         /// <summary>
-        ///  Disconnects.
+        ///  Disconnects. A call blocked on this handle on another thread returns
+        ///  `SHMKIT_ERR_CLOSED` (called from inside this client's callback, the handle
+        ///  closes when that call returns).
         /// </summary>
         [DllImport(__DllName, EntryPoint = "shmkit_rpc_client_close", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern shmkit_status shmkit_rpc_client_close(shmkit_rpc_client* client);
@@ -922,6 +950,19 @@ namespace Shmkit.Native
         ///  Any other OS failure.
         /// </summary>
         SHMKIT_ERR_OS = 26,
+        /// <summary>
+        ///  The handle was closed (by another thread, or from inside a callback) while
+        ///  the call was waiting on it or about to use it: the call's effect did not
+        ///  happen. Later calls on the handle get `SHMKIT_ERR_BAD_HANDLE`.
+        /// </summary>
+        SHMKIT_ERR_CLOSED = 27,
+        /// <summary>
+        ///  The handle is in use in a way that forbids the call: the same thread is
+        ///  already in a call on it (a callback called a function on the handle that
+        ///  called it), or the call would wait on itself (locking a mutex this thread
+        ///  already holds through the handle).
+        /// </summary>
+        SHMKIT_ERR_BUSY = 28,
     }
 
 

@@ -14,7 +14,10 @@
  *   an error, `shmkit_last_error()` gives this thread's message naming the
  *   function, the object and the cause.
  * - No Rust panic crosses this boundary: it is caught and reported as
- *   SHMKIT_ERR_INTERNAL.
+ *   SHMKIT_ERR_INTERNAL. Calls from a thread-exit destructor (a pthread key's,
+ *   a C++ thread_local's) or at process exit work too; if this thread's
+ *   storage for the message is already gone, the status is still returned and
+ *   shmkit_last_error() says that the message is not available.
  * - Pointer arguments: strings are NUL-terminated UTF-8 (otherwise
  *   SHMKIT_ERR_INVALID_UTF8); a buffer may be NULL only when its length is 0;
  *   output pointers must not be NULL unless documented ("may be NULL"). Pointers
@@ -23,9 +26,21 @@
  *   the length output to the size needed; the message is not lost.
  * - Timeouts are milliseconds: negative (SHMKIT_FOREVER) waits forever, 0 does
  *   not wait.
- * - Every handle may be used from any thread; calls on one handle are
- *   serialised (a blocking receive holds its receiver until it returns), so a
- *   callback must not call functions on the handle that called it.
+ * - Every handle may be used from any thread. The calls on one channel handle
+ *   (sender, receiver, publisher, subscriber, RPC client or server) run one at
+ *   a time: a call waits for the calls before it within its own timeout (the
+ *   timeout bounds the whole call; 0 does not wait for them either), and calls
+ *   without a timeout wait for them. A call on a handle that the same thread is
+ *   already in (from a callback) returns SHMKIT_ERR_BUSY; so does locking a
+ *   mutex that this thread holds through the same handle.
+ * - Stopping a blocked call from another thread: close its handle. `*_close`
+ *   refuses new calls (SHMKIT_ERR_BAD_HANDLE), makes every call blocked on the
+ *   handle return SHMKIT_ERR_CLOSED, waits for them to leave (quick), and then
+ *   releases the object: a receiver's, subscriber's, publisher's or server's
+ *   role is free and a mutex held through the handle is unlocked when the
+ *   close returns. Closing a handle from inside its own callback is allowed:
+ *   the handle is closed at once and released when the callback's call
+ *   returns. (The native and POSIX adapters' waits are not interrupted.)
  */
 
 
@@ -133,6 +148,15 @@ typedef enum {
   SHMKIT_ERR_INTERNAL = 25,
   // Any other OS failure.
   SHMKIT_ERR_OS = 26,
+  // The handle was closed (by another thread, or from inside a callback) while
+  // the call was waiting on it or about to use it: the call's effect did not
+  // happen. Later calls on the handle get `SHMKIT_ERR_BAD_HANDLE`.
+  SHMKIT_ERR_CLOSED = 27,
+  // The handle is in use in a way that forbids the call: the same thread is
+  // already in a call on it (a callback called a function on the handle that
+  // called it), or the call would wait on itself (locking a mutex this thread
+  // already holds through the handle).
+  SHMKIT_ERR_BUSY = 28,
 } shmkit_status;
 
 // A named event.
@@ -194,8 +218,10 @@ typedef struct {
 // Receives a message without a copy: `data` points into shared memory (or the
 // receiver's reassembly buffer) and is valid only during the call. Return 0;
 // anything else is passed back as `SHMKIT_ERR_CALLBACK` (the message is
-// consumed either way). It must not call functions on the handle that called
-// it (that handle is busy until the callback returns); other handles are fine.
+// consumed either way). A call on the handle that called it returns
+// `SHMKIT_ERR_BUSY` (that handle is busy until the callback returns), except
+// its `*_close`, which closes the handle when the callback's call returns;
+// other handles are fine.
 typedef int32_t (*shmkit_message_fn)(const uint8_t *data, size_t len, void *user_data);
 
 // Fills a new segment before any other process can open it; returns 0 on
@@ -273,7 +299,9 @@ shmkit_status shmkit_subscriber_recv_with(shmkit_subscriber *subscriber,
                                           int64_t timeout_ms,
                                           uint64_t *missed);
 
-// Detaches.
+// Detaches. A receive blocked on this handle on another thread returns
+// `SHMKIT_ERR_CLOSED`, and the subscriber's slot is free when this returns
+// (called from inside this subscriber's callback, when that receive returns).
 shmkit_status shmkit_subscriber_close(shmkit_subscriber *subscriber);
 
 // Attaches to channel `name` as a sender, creating it if needed (see
@@ -284,7 +312,7 @@ shmkit_status shmkit_sender_connect(const char *name,
 
 // Sends `len` bytes, waiting up to `timeout_ms` (negative: forever; 0: not at
 // all, `SHMKIT_ERR_WOULD_BLOCK`) for room. `SHMKIT_ERR_DISCONNECTED` if the
-// receiver is gone.
+// receiver is gone; `SHMKIT_ERR_CLOSED` if the handle is closed meanwhile.
 shmkit_status shmkit_sender_send(shmkit_sender *sender,
                                  const uint8_t *data,
                                  size_t len,
@@ -307,6 +335,8 @@ shmkit_status shmkit_sender_cancel(shmkit_sender *sender);
 
 // Detaches (an open reservation is cancelled). The receiver sees
 // `SHMKIT_ERR_DISCONNECTED` once every sender is gone and the queue is empty.
+// A send or reserve blocked on this handle on another thread returns
+// `SHMKIT_ERR_CLOSED`; the close waits for it to leave.
 shmkit_status shmkit_sender_close(shmkit_sender *sender);
 
 // Attaches to channel `name` as its receiver, creating it if needed.
@@ -318,7 +348,8 @@ shmkit_status shmkit_receiver_connect(const char *name,
 // length, waiting up to `timeout_ms` (negative: forever; 0: not at all,
 // `SHMKIT_ERR_WOULD_BLOCK`). A longer message stays queued:
 // `SHMKIT_ERR_BUFFER_TOO_SMALL`, and `*len` says how long it is.
-// `SHMKIT_ERR_DISCONNECTED` once the queue is empty and every sender is gone.
+// `SHMKIT_ERR_DISCONNECTED` once the queue is empty and every sender is gone;
+// `SHMKIT_ERR_CLOSED` if the handle is closed (from another thread) meanwhile.
 shmkit_status shmkit_receiver_recv(shmkit_receiver *receiver,
                                    uint8_t *buf,
                                    size_t capacity,
@@ -333,7 +364,9 @@ shmkit_status shmkit_receiver_recv_with(shmkit_receiver *receiver,
                                         void *user_data,
                                         int64_t timeout_ms);
 
-// Detaches from the channel.
+// Detaches from the channel. A receive blocked on this handle on another thread
+// returns `SHMKIT_ERR_CLOSED`, and the receiver role is free when this returns
+// (called from inside this receiver's callback, when that receive returns).
 shmkit_status shmkit_receiver_close(shmkit_receiver *receiver);
 
 // Creates or opens (`create`: 1 fails if it exists, 0 opens it if it does)
@@ -426,7 +459,8 @@ shmkit_status shmkit_rpc_server_recv(shmkit_rpc_server *server,
 // Answers the request last received with `len` bytes.
 shmkit_status shmkit_rpc_server_reply(shmkit_rpc_server *server, const uint8_t *data, size_t len);
 
-// Stops serving.
+// Stops serving. A receive blocked on this handle on another thread returns
+// `SHMKIT_ERR_CLOSED`, and the name can be served again when this returns.
 shmkit_status shmkit_rpc_server_close(shmkit_rpc_server *server);
 
 // Connects to the server of `name`.
@@ -458,7 +492,9 @@ shmkit_status shmkit_rpc_client_call_with(shmkit_rpc_client *client,
                                           void *user_data,
                                           int64_t timeout_ms);
 
-// Disconnects.
+// Disconnects. A call blocked on this handle on another thread returns
+// `SHMKIT_ERR_CLOSED` (called from inside this client's callback, the handle
+// closes when that call returns).
 shmkit_status shmkit_rpc_client_close(shmkit_rpc_client *client);
 
 // Creates managed segment `name` of `size` zeroed bytes; `SHMKIT_ERR_ALREADY_EXISTS`
@@ -514,10 +550,13 @@ shmkit_status shmkit_shm_close(shmkit_shm *shm);
 
 // The message of the last failed call on this thread, naming the object and the
 // cause (`""` after a successful call). Valid until the next shmkit call on this
-// thread; never NULL.
+// thread; never NULL. In a thread-exit destructor that runs after shmkit's
+// thread-local storage was destroyed, a fixed text saying that the message is
+// not available (the calls still return their status).
 const char *shmkit_last_error(void);
 
-// The name of a status code (`"SHMKIT_ERR_TIMEOUT"`), never NULL.
+// The name of a status code (`"SHMKIT_ERR_TIMEOUT"`), never NULL;
+// `"unknown status"` for a number that is none.
 const char *shmkit_status_name(int32_t status);
 
 // Creates mutex `name`; `SHMKIT_ERR_ALREADY_EXISTS` if the name is taken.
@@ -532,9 +571,13 @@ shmkit_status shmkit_mutex_create_or_open(const char *name, shmkit_mutex **mutex
 // Locks the mutex, waiting up to `timeout_ms` (negative: `SHMKIT_FOREVER`).
 // `SHMKIT_ERR_OWNER_DIED` means the lock **is held** but its last holder died
 // holding it: repair the data, `shmkit_mutex_mark_consistent`, then unlock.
+// `SHMKIT_ERR_BUSY`: this thread already holds it through this handle (the
+// mutex is not recursive). `SHMKIT_ERR_CLOSED`: the handle was closed from
+// another thread while this waited.
 shmkit_status shmkit_mutex_lock(shmkit_mutex *m, int64_t timeout_ms);
 
-// Locks the mutex if it is free now: `SHMKIT_ERR_WOULD_BLOCK` if not.
+// Locks the mutex if it is free now: `SHMKIT_ERR_WOULD_BLOCK` if not
+// (`SHMKIT_ERR_BUSY` if this thread holds it through this handle).
 shmkit_status shmkit_mutex_try_lock(shmkit_mutex *m);
 
 // Unlocks the mutex (locked through this handle).
@@ -544,7 +587,10 @@ shmkit_status shmkit_mutex_unlock(shmkit_mutex *m);
 // must be held through this handle).
 shmkit_status shmkit_mutex_mark_consistent(shmkit_mutex *m);
 
-// Closes the handle (unlocking the mutex if this handle holds it).
+// Closes the handle, unlocking the mutex if this handle holds it. A lock call
+// blocked on this handle on another thread returns `SHMKIT_ERR_CLOSED`; the
+// close waits for it to leave, so the mutex is free for other handles and
+// processes when this returns.
 shmkit_status shmkit_mutex_close(shmkit_mutex *m);
 
 // Creates semaphore `name` with count `initial` and maximum `max`.
@@ -573,7 +619,8 @@ shmkit_status shmkit_semaphore_release(shmkit_semaphore *sem, uint32_t n, uint32
 // The current count (it may change at once).
 shmkit_status shmkit_semaphore_count(shmkit_semaphore *sem, uint32_t *count);
 
-// Closes the handle.
+// Closes the handle. A wait blocked on this handle on another thread returns
+// `SHMKIT_ERR_CLOSED`; the close waits for it to leave.
 shmkit_status shmkit_semaphore_close(shmkit_semaphore *sem);
 
 // Creates event `name`; `flags`: `SHMKIT_EVENT_AUTO_RESET`, `SHMKIT_EVENT_INITIALLY_SET`.
@@ -597,7 +644,8 @@ shmkit_status shmkit_event_is_set(shmkit_event *event, bool *is_set);
 // Waits until the event is set, up to `timeout_ms` (negative: forever).
 shmkit_status shmkit_event_wait(shmkit_event *event, int64_t timeout_ms);
 
-// Closes the handle.
+// Closes the handle. A wait blocked on this handle on another thread returns
+// `SHMKIT_ERR_CLOSED`; the close waits for it to leave.
 shmkit_status shmkit_event_close(shmkit_event *event);
 
 #ifdef __cplusplus

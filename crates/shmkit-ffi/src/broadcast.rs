@@ -1,14 +1,13 @@
 //! Publish/subscribe: `shmkit_publisher`, `shmkit_subscriber` (lag reported).
 
-use crate::args::{bytes, bytes_mut, out, put, text, timeout};
+use crate::args::{bytes, bytes_mut, out, put, text};
+use crate::calls::{Serial, Wait};
 use crate::channel::{callback_result, channel_options, shmkit_channel_options, shmkit_message_fn};
 use crate::handle::{get, insert, remove, Kind};
 use crate::status::{run, shmkit_status, shmkit_status::*, Failure};
 use shmkit::channel::{Publisher, Subscriber};
 use shmkit::Error;
 use std::ffi::{c_char, c_void};
-use std::sync::Mutex;
-use std::time::Duration;
 
 /// The one publisher of a broadcast channel.
 pub struct shmkit_publisher {
@@ -20,18 +19,14 @@ pub struct shmkit_subscriber {
     _opaque: (),
 }
 
-pub(crate) struct PublisherEntry(Mutex<Publisher>);
+pub(crate) struct PublisherEntry(Serial<Publisher>);
 
-pub(crate) struct SubscriberEntry(Mutex<SubscriberState>);
+pub(crate) struct SubscriberEntry(Serial<SubscriberState>);
 
 struct SubscriberState {
     sub: Subscriber,
     /// A message too long for the caller's buffer, handed out by the next call.
     pending: Option<Vec<u8>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Attaches to broadcast channel `name` as its publisher, creating it if needed
@@ -47,7 +42,8 @@ pub unsafe extern "C" fn shmkit_publisher_connect(
         // SAFETY: a C string and an options struct per the header's conventions.
         let (name, o) = unsafe { (text("name", name)?, channel_options(opts, true)?) };
         let p = o.publisher(name)?;
-        let h = insert(Kind::Publisher, PublisherEntry(Mutex::new(p)))?;
+        // Publishing never waits: nothing to interrupt.
+        let h = insert(Kind::Publisher, PublisherEntry(Serial::new(name, p, None)))?;
         // SAFETY: checked by `out`.
         unsafe { put(publisher, h as *mut shmkit_publisher) };
         Ok(())
@@ -66,7 +62,7 @@ pub unsafe extern "C" fn shmkit_publisher_publish(
         let entry = get::<PublisherEntry>(publisher as usize, Kind::Publisher)?;
         // SAFETY: `len` readable bytes per the header's conventions.
         let data = unsafe { bytes("data", data, len) }?;
-        let mut p = lock(&entry.0);
+        let mut p = entry.0.enter(Wait::Forever, SHMKIT_ERR_WOULD_BLOCK)?;
         Ok(p.publish(data)?)
     })
 }
@@ -75,7 +71,10 @@ pub unsafe extern "C" fn shmkit_publisher_publish(
 #[no_mangle]
 pub extern "C" fn shmkit_publisher_close(publisher: *mut shmkit_publisher) -> shmkit_status {
     run("shmkit_publisher_close", || {
-        remove(publisher as usize, Kind::Publisher)
+        remove::<PublisherEntry>(publisher as usize, Kind::Publisher)?
+            .0
+            .close();
+        Ok(())
     })
 }
 
@@ -91,11 +90,15 @@ pub unsafe extern "C" fn shmkit_subscriber_connect(
         // SAFETY: a C string and an options struct per the header's conventions.
         let (name, o) = unsafe { (text("name", name)?, channel_options(opts, true)?) };
         let s = o.subscriber(name)?;
+        let stop = s.interrupter();
         let state = SubscriberState {
             sub: s,
             pending: None,
         };
-        let h = insert(Kind::Subscriber, SubscriberEntry(Mutex::new(state)))?;
+        let h = insert(
+            Kind::Subscriber,
+            SubscriberEntry(Serial::new(name, state, Some(stop))),
+        )?;
         // SAFETY: checked by `out`.
         unsafe { put(subscriber, h as *mut shmkit_subscriber) };
         Ok(())
@@ -104,11 +107,11 @@ pub unsafe extern "C" fn shmkit_subscriber_connect(
 
 fn recv_with<R>(
     s: &mut SubscriberState,
-    timeout_ms: i64,
+    wait: Wait,
     f: impl FnOnce(&[u8]) -> R,
 ) -> shmkit::Result<R> {
-    match timeout(timeout_ms) {
-        Some(t) => s.sub.recv_with_timeout(t.max(Duration::ZERO), f),
+    match wait.left() {
+        Some(t) => s.sub.recv_with_timeout(t, f),
         None => s.sub.recv_with(f),
     }
 }
@@ -138,10 +141,11 @@ pub unsafe extern "C" fn shmkit_subscriber_recv(
 ) -> shmkit_status {
     run("shmkit_subscriber_recv", || {
         out("len", len)?;
+        let wait = Wait::from_ms(timeout_ms);
         let entry = get::<SubscriberEntry>(subscriber as usize, Kind::Subscriber)?;
         // SAFETY: `capacity` writable bytes per the header's conventions.
         let buf = unsafe { bytes_mut("buf", buf, capacity) }?;
-        let mut s = lock(&entry.0);
+        let mut s = entry.0.enter(wait, SHMKIT_ERR_TIMEOUT)?;
         let too_small = |n: usize| {
             Failure::new(
                 SHMKIT_ERR_BUFFER_TOO_SMALL,
@@ -159,7 +163,7 @@ pub unsafe extern "C" fn shmkit_subscriber_recv(
             buf[..msg.len()].copy_from_slice(&msg);
             return Ok(());
         }
-        let got = recv_with(&mut s, timeout_ms, |m| {
+        let got = recv_with(&mut s, wait, |m| {
             if m.len() <= buf.len() {
                 buf[..m.len()].copy_from_slice(m);
                 Ok(m.len())
@@ -199,22 +203,28 @@ pub unsafe extern "C" fn shmkit_subscriber_recv_with(
         let Some(f) = callback else {
             return Err(Failure::new(SHMKIT_ERR_NULL_POINTER, "callback is NULL"));
         };
+        let wait = Wait::from_ms(timeout_ms);
         let entry = get::<SubscriberEntry>(subscriber as usize, Kind::Subscriber)?;
-        let mut s = lock(&entry.0);
+        let mut s = entry.0.enter(wait, SHMKIT_ERR_TIMEOUT)?;
         // SAFETY: the caller's callback gets the message, valid for the call.
         let call = |m: &[u8]| unsafe { f(m.as_ptr(), m.len(), user_data) };
         if let Some(msg) = s.pending.take() {
             return callback_result(call(&msg));
         }
-        let code = recv_with(&mut s, timeout_ms, call).map_err(|e| lag(e, missed))?;
+        let code = recv_with(&mut s, wait, call).map_err(|e| lag(e, missed))?;
         callback_result(code)
     })
 }
 
-/// Detaches.
+/// Detaches. A receive blocked on this handle on another thread returns
+/// `SHMKIT_ERR_CLOSED`, and the subscriber's slot is free when this returns
+/// (called from inside this subscriber's callback, when that receive returns).
 #[no_mangle]
 pub extern "C" fn shmkit_subscriber_close(subscriber: *mut shmkit_subscriber) -> shmkit_status {
     run("shmkit_subscriber_close", || {
-        remove(subscriber as usize, Kind::Subscriber)
+        remove::<SubscriberEntry>(subscriber as usize, Kind::Subscriber)?
+            .0
+            .close();
+        Ok(())
     })
 }

@@ -1,14 +1,13 @@
 //! Queue channels: `shmkit_sender` (send, zero-copy reserve/commit) and
 //! `shmkit_receiver` (into a buffer, or lent to a callback without a copy).
 
-use crate::args::{bytes, bytes_mut, out, put, text, timeout};
+use crate::args::{bytes, bytes_mut, out, put, text};
+use crate::calls::{Serial, Wait};
 use crate::handle::{get, insert, remove, Kind};
 use crate::status::{run, shmkit_status, shmkit_status::*, Failure};
-use shmkit::channel::{ChannelOptions, Receiver, Reservation, Sender, WaitMode};
+use shmkit::channel::{ChannelOptions, OwnedReservation, Receiver, Sender, WaitMode};
 use shmkit::{Error, Lifetime};
 use std::ffi::{c_char, c_void};
-use std::ptr::NonNull;
-use std::sync::Mutex;
 
 /// The sending end of a queue channel.
 pub struct shmkit_sender {
@@ -49,8 +48,10 @@ pub const SHMKIT_CHANNEL_OPEN_EXISTING: u32 = 16;
 /// Receives a message without a copy: `data` points into shared memory (or the
 /// receiver's reassembly buffer) and is valid only during the call. Return 0;
 /// anything else is passed back as `SHMKIT_ERR_CALLBACK` (the message is
-/// consumed either way). It must not call functions on the handle that called
-/// it (that handle is busy until the callback returns); other handles are fine.
+/// consumed either way). A call on the handle that called it returns
+/// `SHMKIT_ERR_BUSY` (that handle is busy until the callback returns), except
+/// its `*_close`, which closes the handle when the callback's call returns;
+/// other handles are fine.
 pub type shmkit_message_fn =
     Option<unsafe extern "C" fn(data: *const u8, len: usize, user_data: *mut c_void) -> i32>;
 
@@ -111,49 +112,38 @@ pub(crate) unsafe fn channel_options(
     Ok(c)
 }
 
-/// A sender and the reservation that may borrow it.
-pub(crate) struct SenderState {
-    /// Borrows `*sender`; dropped (cancelling it) before the sender.
-    reservation: Option<Reservation<'static>>,
-    /// From `Box::leak`; turned back into a box in `Drop`.
-    sender: NonNull<Sender>,
+/// A sender, or the reservation that holds it until commit or cancel.
+pub(crate) enum SenderSlot {
+    Idle(Sender),
+    Reserved(OwnedReservation),
+    /// Only while a reservation is being made (or after a panic there).
+    Gone,
 }
 
-// SAFETY: `sender` is a uniquely owned box (Send and Sync as `Box<Sender>`); a
-// reservation is `!Send` only through the many-sender lock guard it may hold,
-// whose owner shmkit records by process id, so it may end on any thread.
-unsafe impl Send for SenderState {}
-
-impl Drop for SenderState {
-    fn drop(&mut self) {
-        self.reservation = None;
-        // SAFETY: nothing borrows the box any more; ownership is taken back once.
-        drop(unsafe { Box::from_raw(self.sender.as_ptr()) });
-    }
-}
-
-impl SenderState {
+impl SenderSlot {
     fn sender(&mut self) -> Result<&mut Sender, Failure> {
-        if self.reservation.is_some() {
-            return Err(Failure::new(
+        match self {
+            SenderSlot::Idle(s) => Ok(s),
+            SenderSlot::Reserved(_) => Err(Failure::new(
                 SHMKIT_ERR_INVALID_ARGUMENT,
                 "a reservation is open on this sender: commit or cancel it first",
-            ));
+            )),
+            SenderSlot::Gone => Err(lost()),
         }
-        // SAFETY: no reservation borrows the box (checked above), and `&mut self`
-        // makes this the only reference.
-        Ok(unsafe { self.sender.as_mut() })
     }
 }
 
-pub(crate) struct SenderEntry(Mutex<SenderState>);
-
-fn sender_state(h: *mut shmkit_sender) -> Result<std::sync::Arc<SenderEntry>, Failure> {
-    get::<SenderEntry>(h as usize, Kind::Sender)
+fn lost() -> Failure {
+    Failure::new(
+        SHMKIT_ERR_INTERNAL,
+        "this sender was lost by an earlier failure inside shmkit: close it",
+    )
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+pub(crate) struct SenderEntry(Serial<SenderSlot>);
+
+fn sender_entry(h: *mut shmkit_sender) -> Result<std::sync::Arc<SenderEntry>, Failure> {
+    get::<SenderEntry>(h as usize, Kind::Sender)
 }
 
 /// Attaches to channel `name` as a sender, creating it if needed (see
@@ -169,11 +159,9 @@ pub unsafe extern "C" fn shmkit_sender_connect(
         // SAFETY: a C string and an options struct per the header's conventions.
         let (name, o) = unsafe { (text("name", name)?, channel_options(opts, false)?) };
         let s = o.sender(name)?;
-        let state = SenderState {
-            reservation: None,
-            sender: NonNull::from(Box::leak(Box::new(s))),
-        };
-        let h = insert(Kind::Sender, SenderEntry(Mutex::new(state)))?;
+        let stop = s.interrupter();
+        let entry = SenderEntry(Serial::new(name, SenderSlot::Idle(s), Some(stop)));
+        let h = insert(Kind::Sender, entry)?;
         // SAFETY: checked by `out`.
         unsafe { put(sender, h as *mut shmkit_sender) };
         Ok(())
@@ -182,7 +170,7 @@ pub unsafe extern "C" fn shmkit_sender_connect(
 
 /// Sends `len` bytes, waiting up to `timeout_ms` (negative: forever; 0: not at
 /// all, `SHMKIT_ERR_WOULD_BLOCK`) for room. `SHMKIT_ERR_DISCONNECTED` if the
-/// receiver is gone.
+/// receiver is gone; `SHMKIT_ERR_CLOSED` if the handle is closed meanwhile.
 #[no_mangle]
 pub unsafe extern "C" fn shmkit_sender_send(
     sender: *mut shmkit_sender,
@@ -191,15 +179,16 @@ pub unsafe extern "C" fn shmkit_sender_send(
     timeout_ms: i64,
 ) -> shmkit_status {
     run("shmkit_sender_send", || {
-        let entry = sender_state(sender)?;
+        let wait = Wait::from_ms(timeout_ms);
+        let entry = sender_entry(sender)?;
         // SAFETY: `len` readable bytes per the header's conventions.
         let data = unsafe { bytes("data", data, len) }?;
-        let mut state = lock(&entry.0);
+        let mut state = entry.0.enter(wait, SHMKIT_ERR_WOULD_BLOCK)?;
         let tx = state.sender()?;
-        match timeout(timeout_ms) {
-            Some(t) if t.is_zero() => Ok(tx.try_send(data)?),
-            Some(t) => Ok(tx.send_timeout(data, t)?),
-            None => Ok(tx.send(data)?),
+        match (wait, wait.left()) {
+            (Wait::Now, _) => Ok(tx.try_send(data)?),
+            (_, Some(t)) => Ok(tx.send_timeout(data, t)?),
+            (_, None) => Ok(tx.send(data)?),
         }
     })
 }
@@ -217,39 +206,50 @@ pub unsafe extern "C" fn shmkit_sender_reserve(
 ) -> shmkit_status {
     run("shmkit_sender_reserve", || {
         out("data", data)?;
-        let entry = sender_state(sender)?;
-        let mut state = lock(&entry.0);
+        let wait = Wait::from_ms(timeout_ms);
+        let entry = sender_entry(sender)?;
+        let mut state = entry.0.enter(wait, SHMKIT_ERR_WOULD_BLOCK)?;
         state.sender()?;
-        let ptr = state.sender.as_ptr();
-        // SAFETY: no reservation borrows the box (checked by `sender()`); the
-        // one made here is stored beside it and dropped first (`Drop`).
-        let tx: &'static mut Sender = unsafe { &mut *ptr };
-        let mut r = match timeout(timeout_ms) {
-            Some(t) if t.is_zero() => tx.try_reserve(len)?,
-            Some(t) => tx.reserve_timeout(len, t)?,
-            None => tx.reserve(len)?,
+        let SenderSlot::Idle(tx) = std::mem::replace(&mut *state, SenderSlot::Gone) else {
+            return Err(lost()); // `sender()` found it idle
         };
-        let bytes = r.as_mut_ptr();
-        state.reservation = Some(r);
-        // SAFETY: checked by `out`.
-        unsafe { put(data, bytes) };
-        Ok(())
+        let reserved = match (wait, wait.left()) {
+            (Wait::Now, _) => tx.try_reserve_owned(len),
+            (_, Some(t)) => tx.reserve_owned_timeout(len, t),
+            (_, None) => tx.reserve_owned(len),
+        };
+        match reserved {
+            Ok(mut r) => {
+                let bytes = r.as_mut_ptr();
+                *state = SenderSlot::Reserved(r);
+                // SAFETY: checked by `out`.
+                unsafe { put(data, bytes) };
+                Ok(())
+            }
+            Err((tx, e)) => {
+                *state = SenderSlot::Idle(tx);
+                Err(e.into())
+            }
+        }
     })
 }
 
 fn finish(sender: *mut shmkit_sender, commit: bool) -> Result<(), Failure> {
-    let entry = sender_state(sender)?;
-    let mut state = lock(&entry.0);
-    match state.reservation.take() {
-        Some(r) if commit => {
-            r.commit();
+    let entry = sender_entry(sender)?;
+    let mut state = entry.0.enter(Wait::Forever, SHMKIT_ERR_WOULD_BLOCK)?;
+    match std::mem::replace(&mut *state, SenderSlot::Gone) {
+        SenderSlot::Reserved(r) => {
+            *state = SenderSlot::Idle(if commit { r.commit() } else { r.cancel() });
             Ok(())
         }
-        Some(_) => Ok(()),
-        None => Err(Failure::new(
-            SHMKIT_ERR_INVALID_ARGUMENT,
-            "no reservation is open on this sender",
-        )),
+        other => {
+            *state = other;
+            state.sender()?;
+            Err(Failure::new(
+                SHMKIT_ERR_INVALID_ARGUMENT,
+                "no reservation is open on this sender",
+            ))
+        }
     }
 }
 
@@ -267,14 +267,19 @@ pub extern "C" fn shmkit_sender_cancel(sender: *mut shmkit_sender) -> shmkit_sta
 
 /// Detaches (an open reservation is cancelled). The receiver sees
 /// `SHMKIT_ERR_DISCONNECTED` once every sender is gone and the queue is empty.
+/// A send or reserve blocked on this handle on another thread returns
+/// `SHMKIT_ERR_CLOSED`; the close waits for it to leave.
 #[no_mangle]
 pub extern "C" fn shmkit_sender_close(sender: *mut shmkit_sender) -> shmkit_status {
     run("shmkit_sender_close", || {
-        remove(sender as usize, Kind::Sender)
+        remove::<SenderEntry>(sender as usize, Kind::Sender)?
+            .0
+            .close();
+        Ok(())
     })
 }
 
-pub(crate) struct ReceiverEntry(Mutex<Receiver>);
+pub(crate) struct ReceiverEntry(Serial<Receiver>);
 
 fn receiver_entry(h: *mut shmkit_receiver) -> Result<std::sync::Arc<ReceiverEntry>, Failure> {
     get::<ReceiverEntry>(h as usize, Kind::Receiver)
@@ -292,7 +297,11 @@ pub unsafe extern "C" fn shmkit_receiver_connect(
         // SAFETY: a C string and an options struct per the header's conventions.
         let (name, o) = unsafe { (text("name", name)?, channel_options(opts, false)?) };
         let r = o.receiver(name)?;
-        let h = insert(Kind::Receiver, ReceiverEntry(Mutex::new(r)))?;
+        let stop = r.interrupter();
+        let h = insert(
+            Kind::Receiver,
+            ReceiverEntry(Serial::new(name, r, Some(stop))),
+        )?;
         // SAFETY: checked by `out`.
         unsafe { put(receiver, h as *mut shmkit_receiver) };
         Ok(())
@@ -303,7 +312,8 @@ pub unsafe extern "C" fn shmkit_receiver_connect(
 /// length, waiting up to `timeout_ms` (negative: forever; 0: not at all,
 /// `SHMKIT_ERR_WOULD_BLOCK`). A longer message stays queued:
 /// `SHMKIT_ERR_BUFFER_TOO_SMALL`, and `*len` says how long it is.
-/// `SHMKIT_ERR_DISCONNECTED` once the queue is empty and every sender is gone.
+/// `SHMKIT_ERR_DISCONNECTED` once the queue is empty and every sender is gone;
+/// `SHMKIT_ERR_CLOSED` if the handle is closed (from another thread) meanwhile.
 #[no_mangle]
 pub unsafe extern "C" fn shmkit_receiver_recv(
     receiver: *mut shmkit_receiver,
@@ -314,14 +324,15 @@ pub unsafe extern "C" fn shmkit_receiver_recv(
 ) -> shmkit_status {
     run("shmkit_receiver_recv", || {
         out("len", len)?;
+        let wait = Wait::from_ms(timeout_ms);
         let entry = receiver_entry(receiver)?;
         // SAFETY: `capacity` writable bytes per the header's conventions.
         let buf = unsafe { bytes_mut("buf", buf, capacity) }?;
-        let mut rx = lock(&entry.0);
-        let got = match timeout(timeout_ms) {
-            Some(t) if t.is_zero() => rx.try_recv_into(buf),
-            Some(t) => rx.recv_into_timeout(buf, t),
-            None => rx.recv_into(buf),
+        let mut rx = entry.0.enter(wait, SHMKIT_ERR_WOULD_BLOCK)?;
+        let got = match (wait, wait.left()) {
+            (Wait::Now, _) => rx.try_recv_into(buf),
+            (_, Some(t)) => rx.recv_into_timeout(buf, t),
+            (_, None) => rx.recv_into(buf),
         };
         match got {
             Ok(n) => {
@@ -351,17 +362,18 @@ pub unsafe extern "C" fn shmkit_receiver_recv_with(
     timeout_ms: i64,
 ) -> shmkit_status {
     run("shmkit_receiver_recv_with", || {
+        let wait = Wait::from_ms(timeout_ms);
         let Some(f) = callback else {
             return Err(Failure::new(SHMKIT_ERR_NULL_POINTER, "callback is NULL"));
         };
         let entry = receiver_entry(receiver)?;
-        let mut rx = lock(&entry.0);
+        let mut rx = entry.0.enter(wait, SHMKIT_ERR_WOULD_BLOCK)?;
         // SAFETY: the caller's callback gets the message, valid for the call.
         let call = |m: &[u8]| unsafe { f(m.as_ptr(), m.len(), user_data) };
-        let code = match timeout(timeout_ms) {
-            Some(t) if t.is_zero() => rx.try_recv_with(call)?,
-            Some(t) => rx.recv_with_timeout(t, call)?,
-            None => rx.recv_with(call)?,
+        let code = match (wait, wait.left()) {
+            (Wait::Now, _) => rx.try_recv_with(call)?,
+            (_, Some(t)) => rx.recv_with_timeout(t, call)?,
+            (_, None) => rx.recv_with(call)?,
         };
         callback_result(code)
     })
@@ -377,10 +389,15 @@ pub(crate) fn callback_result(code: i32) -> Result<(), Failure> {
     }
 }
 
-/// Detaches from the channel.
+/// Detaches from the channel. A receive blocked on this handle on another thread
+/// returns `SHMKIT_ERR_CLOSED`, and the receiver role is free when this returns
+/// (called from inside this receiver's callback, when that receive returns).
 #[no_mangle]
 pub extern "C" fn shmkit_receiver_close(receiver: *mut shmkit_receiver) -> shmkit_status {
     run("shmkit_receiver_close", || {
-        remove(receiver as usize, Kind::Receiver)
+        remove::<ReceiverEntry>(receiver as usize, Kind::Receiver)?
+            .0
+            .close();
+        Ok(())
     })
 }

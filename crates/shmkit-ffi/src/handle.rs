@@ -52,14 +52,84 @@ struct Slot {
     entry: Option<(Kind, Arc<dyn Any + Send + Sync>)>,
 }
 
-static TABLE: Mutex<Vec<Slot>> = Mutex::new(Vec::new());
+/// The slots, and how a handle's bits split between the slot index (plus one,
+/// so that no handle is 0) and the slot's generation, which changes every time
+/// the slot is reused. A slot whose generation would wrap is retired (never used
+/// again), so a stale handle can never name a later object; with the widths
+/// below that costs nothing on 64-bit targets (40 bits of generation) and one
+/// slot in 65,536 reuses on 32-bit ones (16 bits).
+struct Table {
+    slots: Vec<Slot>,
+    index_bits: u32,
+    generation_bits: u32,
+}
 
-/// Bits of a handle holding the slot index (plus one, so that no handle is 0);
-/// the rest hold the generation, which changes every time a slot is reused.
-const INDEX_BITS: u32 = 24;
-const INDEX_MASK: usize = (1 << INDEX_BITS) - 1;
+impl Table {
+    const fn new(index_bits: u32, generation_bits: u32) -> Table {
+        Table {
+            slots: Vec::new(),
+            index_bits,
+            generation_bits,
+        }
+    }
 
-fn table() -> MutexGuard<'static, Vec<Slot>> {
+    fn index_mask(&self) -> usize {
+        (1 << self.index_bits) - 1
+    }
+
+    fn max_generation(&self) -> usize {
+        usize::MAX >> (usize::BITS - self.generation_bits)
+    }
+
+    fn insert(&mut self, kind: Kind, object: Arc<dyn Any + Send + Sync>) -> Result<usize, Failure> {
+        let max = self.max_generation();
+        let free = self
+            .slots
+            .iter()
+            .position(|s| s.entry.is_none() && s.generation < max);
+        let index = match free {
+            Some(i) => i,
+            // Indexes run to `index_mask() - 1` (the handle holds index + 1).
+            None if self.slots.len() < self.index_mask() => {
+                self.slots.push(Slot {
+                    generation: 0,
+                    entry: None,
+                });
+                self.slots.len() - 1
+            }
+            None => {
+                return Err(Failure::new(
+                    SHMKIT_ERR_INVALID_ARGUMENT,
+                    format!(
+                        "too many handles: {} open or worn out (each slot serves {max} \
+                         handles in turn, then is retired)",
+                        self.slots.len()
+                    ),
+                ))
+            }
+        };
+        let slot = &mut self.slots[index];
+        slot.generation += 1;
+        slot.entry = Some((kind, object));
+        Ok((slot.generation << self.index_bits) | (index + 1))
+    }
+
+    /// The slot `handle` names, if its generation is the slot's current one.
+    fn slot(&mut self, handle: usize) -> Option<&mut Slot> {
+        let index = (handle & self.index_mask()).checked_sub(1)?;
+        let generation = handle >> self.index_bits;
+        self.slots
+            .get_mut(index)
+            .filter(|s| s.generation == generation)
+    }
+}
+
+#[cfg(target_pointer_width = "64")]
+static TABLE: Mutex<Table> = Mutex::new(Table::new(24, 40));
+#[cfg(not(target_pointer_width = "64"))]
+static TABLE: Mutex<Table> = Mutex::new(Table::new(16, 16));
+
+fn table() -> MutexGuard<'static, Table> {
     // A panic while the table was locked leaves it consistent (every change is
     // one assignment), so a poisoned lock is still usable.
     TABLE.lock().unwrap_or_else(|e| e.into_inner())
@@ -68,37 +138,11 @@ fn table() -> MutexGuard<'static, Vec<Slot>> {
 /// Registers `object` and returns its handle value.
 pub(crate) fn insert<T: Send + Sync + 'static>(kind: Kind, object: T) -> Result<usize, Failure> {
     let object: Arc<dyn Any + Send + Sync> = Arc::new(object);
-    let mut t = table();
-    let index = match t.iter().position(|s| s.entry.is_none()) {
-        Some(i) => i,
-        None if t.len() < INDEX_MASK => {
-            t.push(Slot {
-                generation: 0,
-                entry: None,
-            });
-            t.len() - 1
-        }
-        None => {
-            return Err(Failure::new(
-                SHMKIT_ERR_INVALID_ARGUMENT,
-                "too many open handles (16 million)",
-            ))
-        }
-    };
-    let slot = &mut t[index];
-    slot.generation = slot.generation.wrapping_add(1) & (usize::MAX >> INDEX_BITS);
-    slot.entry = Some((kind, object));
-    Ok((slot.generation << INDEX_BITS) | (index + 1))
+    table().insert(kind, object)
 }
 
 fn find(handle: usize) -> Option<(Kind, Arc<dyn Any + Send + Sync>)> {
-    let index = (handle & INDEX_MASK).checked_sub(1)?;
-    let t = table();
-    let slot = t.get(index)?;
-    if slot.generation != handle >> INDEX_BITS {
-        return None;
-    }
-    slot.entry.clone()
+    table().slot(handle)?.entry.clone()
 }
 
 fn bad(handle: usize, kind: Kind, what: &str) -> Failure {
@@ -114,35 +158,103 @@ fn bad(handle: usize, kind: Kind, what: &str) -> Failure {
     )
 }
 
+fn downcast<T: Send + Sync + 'static>(
+    handle: usize,
+    kind: Kind,
+    object: Arc<dyn Any + Send + Sync>,
+) -> Result<Arc<T>, Failure> {
+    object
+        .downcast::<T>()
+        .map_err(|_| bad(handle, kind, "its object has another type"))
+}
+
 /// The object behind `handle`, which must be open and of `kind`.
 pub(crate) fn get<T: Send + Sync + 'static>(handle: usize, kind: Kind) -> Result<Arc<T>, Failure> {
     match find(handle) {
         None => Err(bad(handle, kind, "closed or never opened")),
         Some((k, _)) if k != kind => Err(bad(handle, kind, &format!("it is a {}", k.name()))),
-        Some((_, object)) => object
-            .downcast::<T>()
-            .map_err(|_| bad(handle, kind, "its object has another type")),
+        Some((_, object)) => downcast(handle, kind, object),
     }
 }
 
-/// Closes `handle`: later uses are refused. Calls still running on it finish
-/// first (they hold the object); the object goes away after the last of them.
-pub(crate) fn remove(handle: usize, kind: Kind) -> Result<(), Failure> {
-    let index = (handle & INDEX_MASK).wrapping_sub(1);
+/// Takes `handle` out of the table: later uses are refused with
+/// `SHMKIT_ERR_BAD_HANDLE`. Calls already running keep their reference; the
+/// caller ends them (closing the entry) if they may block.
+pub(crate) fn remove<T: Send + Sync + 'static>(
+    handle: usize,
+    kind: Kind,
+) -> Result<Arc<T>, Failure> {
     let removed = {
         let mut t = table();
-        match t.get_mut(index) {
-            Some(slot) if slot.generation == handle >> INDEX_BITS => match &slot.entry {
+        match t.slot(handle) {
+            Some(slot) => match &slot.entry {
                 Some((k, _)) if *k == kind => slot.entry.take(),
                 Some((k, _)) => return Err(bad(handle, kind, &format!("it is a {}", k.name()))),
                 None => None,
             },
-            _ => None,
+            None => None,
         }
     };
-    // Dropped outside the table lock: dropping may unmap memory or wake peers.
+    // Used (and dropped) outside the table lock: dropping may unmap memory or
+    // wake peers.
     match removed {
-        Some(_) => Ok(()),
+        Some((_, object)) => downcast(handle, kind, object),
         None => Err(bad(handle, kind, "closed or never opened")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object() -> Arc<dyn Any + Send + Sync> {
+        Arc::new(())
+    }
+
+    fn live(t: &mut Table, h: usize) -> bool {
+        t.slot(h).is_some_and(|s| s.entry.is_some())
+    }
+
+    /// A narrow table (2 bits of generation, as 32-bit targets have 16): a slot
+    /// serves 3 handles, then is retired, so no stale handle ever names a later
+    /// object; when every slot is worn out, opening fails with a message.
+    #[test]
+    fn worn_out_slots_are_retired_not_wrapped() {
+        let mut t = Table::new(2, 2); // 3 slots (handles hold index + 1)
+        let mut stale = Vec::new();
+        for _ in 0..9 {
+            let h = t.insert(Kind::Shm, object()).unwrap();
+            assert!(live(&mut t, h));
+            for &old in &stale {
+                assert!(
+                    !live(&mut t, old),
+                    "stale handle {old:#x} names {h:#x}'s object"
+                );
+                assert_ne!(old, h);
+            }
+            t.slot(h).unwrap().entry = None; // closed
+            stale.push(h);
+        }
+        assert_eq!(t.slots.len(), 3);
+        let e = t.insert(Kind::Shm, object()).unwrap_err();
+        assert_eq!(e.status, SHMKIT_ERR_INVALID_ARGUMENT);
+        assert!(e.message.contains("too many handles"), "{}", e.message);
+        for &old in &stale {
+            assert!(t.slot(old).is_none() || !live(&mut t, old));
+        }
+    }
+
+    /// The widths in use leave no handle 0 and round-trip a slot's handle.
+    #[test]
+    fn handles_round_trip() {
+        let mut t = Table::new(24, usize::BITS - 24);
+        let a = t.insert(Kind::Mutex, object()).unwrap();
+        let b = t.insert(Kind::Event, object()).unwrap();
+        assert_ne!(a, 0);
+        assert_ne!(a, b);
+        assert_eq!(t.slot(a).unwrap().entry.as_ref().unwrap().0, Kind::Mutex);
+        assert_eq!(t.slot(b).unwrap().entry.as_ref().unwrap().0, Kind::Event);
+        assert!(t.slot(0).is_none());
+        assert!(t.slot(0xdead_beef).is_none());
     }
 }

@@ -14,6 +14,7 @@
 
 mod args;
 mod broadcast;
+mod calls;
 mod channel;
 mod handle;
 mod native;

@@ -188,7 +188,7 @@ pub extern "C" fn shmkit_native_semaphore_close(
     sem: *mut shmkit_native_semaphore,
 ) -> shmkit_status {
     run("shmkit_native_semaphore_close", || {
-        remove(sem as usize, Kind::NativeSemaphore)
+        remove::<NativeSemaphore>(sem as usize, Kind::NativeSemaphore).map(drop)
     })
 }
 
@@ -310,7 +310,7 @@ pub extern "C" fn shmkit_native_mutex_unlock(mutex: *mut shmkit_native_mutex) ->
 #[no_mangle]
 pub extern "C" fn shmkit_native_mutex_close(mutex: *mut shmkit_native_mutex) -> shmkit_status {
     run("shmkit_native_mutex_close", || {
-        remove(mutex as usize, Kind::NativeMutex)
+        remove::<NativeMutexEntry>(mutex as usize, Kind::NativeMutex).map(drop)
     })
 }
 
@@ -395,7 +395,7 @@ pub extern "C" fn shmkit_native_event_wait(
 #[no_mangle]
 pub extern "C" fn shmkit_native_event_close(event: *mut shmkit_native_event) -> shmkit_status {
     run("shmkit_native_event_close", || {
-        remove(event as usize, Kind::NativeEvent)
+        remove::<NativeEvent>(event as usize, Kind::NativeEvent).map(drop)
     })
 }
 
@@ -518,6 +518,6 @@ pub unsafe extern "C" fn shmkit_posix_semaphore_remove(os_name: *const c_char) -
 #[no_mangle]
 pub extern "C" fn shmkit_posix_semaphore_close(sem: *mut shmkit_posix_semaphore) -> shmkit_status {
     run("shmkit_posix_semaphore_close", || {
-        remove(sem as usize, Kind::PosixSemaphore)
+        remove::<PosixSemaphore>(sem as usize, Kind::PosixSemaphore).map(drop)
     })
 }

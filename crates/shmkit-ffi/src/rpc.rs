@@ -1,13 +1,13 @@
 //! Request/response: `shmkit_rpc_server`, `shmkit_rpc_client`.
 
-use crate::args::{bytes, bytes_mut, out, put, text, timeout};
+use crate::args::{bytes, bytes_mut, out, put, text};
+use crate::calls::{Serial, Wait};
 use crate::channel::{callback_result, shmkit_message_fn};
 use crate::handle::{get, insert, remove, Kind};
 use crate::status::{run, shmkit_status, shmkit_status::*, Failure};
 use shmkit::channel::{Request, RpcClient, RpcServer};
 use shmkit::Error;
 use std::ffi::{c_char, c_void};
-use std::sync::Mutex;
 use std::time::Duration;
 
 /// The server of a request/response channel.
@@ -29,7 +29,7 @@ struct ServerState {
     current: Option<(Request, bool)>,
 }
 
-pub(crate) struct ServerEntry(Mutex<ServerState>);
+pub(crate) struct ServerEntry(Serial<ServerState>);
 
 struct ClientState {
     client: RpcClient,
@@ -37,11 +37,7 @@ struct ClientState {
     reply: Option<Vec<u8>>,
 }
 
-pub(crate) struct ClientEntry(Mutex<ClientState>);
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+pub(crate) struct ClientEntry(Serial<ClientState>);
 
 fn copy_out(data: &[u8], buf: &mut [u8], len: *mut usize) -> Result<(), Failure> {
     // SAFETY: the callers checked `len` with `out`.
@@ -67,11 +63,16 @@ pub unsafe extern "C" fn shmkit_rpc_server_bind(
         out("server", server)?;
         // SAFETY: a C string per the header's conventions.
         let name = unsafe { text("name", name) }?;
+        let server_ = RpcServer::bind(name)?;
+        let stop = server_.interrupter();
         let state = ServerState {
-            server: RpcServer::bind(name)?,
+            server: server_,
             current: None,
         };
-        let h = insert(Kind::RpcServer, ServerEntry(Mutex::new(state)))?;
+        let h = insert(
+            Kind::RpcServer,
+            ServerEntry(Serial::new(name, state, Some(stop))),
+        )?;
         // SAFETY: checked by `out`.
         unsafe { put(server, h as *mut shmkit_rpc_server) };
         Ok(())
@@ -92,12 +93,13 @@ pub unsafe extern "C" fn shmkit_rpc_server_recv(
 ) -> shmkit_status {
     run("shmkit_rpc_server_recv", || {
         out("len", len)?;
+        let wait = Wait::from_ms(timeout_ms);
         let entry = get::<ServerEntry>(server as usize, Kind::RpcServer)?;
         // SAFETY: `capacity` writable bytes per the header's conventions.
         let buf = unsafe { bytes_mut("buf", buf, capacity) }?;
-        let mut s = lock(&entry.0);
+        let mut s = entry.0.enter(wait, SHMKIT_ERR_TIMEOUT)?;
         if !matches!(s.current, Some((_, false))) {
-            let request = match timeout(timeout_ms) {
+            let request = match wait.left() {
                 Some(t) => s.server.recv_timeout(t)?,
                 None => s.server.recv()?,
             };
@@ -123,7 +125,7 @@ pub unsafe extern "C" fn shmkit_rpc_server_reply(
         let entry = get::<ServerEntry>(server as usize, Kind::RpcServer)?;
         // SAFETY: `len` readable bytes per the header's conventions.
         let data = unsafe { bytes("data", data, len) }?;
-        let mut s = lock(&entry.0);
+        let mut s = entry.0.enter(Wait::Forever, SHMKIT_ERR_TIMEOUT)?;
         match s.current.take() {
             Some((request, true)) => Ok(s.server.reply(&request, data)?),
             other => {
@@ -137,11 +139,15 @@ pub unsafe extern "C" fn shmkit_rpc_server_reply(
     })
 }
 
-/// Stops serving.
+/// Stops serving. A receive blocked on this handle on another thread returns
+/// `SHMKIT_ERR_CLOSED`, and the name can be served again when this returns.
 #[no_mangle]
 pub extern "C" fn shmkit_rpc_server_close(server: *mut shmkit_rpc_server) -> shmkit_status {
     run("shmkit_rpc_server_close", || {
-        remove(server as usize, Kind::RpcServer)
+        remove::<ServerEntry>(server as usize, Kind::RpcServer)?
+            .0
+            .close();
+        Ok(())
     })
 }
 
@@ -155,11 +161,16 @@ pub unsafe extern "C" fn shmkit_rpc_client_connect(
         out("client", client)?;
         // SAFETY: a C string per the header's conventions.
         let name = unsafe { text("name", name) }?;
+        let client_ = RpcClient::connect(name)?;
+        let stop = client_.interrupter();
         let state = ClientState {
-            client: RpcClient::connect(name)?,
+            client: client_,
             reply: None,
         };
-        let h = insert(Kind::RpcClient, ClientEntry(Mutex::new(state)))?;
+        let h = insert(
+            Kind::RpcClient,
+            ClientEntry(Serial::new(name, state, Some(stop))),
+        )?;
         // SAFETY: checked by `out`.
         unsafe { put(client, h as *mut shmkit_rpc_client) };
         Ok(())
@@ -182,6 +193,7 @@ pub unsafe extern "C" fn shmkit_rpc_client_call(
 ) -> shmkit_status {
     run("shmkit_rpc_client_call", || {
         out("len", len)?;
+        let wait = Wait::from_ms(timeout_ms);
         let entry = get::<ClientEntry>(client as usize, Kind::RpcClient)?;
         // SAFETY: buffers per the header's conventions.
         let (request, buf) = unsafe {
@@ -190,9 +202,9 @@ pub unsafe extern "C" fn shmkit_rpc_client_call(
                 bytes_mut("buf", buf, capacity)?,
             )
         };
-        let mut c = lock(&entry.0);
+        let mut c = entry.0.enter(wait, SHMKIT_ERR_TIMEOUT)?;
         c.reply = None;
-        let t = timeout(timeout_ms).unwrap_or(FOREVER);
+        let t = wait.left().unwrap_or(FOREVER);
         let got = c.client.call_with_timeout(request, t, |r| {
             if r.len() <= buf.len() {
                 buf[..r.len()].copy_from_slice(r);
@@ -229,7 +241,7 @@ pub unsafe extern "C" fn shmkit_rpc_client_last_reply(
         let entry = get::<ClientEntry>(client as usize, Kind::RpcClient)?;
         // SAFETY: `capacity` writable bytes per the header's conventions.
         let buf = unsafe { bytes_mut("buf", buf, capacity) }?;
-        let c = lock(&entry.0);
+        let c = entry.0.enter(Wait::Forever, SHMKIT_ERR_TIMEOUT)?;
         match &c.reply {
             Some(r) => copy_out(r, buf, len),
             None => Err(Failure::new(
@@ -251,14 +263,15 @@ pub unsafe extern "C" fn shmkit_rpc_client_call_with(
     timeout_ms: i64,
 ) -> shmkit_status {
     run("shmkit_rpc_client_call_with", || {
+        let wait = Wait::from_ms(timeout_ms);
         let Some(f) = callback else {
             return Err(Failure::new(SHMKIT_ERR_NULL_POINTER, "callback is NULL"));
         };
         let entry = get::<ClientEntry>(client as usize, Kind::RpcClient)?;
         // SAFETY: `request_len` readable bytes per the header's conventions.
         let request = unsafe { bytes("request", request, request_len) }?;
-        let mut c = lock(&entry.0);
-        let t = timeout(timeout_ms).unwrap_or(FOREVER);
+        let mut c = entry.0.enter(wait, SHMKIT_ERR_TIMEOUT)?;
+        let t = wait.left().unwrap_or(FOREVER);
         // SAFETY: the caller's callback gets the reply, valid for the call.
         let code = c
             .client
@@ -267,10 +280,15 @@ pub unsafe extern "C" fn shmkit_rpc_client_call_with(
     })
 }
 
-/// Disconnects.
+/// Disconnects. A call blocked on this handle on another thread returns
+/// `SHMKIT_ERR_CLOSED` (called from inside this client's callback, the handle
+/// closes when that call returns).
 #[no_mangle]
 pub extern "C" fn shmkit_rpc_client_close(client: *mut shmkit_rpc_client) -> shmkit_status {
     run("shmkit_rpc_client_close", || {
-        remove(client as usize, Kind::RpcClient)
+        remove::<ClientEntry>(client as usize, Kind::RpcClient)?
+            .0
+            .close();
+        Ok(())
     })
 }

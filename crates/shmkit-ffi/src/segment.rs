@@ -317,5 +317,7 @@ pub unsafe extern "C" fn shmkit_shm_inspect(
 /// become invalid).
 #[no_mangle]
 pub extern "C" fn shmkit_shm_close(shm: *mut shmkit_shm) -> shmkit_status {
-    run("shmkit_shm_close", || remove(shm as usize, Kind::Shm))
+    run("shmkit_shm_close", || {
+        remove::<Shm>(shm as usize, Kind::Shm).map(drop)
+    })
 }

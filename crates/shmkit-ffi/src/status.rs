@@ -3,7 +3,7 @@
 
 use shmkit::Error;
 use std::cell::RefCell;
-use std::ffi::{c_char, CString};
+use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// What a shmkit function returns: `SHMKIT_OK` (0) or why it failed.
@@ -68,6 +68,77 @@ pub enum shmkit_status {
     SHMKIT_ERR_INTERNAL = 25,
     /// Any other OS failure.
     SHMKIT_ERR_OS = 26,
+    /// The handle was closed (by another thread, or from inside a callback) while
+    /// the call was waiting on it or about to use it: the call's effect did not
+    /// happen. Later calls on the handle get `SHMKIT_ERR_BAD_HANDLE`.
+    SHMKIT_ERR_CLOSED = 27,
+    /// The handle is in use in a way that forbids the call: the same thread is
+    /// already in a call on it (a callback called a function on the handle that
+    /// called it), or the call would wait on itself (locking a mutex this thread
+    /// already holds through the handle).
+    SHMKIT_ERR_BUSY = 28,
+}
+
+/// The names of the statuses, from this list of the enum's variants: a variant
+/// missing here, or one that does not exist, is a compile error (the match in
+/// `name` is exhaustive), and each name is the variant's identifier, so the
+/// table cannot drift from the enum. (The enum itself stays written out above,
+/// not made by this macro: cbindgen reads it from the source to write
+/// `shmkit.h`, and does not expand macros.)
+macro_rules! status_names {
+    ($($variant:ident),+ $(,)?) => {
+        impl shmkit_status {
+            /// Every status, in the order of the enum.
+            pub(crate) const ALL: &'static [shmkit_status] = &[$(shmkit_status::$variant),+];
+
+            /// The status's name (`"SHMKIT_ERR_TIMEOUT"`), NUL-terminated.
+            pub(crate) const fn name(self) -> &'static CStr {
+                match self {
+                    $(shmkit_status::$variant => cstr(concat!(stringify!($variant), "\0")),)+
+                }
+            }
+        }
+    };
+}
+
+status_names!(
+    SHMKIT_OK,
+    SHMKIT_ERR_INVALID_ARGUMENT,
+    SHMKIT_ERR_NULL_POINTER,
+    SHMKIT_ERR_BAD_HANDLE,
+    SHMKIT_ERR_INVALID_UTF8,
+    SHMKIT_ERR_NOT_FOUND,
+    SHMKIT_ERR_ALREADY_EXISTS,
+    SHMKIT_ERR_PERMISSION_DENIED,
+    SHMKIT_ERR_OUT_OF_SPACE,
+    SHMKIT_ERR_OUT_OF_BOUNDS,
+    SHMKIT_ERR_MISMATCH,
+    SHMKIT_ERR_CORRUPT,
+    SHMKIT_ERR_TRUNCATED,
+    SHMKIT_ERR_INIT_FAILED,
+    SHMKIT_ERR_TIMEOUT,
+    SHMKIT_ERR_WOULD_BLOCK,
+    SHMKIT_ERR_DISCONNECTED,
+    SHMKIT_ERR_LAGGED,
+    SHMKIT_ERR_OWNER_DIED,
+    SHMKIT_ERR_OCCUPIED,
+    SHMKIT_ERR_TOO_LONG,
+    SHMKIT_ERR_BUFFER_TOO_SMALL,
+    SHMKIT_ERR_ABOVE_MAXIMUM,
+    SHMKIT_ERR_UNSUPPORTED,
+    SHMKIT_ERR_CALLBACK,
+    SHMKIT_ERR_INTERNAL,
+    SHMKIT_ERR_OS,
+    SHMKIT_ERR_CLOSED,
+    SHMKIT_ERR_BUSY,
+);
+
+/// A `&'static CStr` from a string literal ending in NUL, checked at compile time.
+const fn cstr(s: &'static str) -> &'static CStr {
+    match CStr::from_bytes_with_nul(s.as_bytes()) {
+        Ok(c) => c,
+        Err(_) => panic!("a status name is not NUL-terminated"),
+    }
 }
 
 use shmkit_status::*;
@@ -77,6 +148,7 @@ thread_local! {
 }
 
 /// A failure on its way to C: the status and the message for `shmkit_last_error`.
+#[derive(Debug)]
 pub(crate) struct Failure {
     pub status: shmkit_status,
     pub message: String,
@@ -125,44 +197,83 @@ pub(crate) fn status_of(e: &Error) -> shmkit_status {
         Error::OwnerDied { .. } => SHMKIT_ERR_OWNER_DIED,
         Error::Occupied { .. } => SHMKIT_ERR_OCCUPIED,
         Error::Unsupported { .. } => SHMKIT_ERR_UNSUPPORTED,
+        // The C ABI interrupts a handle's calls only to close it.
+        Error::Interrupted { .. } => SHMKIT_ERR_CLOSED,
         _ => SHMKIT_ERR_OS,
     }
 }
 
 impl From<Error> for Failure {
     fn from(e: Error) -> Failure {
+        if let Error::Interrupted { object, op } = &e {
+            return Failure::new(
+                SHMKIT_ERR_CLOSED,
+                format!("{object}: the handle was closed while {op} was waiting on it"),
+            );
+        }
         Failure::new(status_of(&e), e.to_string())
     }
 }
 
 pub(crate) type Outcome = Result<(), Failure>;
 
+/// What `shmkit_last_error` returns once this thread's message is gone: in a
+/// thread-exit destructor that runs after shmkit's own thread-local storage was
+/// destroyed, a call still returns its status, but its message cannot be kept.
+const NO_MESSAGE: &CStr = c"the message is not available: this thread is exiting and its shmkit \
+    thread-local storage is destroyed (the status code is still right)";
+
+/// Sets this thread's last error, if the thread still has one (not in a
+/// destructor run after its thread-local storage was destroyed). Never panics.
 fn set_last_error(message: &str) {
     let text = CString::new(message.replace('\0', "\\0")).unwrap_or_default();
-    LAST_ERROR.with(|e| *e.borrow_mut() = text);
+    let _ = LAST_ERROR.try_with(|e| {
+        if let Ok(mut e) = e.try_borrow_mut() {
+            *e = text;
+        }
+    });
+}
+
+/// The text of a caught panic.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// Runs an exported function's body: its failure becomes a status and the last
 /// error message (cleared on success); a panic becomes `SHMKIT_ERR_INTERNAL`.
+///
+/// Nothing here unwinds into C: the body, the message and the thread-local
+/// storage are all handled inside `catch_unwind`, the thread-local through
+/// `try_with` (it may be destroyed already when a thread-exit destructor calls
+/// shmkit), and a panic payload that panics when dropped is leaked instead.
 pub(crate) fn run(function: &str, body: impl FnOnce() -> Outcome) -> shmkit_status {
-    match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(Ok(())) => {
-            set_last_error("");
-            SHMKIT_OK
-        }
-        Ok(Err(f)) => {
-            set_last_error(&format!("{function}: {}", f.message));
-            f.status
-        }
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        let (status, message) = match catch_unwind(AssertUnwindSafe(body)) {
+            Ok(Ok(())) => (SHMKIT_OK, String::new()),
+            Ok(Err(f)) => (f.status, format!("{function}: {}", f.message)),
+            Err(panic) => {
+                let text = format!(
+                    "{function}: internal error (a bug in shmkit): {}",
+                    panic_text(&*panic)
+                );
+                if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(panic))) {
+                    std::mem::forget(again);
+                }
+                (SHMKIT_ERR_INTERNAL, text)
+            }
+        };
+        set_last_error(&message);
+        status
+    }));
+    match outcome {
+        Ok(status) => status,
+        // Only a failure to format or store the message can get here.
         Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            set_last_error(&format!(
-                "{function}: internal error (a bug in shmkit): {what}"
-            ));
+            std::mem::forget(panic);
             SHMKIT_ERR_INTERNAL
         }
     }
@@ -170,50 +281,60 @@ pub(crate) fn run(function: &str, body: impl FnOnce() -> Outcome) -> shmkit_stat
 
 /// The message of the last failed call on this thread, naming the object and the
 /// cause (`""` after a successful call). Valid until the next shmkit call on this
-/// thread; never NULL.
+/// thread; never NULL. In a thread-exit destructor that runs after shmkit's
+/// thread-local storage was destroyed, a fixed text saying that the message is
+/// not available (the calls still return their status).
 #[no_mangle]
 pub extern "C" fn shmkit_last_error() -> *const c_char {
-    LAST_ERROR.with(|e| e.borrow().as_ptr())
+    let current = catch_unwind(|| {
+        LAST_ERROR
+            .try_with(|e| e.try_borrow().map(|m| m.as_ptr()).ok())
+            .ok()
+            .flatten()
+    });
+    match current {
+        Ok(Some(ptr)) => ptr,
+        Ok(None) => NO_MESSAGE.as_ptr(),
+        Err(panic) => {
+            std::mem::forget(panic);
+            NO_MESSAGE.as_ptr()
+        }
+    }
 }
 
-/// The name of a status code (`"SHMKIT_ERR_TIMEOUT"`), never NULL.
+/// The name of a status code (`"SHMKIT_ERR_TIMEOUT"`), never NULL;
+/// `"unknown status"` for a number that is none.
 #[no_mangle]
 pub extern "C" fn shmkit_status_name(status: i32) -> *const c_char {
     // An int, not the enum: a C caller may pass any integer.
-    let code = status;
-    let names: &[&'static [u8]] = &[
-        b"SHMKIT_OK\0",
-        b"SHMKIT_ERR_INVALID_ARGUMENT\0",
-        b"SHMKIT_ERR_NULL_POINTER\0",
-        b"SHMKIT_ERR_BAD_HANDLE\0",
-        b"SHMKIT_ERR_INVALID_UTF8\0",
-        b"SHMKIT_ERR_NOT_FOUND\0",
-        b"SHMKIT_ERR_ALREADY_EXISTS\0",
-        b"SHMKIT_ERR_PERMISSION_DENIED\0",
-        b"SHMKIT_ERR_OUT_OF_SPACE\0",
-        b"SHMKIT_ERR_OUT_OF_BOUNDS\0",
-        b"SHMKIT_ERR_MISMATCH\0",
-        b"SHMKIT_ERR_CORRUPT\0",
-        b"SHMKIT_ERR_TRUNCATED\0",
-        b"SHMKIT_ERR_INIT_FAILED\0",
-        b"SHMKIT_ERR_TIMEOUT\0",
-        b"SHMKIT_ERR_WOULD_BLOCK\0",
-        b"SHMKIT_ERR_DISCONNECTED\0",
-        b"SHMKIT_ERR_LAGGED\0",
-        b"SHMKIT_ERR_OWNER_DIED\0",
-        b"SHMKIT_ERR_OCCUPIED\0",
-        b"SHMKIT_ERR_TOO_LONG\0",
-        b"SHMKIT_ERR_BUFFER_TOO_SMALL\0",
-        b"SHMKIT_ERR_ABOVE_MAXIMUM\0",
-        b"SHMKIT_ERR_UNSUPPORTED\0",
-        b"SHMKIT_ERR_CALLBACK\0",
-        b"SHMKIT_ERR_INTERNAL\0",
-        b"SHMKIT_ERR_OS\0",
-    ];
-    let name = usize::try_from(code)
-        .ok()
-        .and_then(|i| names.get(i))
-        .copied()
-        .unwrap_or(b"unknown status\0");
-    name.as_ptr().cast()
+    shmkit_status::ALL
+        .iter()
+        .find(|s| **s as i32 == status)
+        .map_or(c"unknown status", |s| s.name())
+        .as_ptr()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CStr;
+
+    /// The codes are 0, 1, 2... in the enum's order (C and the other bindings
+    /// index by them), and each name round-trips through the exported function.
+    #[test]
+    fn status_codes_are_dense_and_named() {
+        for (i, s) in shmkit_status::ALL.iter().enumerate() {
+            assert_eq!(*s as i32, i as i32, "{s:?}");
+            // SAFETY: shmkit_status_name returns a static NUL-terminated string.
+            let name = unsafe { CStr::from_ptr(shmkit_status_name(i as i32)) };
+            assert_eq!(name.to_str().unwrap(), format!("{s:?}"));
+        }
+        assert_eq!(SHMKIT_ERR_CLOSED as i32, 27);
+        assert_eq!(SHMKIT_ERR_BUSY as i32, 28);
+        for bad in [-1, shmkit_status::ALL.len() as i32, i32::MAX, i32::MIN] {
+            // SAFETY: as above.
+            let name = unsafe { CStr::from_ptr(shmkit_status_name(bad)) };
+            assert_eq!(name.to_str().unwrap(), "unknown status");
+        }
+    }
 }

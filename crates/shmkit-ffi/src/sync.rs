@@ -1,9 +1,11 @@
 //! Named `Mutex` (with owner-died), `Semaphore` and `Event`.
 
 use crate::args::{out, put, text, timeout};
+use crate::calls::{this_thread, Gate};
 use crate::handle::{get, insert, remove, Kind};
 use crate::status::{run, shmkit_status, shmkit_status::*, Failure};
-use shmkit::sync::{Event, EventMode, LockError, Mutex, MutexGuard, Semaphore};
+use shmkit::sync::{ArcMutexGuard, Event, EventMode, LockError, Mutex, Semaphore};
+use shmkit::Interrupter;
 use std::ffi::c_char;
 use std::sync::Arc;
 
@@ -28,37 +30,25 @@ pub const SHMKIT_EVENT_AUTO_RESET: u32 = 1;
 /// `shmkit_event_create` flag: created set.
 pub const SHMKIT_EVENT_INITIALLY_SET: u32 = 2;
 
-type Guard<'a> = MutexGuard<'a, ()>;
-
-self_cell::self_cell!(
-    /// A lock held on a mutex, kept with the mutex it borrows.
-    pub(crate) struct HeldLock {
-        owner: Arc<Mutex>,
-        #[covariant]
-        dependent: Guard,
-    }
-);
-
-// SAFETY: the guard is `!Send` only to keep unlocking on the locking thread, as
-// std's guards do; shmkit records a mutex's owner by process id (no thread id in
-// its state), so unlocking from another thread of the process follows the
-// protocol, and C code may unlock where it likes.
-unsafe impl Send for HeldLock {}
+/// A lock held through a handle, and the thread that took it.
+struct Held {
+    guard: ArcMutexGuard<()>,
+    /// From `calls::this_thread` (readable even in a thread-exit destructor).
+    thread: usize,
+}
 
 pub(crate) struct MutexEntry {
     mutex: Arc<Mutex>,
+    gate: Gate,
     /// The lock, while this handle holds it.
-    held: std::sync::Mutex<Option<HeldLock>>,
-}
-
-fn slot(e: &MutexEntry) -> std::sync::MutexGuard<'_, Option<HeldLock>> {
-    e.held.lock().unwrap_or_else(|p| p.into_inner())
+    held: parking_lot::Mutex<Option<Held>>,
 }
 
 fn mutex_out(out_ptr: *mut *mut shmkit_mutex, m: Mutex) -> Result<(), Failure> {
     let entry = MutexEntry {
+        gate: Gate::new(m.name(), m.interrupter()),
         mutex: Arc::new(m),
-        held: std::sync::Mutex::new(None),
+        held: parking_lot::Mutex::new(None),
     };
     let h = insert(Kind::Mutex, entry)?;
     // SAFETY: checked by `out` first.
@@ -140,23 +130,35 @@ pub unsafe extern "C" fn shmkit_mutex_create_or_open(
 fn lock(function: &str, m: *mut shmkit_mutex, wait: Option<std::time::Duration>) -> shmkit_status {
     run(function, || {
         let entry = get::<MutexEntry>(m as usize, Kind::Mutex)?;
-        let mut died = false;
-        let held = HeldLock::try_new(entry.mutex.clone(), |mx| {
-            let r = match wait {
-                Some(t) if t.is_zero() => mx.try_lock(),
-                Some(t) => mx.lock_timeout(t),
-                None => mx.lock(),
-            };
-            match r {
-                Ok(g) => Ok(g),
-                Err(LockError::OwnerDied(g)) => {
-                    died = true;
-                    Ok(g)
-                }
-                Err(LockError::Failed(e)) => Err(e),
-            }
-        })?;
-        *slot(&entry) = Some(held);
+        let _call = entry.gate.enter()?;
+        let me = this_thread();
+        if entry.held.lock().as_ref().is_some_and(|h| h.thread == me) {
+            return Err(Failure::new(
+                SHMKIT_ERR_BUSY,
+                format!(
+                    "{}: this thread already holds this mutex through this handle \
+                     (it is not recursive: unlock it first)",
+                    entry.mutex.name()
+                ),
+            ));
+        }
+        let (guard, died) = match match wait {
+            Some(t) if t.is_zero() => entry.mutex.try_lock_arc(),
+            Some(t) => entry.mutex.lock_arc_timeout(t),
+            None => entry.mutex.lock_arc(),
+        } {
+            Ok(g) => (g, false),
+            Err(LockError::OwnerDied(g)) => (g, true),
+            Err(LockError::Failed(e)) => return Err(e.into()),
+        };
+        let mut held = entry.held.lock();
+        if entry.gate.is_closed() {
+            // Locked just as the handle was closed: the close releases what the
+            // handle holds, so this lock goes too.
+            drop(guard);
+            return Err(entry.gate.closed_failure());
+        }
+        *held = Some(Held { guard, thread: me });
         if died {
             return Err(Failure::from(shmkit::Error::OwnerDied {
                 object: entry.mutex.name().into(),
@@ -169,12 +171,16 @@ fn lock(function: &str, m: *mut shmkit_mutex, wait: Option<std::time::Duration>)
 /// Locks the mutex, waiting up to `timeout_ms` (negative: `SHMKIT_FOREVER`).
 /// `SHMKIT_ERR_OWNER_DIED` means the lock **is held** but its last holder died
 /// holding it: repair the data, `shmkit_mutex_mark_consistent`, then unlock.
+/// `SHMKIT_ERR_BUSY`: this thread already holds it through this handle (the
+/// mutex is not recursive). `SHMKIT_ERR_CLOSED`: the handle was closed from
+/// another thread while this waited.
 #[no_mangle]
 pub extern "C" fn shmkit_mutex_lock(m: *mut shmkit_mutex, timeout_ms: i64) -> shmkit_status {
     lock("shmkit_mutex_lock", m, timeout(timeout_ms))
 }
 
-/// Locks the mutex if it is free now: `SHMKIT_ERR_WOULD_BLOCK` if not.
+/// Locks the mutex if it is free now: `SHMKIT_ERR_WOULD_BLOCK` if not
+/// (`SHMKIT_ERR_BUSY` if this thread holds it through this handle).
 #[no_mangle]
 pub extern "C" fn shmkit_mutex_try_lock(m: *mut shmkit_mutex) -> shmkit_status {
     lock("shmkit_mutex_try_lock", m, Some(std::time::Duration::ZERO))
@@ -185,10 +191,10 @@ pub extern "C" fn shmkit_mutex_try_lock(m: *mut shmkit_mutex) -> shmkit_status {
 pub extern "C" fn shmkit_mutex_unlock(m: *mut shmkit_mutex) -> shmkit_status {
     run("shmkit_mutex_unlock", || {
         let entry = get::<MutexEntry>(m as usize, Kind::Mutex)?;
-        let held = slot(&entry).take();
+        let held = entry.held.lock().take();
         match held {
             Some(h) => {
-                drop(h);
+                drop(h.guard);
                 Ok(())
             }
             None => Err(Failure::new(
@@ -205,10 +211,10 @@ pub extern "C" fn shmkit_mutex_unlock(m: *mut shmkit_mutex) -> shmkit_status {
 pub extern "C" fn shmkit_mutex_mark_consistent(m: *mut shmkit_mutex) -> shmkit_status {
     run("shmkit_mutex_mark_consistent", || {
         let entry = get::<MutexEntry>(m as usize, Kind::Mutex)?;
-        let mut held = slot(&entry);
+        let mut held = entry.held.lock();
         match held.as_mut() {
             Some(h) => {
-                h.with_dependent_mut(|_, g| g.mark_consistent());
+                h.guard.mark_consistent();
                 Ok(())
             }
             None => Err(Failure::new(
@@ -219,14 +225,39 @@ pub extern "C" fn shmkit_mutex_mark_consistent(m: *mut shmkit_mutex) -> shmkit_s
     })
 }
 
-/// Closes the handle (unlocking the mutex if this handle holds it).
+/// Closes the handle, unlocking the mutex if this handle holds it. A lock call
+/// blocked on this handle on another thread returns `SHMKIT_ERR_CLOSED`; the
+/// close waits for it to leave, so the mutex is free for other handles and
+/// processes when this returns.
 #[no_mangle]
 pub extern "C" fn shmkit_mutex_close(m: *mut shmkit_mutex) -> shmkit_status {
-    run("shmkit_mutex_close", || remove(m as usize, Kind::Mutex))
+    run("shmkit_mutex_close", || {
+        let entry = remove::<MutexEntry>(m as usize, Kind::Mutex)?;
+        entry.gate.close();
+        let held = entry.held.lock().take();
+        drop(held);
+        Ok(())
+    })
+}
+
+/// A semaphore or event and the calls in progress on its handle.
+pub(crate) struct Waitable<T> {
+    object: T,
+    gate: Gate,
+}
+
+impl<T> Waitable<T> {
+    fn new(name: &str, object: T, interrupter: Interrupter) -> Self {
+        Waitable {
+            object,
+            gate: Gate::new(name, interrupter),
+        }
+    }
 }
 
 fn semaphore_out(out_ptr: *mut *mut shmkit_semaphore, s: Semaphore) -> Result<(), Failure> {
-    let h = insert(Kind::Semaphore, s)?;
+    let (name, stop) = (s.name().to_string(), s.interrupter());
+    let h = insert(Kind::Semaphore, Waitable::new(&name, s, stop))?;
     // SAFETY: checked by `out` first.
     unsafe { put(out_ptr, h as *mut shmkit_semaphore) };
     Ok(())
@@ -290,10 +321,11 @@ pub extern "C" fn shmkit_semaphore_wait(
     timeout_ms: i64,
 ) -> shmkit_status {
     run("shmkit_semaphore_wait", || {
-        let s = get::<Semaphore>(sem as usize, Kind::Semaphore)?;
+        let s = get::<Waitable<Semaphore>>(sem as usize, Kind::Semaphore)?;
+        let _call = s.gate.enter()?;
         match timeout(timeout_ms) {
-            Some(t) => Ok(s.wait_timeout(t)?),
-            None => Ok(s.wait()?),
+            Some(t) => Ok(s.object.wait_timeout(t)?),
+            None => Ok(s.object.wait()?),
         }
     })
 }
@@ -307,8 +339,8 @@ pub unsafe extern "C" fn shmkit_semaphore_release(
     previous: *mut u32,
 ) -> shmkit_status {
     run("shmkit_semaphore_release", || {
-        let s = get::<Semaphore>(sem as usize, Kind::Semaphore)?;
-        let before = s.release(n)?;
+        let s = get::<Waitable<Semaphore>>(sem as usize, Kind::Semaphore)?;
+        let before = s.object.release(n)?;
         // SAFETY: NULL or writable per the header's conventions.
         unsafe { put(previous, before) };
         Ok(())
@@ -323,23 +355,28 @@ pub unsafe extern "C" fn shmkit_semaphore_count(
 ) -> shmkit_status {
     run("shmkit_semaphore_count", || {
         out("count", count)?;
-        let s = get::<Semaphore>(sem as usize, Kind::Semaphore)?;
+        let s = get::<Waitable<Semaphore>>(sem as usize, Kind::Semaphore)?;
         // SAFETY: checked by `out`.
-        unsafe { put(count, s.count()) };
+        unsafe { put(count, s.object.count()) };
         Ok(())
     })
 }
 
-/// Closes the handle.
+/// Closes the handle. A wait blocked on this handle on another thread returns
+/// `SHMKIT_ERR_CLOSED`; the close waits for it to leave.
 #[no_mangle]
 pub extern "C" fn shmkit_semaphore_close(sem: *mut shmkit_semaphore) -> shmkit_status {
     run("shmkit_semaphore_close", || {
-        remove(sem as usize, Kind::Semaphore)
+        remove::<Waitable<Semaphore>>(sem as usize, Kind::Semaphore)?
+            .gate
+            .close();
+        Ok(())
     })
 }
 
 fn event_out(out_ptr: *mut *mut shmkit_event, e: Event) -> Result<(), Failure> {
-    let h = insert(Kind::Event, e)?;
+    let (name, stop) = (e.name().to_string(), e.interrupter());
+    let h = insert(Kind::Event, Waitable::new(&name, e, stop))?;
     // SAFETY: checked by `out` first.
     unsafe { put(out_ptr, h as *mut shmkit_event) };
     Ok(())
@@ -406,7 +443,9 @@ pub unsafe extern "C" fn shmkit_event_open(
 #[no_mangle]
 pub extern "C" fn shmkit_event_set(event: *mut shmkit_event) -> shmkit_status {
     run("shmkit_event_set", || {
-        Ok(get::<Event>(event as usize, Kind::Event)?.set()?)
+        Ok(get::<Waitable<Event>>(event as usize, Kind::Event)?
+            .object
+            .set()?)
     })
 }
 
@@ -414,7 +453,9 @@ pub extern "C" fn shmkit_event_set(event: *mut shmkit_event) -> shmkit_status {
 #[no_mangle]
 pub extern "C" fn shmkit_event_reset(event: *mut shmkit_event) -> shmkit_status {
     run("shmkit_event_reset", || {
-        Ok(get::<Event>(event as usize, Kind::Event)?.reset()?)
+        Ok(get::<Waitable<Event>>(event as usize, Kind::Event)?
+            .object
+            .reset()?)
     })
 }
 
@@ -426,7 +467,9 @@ pub unsafe extern "C" fn shmkit_event_is_set(
 ) -> shmkit_status {
     run("shmkit_event_is_set", || {
         out("is_set", is_set)?;
-        let set = get::<Event>(event as usize, Kind::Event)?.is_set()?;
+        let set = get::<Waitable<Event>>(event as usize, Kind::Event)?
+            .object
+            .is_set()?;
         // SAFETY: checked by `out`.
         unsafe { put(is_set, set) };
         Ok(())
@@ -437,16 +480,23 @@ pub unsafe extern "C" fn shmkit_event_is_set(
 #[no_mangle]
 pub extern "C" fn shmkit_event_wait(event: *mut shmkit_event, timeout_ms: i64) -> shmkit_status {
     run("shmkit_event_wait", || {
-        let e = get::<Event>(event as usize, Kind::Event)?;
+        let e = get::<Waitable<Event>>(event as usize, Kind::Event)?;
+        let _call = e.gate.enter()?;
         match timeout(timeout_ms) {
-            Some(t) => Ok(e.wait_timeout(t)?),
-            None => Ok(e.wait()?),
+            Some(t) => Ok(e.object.wait_timeout(t)?),
+            None => Ok(e.object.wait()?),
         }
     })
 }
 
-/// Closes the handle.
+/// Closes the handle. A wait blocked on this handle on another thread returns
+/// `SHMKIT_ERR_CLOSED`; the close waits for it to leave.
 #[no_mangle]
 pub extern "C" fn shmkit_event_close(event: *mut shmkit_event) -> shmkit_status {
-    run("shmkit_event_close", || remove(event as usize, Kind::Event))
+    run("shmkit_event_close", || {
+        remove::<Waitable<Event>>(event as usize, Kind::Event)?
+            .gate
+            .close();
+        Ok(())
+    })
 }
