@@ -1,8 +1,9 @@
 /*
  * The C ABI from C: every function family once, and bad input across the ABI
  * (NULL pointers, zero lengths, wrong handle kinds, closed handles, buffers too
- * small, invalid UTF-8 names). Prints each failure and a final
- * "N passed, N failed" line; exits non-zero if anything failed.
+ * small, invalid UTF-8 names), and copies between a segment and its own memory.
+ * Prints each failure and a final "N passed, N failed" line; exits non-zero if
+ * anything failed.
  *
  * Build: cc -std=c11 -I include abi_test.c -L target/debug -lshmkit_ffi
  */
@@ -112,6 +113,42 @@ static void segments(void) {
     OK(shmkit_shm_close(b));
     EXPECT(shmkit_shm_create_or_open(unique("refused"), 64, 0, refuse, NULL, &a, NULL),
            SHMKIT_ERR_CALLBACK, "init returned 7");
+}
+
+/* A copy whose source or destination is the segment's own memory (a pointer from
+ * shmkit_shm_data) overlaps the range copied to or from: the result must be
+ * memmove's. Run alone ("abi_test overlap") under valgrind, which also reports an
+ * overlapping memcpy. */
+static void overlapping_copies(void) {
+    enum { SIZE = 8192, LEN = 4096 };
+    static uint8_t expected[SIZE];
+    shmkit_shm *seg = NULL;
+    uint8_t *data;
+    uint64_t size;
+    bool writable;
+    int i;
+
+    OK(shmkit_shm_create(unique("overlap"), SIZE, 0, &seg));
+    OK(shmkit_shm_data(seg, &data, &size, &writable));
+    if (!seg || size != SIZE) return;
+    for (i = 0; i < SIZE; i++) data[i] = expected[i] = (uint8_t)(i * 7 + i / 256);
+
+    /* Forwards: [0, LEN) to [1, LEN + 1). */
+    OK(shmkit_shm_write(seg, 1, data, LEN));
+    memmove(expected + 1, expected, LEN);
+    CHECK(memcmp(data, expected, SIZE) == 0);
+    /* Backwards: [3, LEN + 3) to [0, LEN). */
+    OK(shmkit_shm_write(seg, 0, data + 3, LEN));
+    memmove(expected, expected + 3, LEN);
+    CHECK(memcmp(data, expected, SIZE) == 0);
+    /* Reading into the segment itself: [0, LEN) to [2, LEN + 2). */
+    OK(shmkit_shm_read(seg, 0, data + 2, LEN));
+    memmove(expected + 2, expected, LEN);
+    CHECK(memcmp(data, expected, SIZE) == 0);
+    /* The same range onto itself. */
+    OK(shmkit_shm_write(seg, 100, data + 100, LEN));
+    CHECK(memcmp(data, expected, SIZE) == 0);
+    OK(shmkit_shm_close(seg));
 }
 
 static void bad_input(void) {
@@ -325,8 +362,14 @@ static void rpc(void) {
     OK(shmkit_rpc_server_close(srv));
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "overlap") == 0) {
+        overlapping_copies();
+        printf("%d passed, %d failed\n", passed, failed);
+        return failed ? 1 : 0;
+    }
     segments();
+    overlapping_copies();
     bad_input();
     channels();
     broadcast();
