@@ -16,6 +16,7 @@
 
 #include "shmkit.h"
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -86,13 +87,23 @@ namespace detail {
 inline std::int64_t ms(milliseconds t) { return t.count() < 0 ? SHMKIT_FOREVER : static_cast<std::int64_t>(t.count()); }
 
 /// Owns one handle; `Close` is its shmkit_*_close function.
+///
+/// close() may be called from any thread while another thread is in a call on
+/// the handle (that is how a blocked reader is stopped): the handle's number is
+/// never changed after construction, only the atomic `closed_` flag, so the other
+/// thread reads no torn value; its blocked call returns SHMKIT_ERR_CLOSED and its
+/// later calls SHMKIT_ERR_BAD_HANDLE (the number names a closed entry).
 template <class H, shmkit_status (*Close)(H *)> class handle {
 public:
     handle() = default;
     explicit handle(H *h) : h_(h) {}
-    handle(handle &&o) noexcept : h_(std::exchange(o.h_, nullptr)) {}
+    handle(handle &&o) noexcept : h_(std::exchange(o.h_, nullptr)), closed_(o.closed_.load()) {}
     handle &operator=(handle &&o) noexcept {
-        if (this != &o) { reset(); h_ = std::exchange(o.h_, nullptr); }
+        if (this != &o) {
+            reset();
+            h_ = std::exchange(o.h_, nullptr);
+            closed_ = o.closed_.load();
+        }
         return *this;
     }
     handle(const handle &) = delete;
@@ -100,12 +111,19 @@ public:
     ~handle() { reset(); }
     H *get() const noexcept { return h_; }
     explicit operator bool() const noexcept { return h_ != nullptr; }
+    /// Closes the handle now, from any thread (only the first close does).
+    void close() {
+        if (h_ && !closed_.exchange(true)) check(Close(h_));
+    }
     void reset() noexcept {
-        if (h_) Close(std::exchange(h_, nullptr));
+        if (h_ && !closed_.exchange(true)) Close(h_);
+        h_ = nullptr;
+        closed_ = false;
     }
 
 private:
     H *h_ = nullptr;
+    std::atomic<bool> closed_{false};
 };
 
 template <class F> std::int32_t call_fn(const std::uint8_t *d, std::size_t n, void *user) {
@@ -171,6 +189,11 @@ public:
         detail::check(shmkit_shm_write(h_.get(), offset, in.data, in.size));
     }
 
+    /// Closes now, from any thread: a call blocked on this object on another
+    /// thread throws shmkit::error SHMKIT_ERR_CLOSED, and later calls throw
+    /// SHMKIT_ERR_BAD_HANDLE. The destructor closes too.
+    void close() { h_.close(); }
+
 private:
     explicit shm(shmkit_shm *h) : h_(h) {}
     detail::handle<shmkit_shm, shmkit_shm_close> h_;
@@ -223,6 +246,11 @@ public:
         return shmkit::lock(h_.get(), false);
     }
 
+    /// Closes now, from any thread: a call blocked on this object on another
+    /// thread throws shmkit::error SHMKIT_ERR_CLOSED, and later calls throw
+    /// SHMKIT_ERR_BAD_HANDLE. The destructor closes too.
+    void close() { h_.close(); }
+
 private:
     using opener = shmkit_status (*)(const char *, shmkit_mutex **);
     static mutex make(opener f, const std::string &name) {
@@ -266,6 +294,11 @@ public:
         return before;
     }
 
+    /// Closes now, from any thread: a call blocked on this object on another
+    /// thread throws shmkit::error SHMKIT_ERR_CLOSED, and later calls throw
+    /// SHMKIT_ERR_BAD_HANDLE. The destructor closes too.
+    void close() { h_.close(); }
+
 private:
     explicit semaphore(shmkit_semaphore *h) : h_(h) {}
     detail::handle<shmkit_semaphore, shmkit_semaphore_close> h_;
@@ -287,6 +320,11 @@ public:
         detail::check(s);
         return true;
     }
+
+    /// Closes now, from any thread: a call blocked on this object on another
+    /// thread throws shmkit::error SHMKIT_ERR_CLOSED, and later calls throw
+    /// SHMKIT_ERR_BAD_HANDLE. The destructor closes too.
+    void close() { h_.close(); }
 
 private:
     explicit event(shmkit_event *h) : h_(h) {}
@@ -344,6 +382,11 @@ public:
         return reservation(h_.get(), {d, len});
     }
 
+    /// Closes now, from any thread: a call blocked on this object on another
+    /// thread throws shmkit::error SHMKIT_ERR_CLOSED, and later calls throw
+    /// SHMKIT_ERR_BAD_HANDLE. The destructor closes too.
+    void close() { h_.close(); }
+
 private:
     explicit sender(shmkit_sender *h) : h_(h) {}
     detail::handle<shmkit_sender, shmkit_sender_close> h_;
@@ -377,6 +420,11 @@ public:
         detail::check(shmkit_receiver_recv_with(h_.get(), &detail::call_fn<Fn>, &f, detail::ms(timeout)));
     }
 
+    /// Closes now, from any thread: a call blocked on this object on another
+    /// thread throws shmkit::error SHMKIT_ERR_CLOSED, and later calls throw
+    /// SHMKIT_ERR_BAD_HANDLE. The destructor closes too.
+    void close() { h_.close(); }
+
 private:
     explicit receiver(shmkit_receiver *h) : h_(h) {}
     detail::handle<shmkit_receiver, shmkit_receiver_close> h_;
@@ -391,6 +439,11 @@ public:
         return publisher(h);
     }
     void publish(bytes msg) { detail::check(shmkit_publisher_publish(h_.get(), msg.data, msg.size)); }
+
+    /// Closes now, from any thread: a call blocked on this object on another
+    /// thread throws shmkit::error SHMKIT_ERR_CLOSED, and later calls throw
+    /// SHMKIT_ERR_BAD_HANDLE. The destructor closes too.
+    void close() { h_.close(); }
 
 private:
     explicit publisher(shmkit_publisher *h) : h_(h) {}
@@ -414,6 +467,11 @@ public:
         return len;
     }
 
+    /// Closes now, from any thread: a call blocked on this object on another
+    /// thread throws shmkit::error SHMKIT_ERR_CLOSED, and later calls throw
+    /// SHMKIT_ERR_BAD_HANDLE. The destructor closes too.
+    void close() { h_.close(); }
+
 private:
     explicit subscriber(shmkit_subscriber *h) : h_(h) {}
     detail::handle<shmkit_subscriber, shmkit_subscriber_close> h_;
@@ -434,6 +492,11 @@ public:
                                                   &detail::call_fn<decltype(keep)>, &keep, detail::ms(timeout)));
         return out;
     }
+
+    /// Closes now, from any thread: a call blocked on this object on another
+    /// thread throws shmkit::error SHMKIT_ERR_CLOSED, and later calls throw
+    /// SHMKIT_ERR_BAD_HANDLE. The destructor closes too.
+    void close() { h_.close(); }
 
 private:
     explicit rpc_client(shmkit_rpc_client *h) : h_(h) {}
@@ -463,6 +526,11 @@ public:
         bytes a(answer);
         detail::check(shmkit_rpc_server_reply(h_.get(), a.data, a.size));
     }
+
+    /// Closes now, from any thread: a call blocked on this object on another
+    /// thread throws shmkit::error SHMKIT_ERR_CLOSED, and later calls throw
+    /// SHMKIT_ERR_BAD_HANDLE. The destructor closes too.
+    void close() { h_.close(); }
 
 private:
     explicit rpc_server(shmkit_rpc_server *h) : h_(h) {}
