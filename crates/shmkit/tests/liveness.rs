@@ -91,7 +91,7 @@ fn a_token_planted_by_another_user_does_not_keep_a_dead_owner_alive() {
         .open(&path)
         .unwrap();
     let c = std::ffi::CString::new(path.clone()).unwrap();
-    // SAFETY: plain calls on a path and a descriptor we own.
+    // SAFETY: plain calls on a valid C path and a descriptor we own.
     unsafe {
         assert_eq!(libc::chown(c.as_ptr(), 65534, 65534), 0);
         assert_eq!(libc::fchmod(planted.as_raw_fd(), 0o600), 0);
@@ -101,11 +101,9 @@ fn a_token_planted_by_another_user_does_not_keep_a_dead_owner_alive() {
     lock.l_type = libc::F_WRLCK as libc::c_short;
     lock.l_whence = libc::SEEK_SET as libc::c_short;
     lock.l_len = 1;
-    // SAFETY: F_OFD_SETLK reads the flock we pass.
-    assert_eq!(
-        unsafe { libc::fcntl(planted.as_raw_fd(), libc::F_OFD_SETLK, &mut lock) },
-        0
-    );
+    // SAFETY: F_OFD_SETLK reads the flock we pass, for a descriptor we own.
+    let set = unsafe { libc::fcntl(planted.as_raw_fd(), libc::F_OFD_SETLK, &mut lock) };
+    assert_eq!(set, 0);
     let outcome = mutex.lock_timeout(NOTICE);
     let _ = std::fs::remove_file(&path);
     match outcome {

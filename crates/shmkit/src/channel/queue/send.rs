@@ -462,6 +462,8 @@ impl Sender {
     /// assert_eq!(rx.recv()?, b"hello");
     /// # Ok(()) }
     /// ```
+    // Ok holds the sender too: boxing the error would not shrink the result.
+    #[allow(clippy::result_large_err)]
     pub fn reserve_owned(
         self,
         len: usize,
@@ -470,6 +472,8 @@ impl Sender {
     }
 
     /// [`try_reserve`](Self::try_reserve) for an [`OwnedReservation`].
+    // Ok holds the sender too: boxing the error would not shrink the result.
+    #[allow(clippy::result_large_err)]
     pub fn try_reserve_owned(
         self,
         len: usize,
@@ -478,6 +482,8 @@ impl Sender {
     }
 
     /// [`reserve_timeout`](Self::reserve_timeout) for an [`OwnedReservation`].
+    // Ok holds the sender too: boxing the error would not shrink the result.
+    #[allow(clippy::result_large_err)]
     pub fn reserve_owned_timeout(
         self,
         len: usize,
@@ -486,6 +492,8 @@ impl Sender {
         self.reserve_owned_until(len, Deadline::after(timeout))
     }
 
+    // Ok holds the sender too: boxing the error would not shrink the result.
+    #[allow(clippy::result_large_err)]
     fn reserve_owned_until(
         mut self,
         len: usize,
