@@ -15,12 +15,6 @@ namespace Shmkit.Native
         const string __DllName = "shmkit_ffi";
 
         /// <summary>
-        ///  What `shmkit_last_error` returns once this thread's message is gone: in a
-        ///  thread-exit destructor that runs after shmkit's own thread-local storage was
-        ///  destroyed, a call still returns its status, but its message cannot be kept.
-        /// </summary>
-        internal const CStr* NO_MESSAGE = ;
-        /// <summary>
         ///  `flags` bit: the segment stays until removed (default: it goes away when the
         ///  last process using it closes it).
         /// </summary>

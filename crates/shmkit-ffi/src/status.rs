@@ -217,12 +217,6 @@ impl From<Error> for Failure {
 
 pub(crate) type Outcome = Result<(), Failure>;
 
-/// What `shmkit_last_error` returns once this thread's message is gone: in a
-/// thread-exit destructor that runs after shmkit's own thread-local storage was
-/// destroyed, a call still returns its status, but its message cannot be kept.
-const NO_MESSAGE: &CStr = c"the message is not available: this thread is exiting and its shmkit \
-    thread-local storage is destroyed (the status code is still right)";
-
 /// Sets this thread's last error, if the thread still has one (not in a
 /// destructor run after its thread-local storage was destroyed). Never panics.
 fn set_last_error(message: &str) {
@@ -286,6 +280,13 @@ pub(crate) fn run(function: &str, body: impl FnOnce() -> Outcome) -> shmkit_stat
 /// not available (the calls still return their status).
 #[no_mangle]
 pub extern "C" fn shmkit_last_error() -> *const c_char {
+    // Once this thread's message is gone (in a thread-exit destructor run after
+    // shmkit's thread-local storage was destroyed) the call still returned its
+    // status, but its message could not be kept. A local constant: csbindgen
+    // copies a file's constants to C#.
+    const NO_MESSAGE: &CStr =
+        c"the message is not available: this thread is exiting and its shmkit \
+        thread-local storage is destroyed (the status code is still right)";
     let current = catch_unwind(|| {
         LAST_ERROR
             .try_with(|e| e.try_borrow().map(|m| m.as_ptr()).ok())
