@@ -273,6 +273,29 @@ static int finished_within(struct call *c, int ms) {
     return __atomic_load_n(&c->done, __ATOMIC_SEQ_CST);
 }
 
+/* Waits (up to 2 s) until the call `c` has its handle: a call on it that must not
+ * wait then reports the handle in use by another thread. For handles whose calls
+ * run side by side (and the RPC client, whose probe would send a request), waits
+ * 300 ms instead. */
+static void wait_until_in_call(struct call *c) {
+    double until = now_ms() + 2000;
+    uint8_t buf[64] = {0};
+    size_t len;
+    shmkit_status s;
+    while (now_ms() < until) {
+        switch (c->op) {
+        case RECV:
+        case RECV_WITH: s = shmkit_receiver_recv(c->handle, buf, sizeof buf, &len, 0); break;
+        case SUB_RECV: s = shmkit_subscriber_recv(c->handle, buf, sizeof buf, &len, 0, NULL); break;
+        case SERVER_RECV: s = shmkit_rpc_server_recv(c->handle, buf, sizeof buf, &len, 0); break;
+        case SEND: s = shmkit_sender_send(c->handle, buf, 1, 0); break; /* the ring is full */
+        default: sleep_ms(300); return;
+        }
+        if (s != SHMKIT_OK && strstr(shmkit_last_error(), "another thread")) return;
+        sleep_ms(10);
+    }
+}
+
 /* ---- timeouts bound the whole call; re-entrant calls are refused ----------- */
 
 struct reentry {
@@ -330,7 +353,7 @@ static void timeouts(void) {
     OK(shmkit_receiver_connect(name, NULL, &rx));
     OK(shmkit_sender_connect(name, NULL, &tx));
     start(&blocked, RECV, rx, SHMKIT_FOREVER);
-    sleep_ms(100);
+    wait_until_in_call(&blocked);
     start(&bounded, RECV, rx, 200);
     start(&zero, RECV, rx, 0);
     /* The bounded calls must end on their own time, not when the blocked one does
@@ -481,7 +504,7 @@ static void closing(void) {
         OK(shmkit_receiver_connect(name, NULL, &rx));
         OK(shmkit_sender_connect(name, NULL, &tx));
         start(&c, RECV, rx, SHMKIT_FOREVER);
-        sleep_ms(200);
+        wait_until_in_call(&c);
         t = now_ms();
         OK(shmkit_receiver_close(rx));
         /* The role is free once the close returned. */
@@ -500,7 +523,7 @@ static void closing(void) {
         OK(shmkit_receiver_connect(name, NULL, &rx));
         OK(shmkit_sender_connect(name, NULL, &tx));
         start(&c, RECV_WITH, rx, SHMKIT_FOREVER);
-        sleep_ms(200);
+        wait_until_in_call(&c);
         t = now_ms();
         OK(shmkit_receiver_close(rx));
         OK(shmkit_receiver_connect(name, NULL, &rx2));
@@ -519,7 +542,7 @@ static void closing(void) {
         OK(shmkit_publisher_connect(name, &opts, &pub));
         OK(shmkit_subscriber_connect(name, NULL, &sub));
         start(&c, SUB_RECV, sub, SHMKIT_FOREVER);
-        sleep_ms(200);
+        wait_until_in_call(&c);
         t = now_ms();
         OK(shmkit_subscriber_close(sub));
         sub = NULL;
@@ -537,7 +560,7 @@ static void closing(void) {
         OK(shmkit_rpc_server_bind(name, &srv));
         OK(shmkit_rpc_client_connect(name, &cli));
         start(&c, SERVER_RECV, srv, SHMKIT_FOREVER);
-        sleep_ms(200);
+        wait_until_in_call(&c);
         t = now_ms();
         OK(shmkit_rpc_server_close(srv));
         OK(shmkit_rpc_server_bind(name, &srv2));
@@ -555,7 +578,7 @@ static void closing(void) {
         OK(shmkit_rpc_server_bind(name, &srv));
         OK(shmkit_rpc_client_connect(name, &cli));
         start(&c, CLIENT_CALL, cli, SHMKIT_FOREVER);
-        sleep_ms(200);
+        wait_until_in_call(&c);
         t = now_ms();
         OK(shmkit_rpc_client_close(cli));
         pthread_create(&server, NULL, answer_one, srv);
@@ -577,7 +600,7 @@ static void closing(void) {
         while (shmkit_sender_send(tx, block, sizeof block, 0) == SHMKIT_OK) {
         }
         start(&c, SEND, tx, SHMKIT_FOREVER);
-        sleep_ms(200);
+        wait_until_in_call(&c);
         t = now_ms();
         OK(shmkit_sender_close(tx));
         expect_closed(&c, "sender close", t, drain, rx);
@@ -597,7 +620,7 @@ static void closing(void) {
         start(&c, MUTEX_LOCK, m, 5000);
         /* ...and through another handle of the same mutex. */
         start(&through_other, MUTEX_LOCK, other, 5000);
-        sleep_ms(200);
+        wait_until_in_call(&c);
         t = now_ms();
         OK(shmkit_mutex_close(m));
         expect_closed(&c, "mutex close", t, NULL, NULL);
@@ -616,7 +639,7 @@ static void closing(void) {
         OK(shmkit_semaphore_create(name, 0, 1, &s));
         OK(shmkit_semaphore_open(name, &s2));
         start(&c, SEM_WAIT, s, SHMKIT_FOREVER);
-        sleep_ms(200);
+        wait_until_in_call(&c);
         t = now_ms();
         OK(shmkit_semaphore_close(s));
         expect_closed(&c, "semaphore close", t, release_one, s2);
@@ -630,7 +653,7 @@ static void closing(void) {
         OK(shmkit_event_create(name, 0, &e));
         OK(shmkit_event_open(name, &e2));
         start(&c, EVENT_WAIT, e, SHMKIT_FOREVER);
-        sleep_ms(200);
+        wait_until_in_call(&c);
         t = now_ms();
         OK(shmkit_event_close(e));
         expect_closed(&c, "event close", t, set_event, e2);
