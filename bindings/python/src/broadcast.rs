@@ -1,9 +1,10 @@
 //! Publish/subscribe: `Publisher`, `Subscriber` (with `Lagged`).
 
 use crate::channel::{is_class, to_bytes, to_bytes_detached, Opts};
-use crate::errors::{new_error, IntoPyResult};
+use crate::errors::{closed, IntoPyResult};
+use crate::handle::{Handle, Turn};
 use crate::region::contiguous;
-use crate::wait::{timeout_arg, wait, LARGE};
+use crate::wait::{timeout_arg, wait, Deadline, LARGE};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 use shmkit::channel::{Publisher, Subscriber};
@@ -17,19 +18,10 @@ use std::time::Duration;
 /// pub = shmkit.Publisher.connect("prices", capacity=1 << 20)
 /// pub.publish(b"EURUSD 1.0842")
 /// ```
-#[pyclass(name = "Publisher", module = "shmkit")]
+#[pyclass(name = "Publisher", module = "shmkit", frozen)]
 pub struct PyPublisher {
-    inner: Option<Publisher>,
-    name: String,
-}
-
-impl PyPublisher {
-    fn publisher(&mut self, py: Python<'_>) -> PyResult<&mut Publisher> {
-        let name = &self.name;
-        self.inner
-            .as_mut()
-            .ok_or_else(|| new_error(py, "Error", format!("{name}: closed")))
-    }
+    handle: Handle<Publisher>,
+    max_message: u64,
 }
 
 #[pymethods]
@@ -58,17 +50,18 @@ impl PyPublisher {
         let o = opts.build(py, name, true)?.history(history);
         let p = py.detach(|| o.publisher(name)).py_err(py)?;
         Ok(PyPublisher {
-            inner: Some(p),
-            name: name.to_owned(),
+            max_message: p.max_message(),
+            // Publishing never waits: nothing to interrupt.
+            handle: Handle::new(name, None, p),
         })
     }
 
     /// Publishes `data` (any bytes-like object up to `max_message`) to every
     /// subscriber.
-    fn publish(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn publish(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let buf = contiguous(data)?;
         let msg = buf.bytes();
-        let p = self.publisher(py)?;
+        let mut p = self.handle.lease(py, "publish", Turn::Prompt)?;
         if msg.len() >= LARGE {
             py.detach(|| p.publish(msg)).py_err(py)
         } else {
@@ -78,25 +71,29 @@ impl PyPublisher {
 
     /// Process ids of the subscribers attached now.
     #[getter]
-    fn subscribers(&mut self, py: Python<'_>) -> PyResult<Vec<u32>> {
-        Ok(self.publisher(py)?.subscribers())
+    fn subscribers(&self, py: Python<'_>) -> PyResult<Vec<u32>> {
+        let p = self.handle.lease(py, "subscribers", Turn::Prompt)?;
+        Ok(p.subscribers())
     }
 
     /// The longest message: a quarter of the ring, less 16 header bytes.
     #[getter]
-    fn max_message(&mut self, py: Python<'_>) -> PyResult<u64> {
-        Ok(self.publisher(py)?.max_message())
+    fn max_message(&self, py: Python<'_>) -> PyResult<u64> {
+        if self.handle.is_closed() {
+            return Err(closed(py, self.handle.name()));
+        }
+        Ok(self.max_message)
     }
 
     /// The channel's name.
     #[getter]
     fn name(&self) -> &str {
-        &self.name
+        self.handle.name()
     }
 
     /// Detaches; subscribers get `Disconnected` once they have read the rest.
-    fn close(&mut self) {
-        self.inner = None;
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.handle.close(py)
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -104,13 +101,13 @@ impl PyPublisher {
     }
 
     #[pyo3(signature = (*_args))]
-    fn __exit__(&mut self, _args: &Bound<'_, PyTuple>) -> bool {
-        self.close();
-        false
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
     }
 
     fn __repr__(&self) -> String {
-        format!("<shmkit.Publisher {:?}>", self.name)
+        format!("<shmkit.Publisher {:?}>", self.handle.name())
     }
 }
 
@@ -123,19 +120,12 @@ impl PyPublisher {
 /// except shmkit.Lagged as e:
 ///     print("missed", e.missed)   # the next recv goes on with the oldest kept
 /// ```
-#[pyclass(name = "Subscriber", module = "shmkit")]
+///
+/// `close()` from another thread ends a `recv` waiting there (it raises
+/// `Closed`).
+#[pyclass(name = "Subscriber", module = "shmkit", frozen)]
 pub struct PySubscriber {
-    inner: Option<Subscriber>,
-    name: String,
-}
-
-impl PySubscriber {
-    fn sub(&mut self, py: Python<'_>) -> PyResult<&mut Subscriber> {
-        let name = &self.name;
-        self.inner
-            .as_mut()
-            .ok_or_else(|| new_error(py, "Error", format!("{name}: closed")))
-    }
+    handle: Handle<Subscriber>,
 }
 
 #[pymethods]
@@ -166,21 +156,21 @@ impl PySubscriber {
         let o = opts.build(py, name, true)?.history(history);
         let s = py.detach(|| o.subscriber(name)).py_err(py)?;
         Ok(PySubscriber {
-            inner: Some(s),
-            name: name.to_owned(),
+            handle: Handle::new(name, Some(s.interrupter()), s),
         })
     }
 
     /// The next message, waiting up to `timeout` seconds (`None`: forever).
     /// Raises `Lagged` (with `missed`) when the publisher overwrote messages this
-    /// subscriber had not read, `Timeout`, or `Disconnected` once everything is
-    /// read and the publisher is gone.
+    /// subscriber had not read, `Timeout`, `Disconnected` once everything is
+    /// read and the publisher is gone, or `Closed` if `close()` is called
+    /// meanwhile.
     #[pyo3(signature = (timeout = None))]
-    fn recv(&mut self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyBytes>> {
-        let timeout = timeout_arg(py, &self.name, timeout)?;
-        let sub = self.sub(py)?;
+    fn recv(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyBytes>> {
+        let deadline = Deadline::after(timeout_arg(py, self.handle.name(), timeout)?);
+        let mut sub = self.handle.lease(py, "receive", Turn::Until(deadline))?;
         match sub.recv_with_timeout(Duration::ZERO, |m| to_bytes(py, m).map(Bound::unbind)) {
-            Err(e) if e.is_timeout() || e.is_would_block() => wait(py, timeout, |slice| {
+            Err(e) if e.is_timeout() || e.is_would_block() => wait(py, deadline, |slice| {
                 sub.recv_with_timeout(slice, to_bytes_detached)
             })?,
             done => done.py_err(py)?,
@@ -188,23 +178,24 @@ impl PySubscriber {
     }
 
     /// The next message if there is one, else `None` (`Lagged` as for `recv`).
-    fn try_recv(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyBytes>>> {
-        match self.recv(py, Some(0.0)) {
-            Ok(m) => Ok(Some(m)),
-            Err(e) if is_class(py, &e, "Timeout") => Ok(None),
-            Err(e) => Err(e),
+    fn try_recv(&self, py: Python<'_>) -> PyResult<Option<Py<PyBytes>>> {
+        let mut sub = self.handle.lease(py, "try_recv", Turn::Prompt)?;
+        match sub.recv_with_timeout(Duration::ZERO, |m| to_bytes(py, m).map(Bound::unbind)) {
+            Ok(m) => m.map(Some),
+            Err(e) if e.is_timeout() || e.is_would_block() => Ok(None),
+            Err(e) => Err(e).py_err(py),
         }
     }
 
     /// The channel's name.
     #[getter]
     fn name(&self) -> &str {
-        &self.name
+        self.handle.name()
     }
 
-    /// Detaches.
-    fn close(&mut self) {
-        self.inner = None;
+    /// Detaches. A `recv` waiting on another thread ends with `Closed`.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.handle.close(py)
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -212,9 +203,9 @@ impl PySubscriber {
     }
 
     #[pyo3(signature = (*_args))]
-    fn __exit__(&mut self, _args: &Bound<'_, PyTuple>) -> bool {
-        self.close();
-        false
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
     }
 
     fn __iter__(slf: Py<Self>) -> Py<Self> {
@@ -222,7 +213,7 @@ impl PySubscriber {
     }
 
     /// Iteration ends when the publisher is gone; `Lagged` is raised.
-    fn __next__(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyBytes>>> {
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyBytes>>> {
         match self.recv(py, None) {
             Ok(m) => Ok(Some(m)),
             Err(e) if is_class(py, &e, "Disconnected") => Ok(None),
@@ -231,6 +222,6 @@ impl PySubscriber {
     }
 
     fn __repr__(&self) -> String {
-        format!("<shmkit.Subscriber {:?}>", self.name)
+        format!("<shmkit.Subscriber {:?}>", self.handle.name())
     }
 }

@@ -1,17 +1,18 @@
 //! Queue channels: `Sender` (with zero-copy `reserve`), `Receiver`.
 
-use crate::errors::{invalid, new_error, IntoPyResult};
+use crate::errors::{closed, invalid, new_error, IntoPyResult};
+use crate::handle::{Handle, Turn};
 use crate::region::{contiguous, fill_buffer, size_arg};
-use crate::wait::{timeout_arg, wait, LARGE};
+use crate::wait::{timeout_arg, wait, wait_whole, Deadline, LARGE};
 use pyo3::exceptions::PyBufferError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyMemoryView, PyTuple};
-use shmkit::channel::{ChannelOptions, Receiver, Reservation, Sender, WaitMode};
-use shmkit::Lifetime;
+use shmkit::channel::{ChannelOptions, OwnedReservation, Receiver, Sender, WaitMode};
+use shmkit::{Interrupter, Lifetime};
 use std::ffi::c_int;
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 /// The options every `connect` takes, as keyword arguments.
 #[derive(Default, Clone, Copy)]
@@ -89,34 +90,14 @@ pub(crate) fn to_bytes_detached(msg: &[u8]) -> PyResult<Py<PyBytes>> {
 /// with tx.reserve(5) as buf:     # zero-copy: write in place
 ///     buf[:] = b"world"
 /// ```
-#[pyclass(name = "Sender", module = "shmkit")]
+#[pyclass(name = "Sender", module = "shmkit", frozen)]
 pub struct PySender {
-    state: SenderState,
-    name: String,
-}
-
-enum SenderState {
-    Ready(Box<Sender>),
-    /// Lent to a `Reservation`, which gives it back on commit or cancel.
-    Reserved,
-    Closed,
-}
-
-impl PySender {
-    fn sender(&mut self, py: Python<'_>) -> PyResult<&mut Sender> {
-        match &mut self.state {
-            SenderState::Ready(s) => Ok(s),
-            SenderState::Reserved => Err(new_error(
-                py,
-                "Error",
-                format!(
-                    "{}: a reservation is open; commit or cancel it first",
-                    self.name
-                ),
-            )),
-            SenderState::Closed => Err(new_error(py, "Error", format!("{}: closed", self.name))),
-        }
-    }
+    handle: Handle<Sender>,
+    interrupter: Interrupter,
+    capacity: u64,
+    max_message: u64,
+    /// Longer messages are sent in fragments.
+    max_record: u64,
 }
 
 #[pymethods]
@@ -148,39 +129,52 @@ impl PySender {
         };
         let o = opts.build(py, name, false)?;
         let s = py.detach(|| o.sender(name)).py_err(py)?;
+        let interrupter = s.interrupter();
         Ok(PySender {
-            state: SenderState::Ready(Box::new(s)),
-            name: name.to_owned(),
+            capacity: s.capacity(),
+            max_message: s.max_message(),
+            max_record: s.max_record(),
+            handle: Handle::new(name, Some(interrupter.clone()), s),
+            interrupter,
         })
     }
 
     /// Sends `data` (any bytes-like object, any length up to `max_message`),
     /// waiting up to `timeout` seconds (`None`: forever) for room; raises
-    /// `Timeout`, or `Disconnected` if the receiver is gone.
+    /// `Timeout`, or `Disconnected` if the receiver is gone. A message longer
+    /// than a quarter of the ring goes in fragments as the receiver makes room,
+    /// in one uninterrupted call however long that takes (Ctrl-C or `close()`
+    /// abandon it: the receiver drops the part it got).
     #[pyo3(signature = (data, timeout = None))]
-    fn send(
-        &mut self,
-        py: Python<'_>,
-        data: &Bound<'_, PyAny>,
-        timeout: Option<f64>,
-    ) -> PyResult<()> {
+    fn send(&self, py: Python<'_>, data: &Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<()> {
         let buf = contiguous(data)?;
         let msg = buf.bytes();
-        let timeout = timeout_arg(py, &self.name, timeout)?;
-        let tx = self.sender(py)?;
+        let deadline = Deadline::after(timeout_arg(py, self.handle.name(), timeout)?);
+        let mut tx = self.handle.lease(py, "send", Turn::Until(deadline))?;
         if msg.len() < LARGE {
             match tx.try_send(msg) {
                 Err(e) if e.is_would_block() => {}
                 done => return done.py_err(py),
             }
         }
-        wait(py, timeout, |slice| tx.send_timeout(msg, slice))
+        if msg.len() as u64 <= self.max_record {
+            // One record: a slice that times out has sent nothing.
+            return wait(py, deadline, |slice| tx.send_timeout(msg, slice));
+        }
+        let tx = &mut *tx;
+        wait_whole(py, &self.interrupter, move || {
+            match deadline.left() {
+                None => tx.send(msg),
+                Some(left) => tx.send_timeout(msg, left),
+            }
+            .map_err(|e| deadline.restate(e))
+        })
     }
 
     /// Sends `data` if there is room now; whether it was sent.
-    fn try_send(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<bool> {
+    fn try_send(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<bool> {
         let buf = contiguous(data)?;
-        let tx = self.sender(py)?;
+        let mut tx = self.handle.lease(py, "try_send", Turn::Prompt)?;
         match tx.try_send(buf.bytes()) {
             Ok(()) => Ok(true),
             Err(e) if e.is_would_block() => Ok(false),
@@ -195,28 +189,45 @@ impl PySender {
     #[pyo3(signature = (size, timeout = None))]
     fn reserve(slf: &Bound<'_, Self>, size: i128, timeout: Option<f64>) -> PyResult<PyReservation> {
         let py = slf.py();
-        let mut this = slf.borrow_mut();
-        let name = this.name.clone();
-        let len = size_arg(py, &name, "size", size)?;
+        let this = slf.get();
+        let name = this.handle.name();
+        let len = size_arg(py, name, "size", size)?;
         let len =
-            usize::try_from(len).map_err(|_| invalid(py, &name, "size does not fit in memory"))?;
-        let timeout = timeout_arg(py, &name, timeout)?;
-        this.sender(py)?;
-        let SenderState::Ready(sender) = std::mem::replace(&mut this.state, SenderState::Reserved)
-        else {
-            unreachable!("checked just above");
+            usize::try_from(len).map_err(|_| invalid(py, name, "size does not fit in memory"))?;
+        let deadline = Deadline::after(timeout_arg(py, name, timeout)?);
+        let mut lease = this.handle.lease(py, "reserve", Turn::Until(deadline))?;
+        // A failed attempt gives the sender back, for the next one.
+        let mut sender = Some(lease.take());
+        let mut attempt = |slice: Option<Duration>| {
+            let s = sender.take().expect("put back by every failed attempt");
+            match slice {
+                None => s.try_reserve_owned(len),
+                Some(t) => s.reserve_owned_timeout(len, t),
+            }
+            .map_err(|(s, e)| {
+                sender = Some(s);
+                e
+            })
         };
-        let sender = NonNull::from(Box::leak(sender));
-        match OpenReservation::new(py, sender, len, timeout) {
-            Ok(open) => Ok(PyReservation {
-                open: Some(open),
-                home: slf.clone().unbind(),
-                exports: AtomicUsize::new(0),
-                len,
-                entered: None,
-            }),
-            Err((sender, e)) => {
-                this.state = SenderState::Ready(sender);
+        let reserved = match attempt(None) {
+            Err(e) if e.is_would_block() => wait(py, deadline, |slice| attempt(Some(slice))),
+            done => done.py_err(py),
+        };
+        match reserved {
+            Ok(r) => {
+                lease.lend("a reservation");
+                Ok(PyReservation {
+                    home: slf.clone().unbind(),
+                    state: std::sync::Mutex::new(ResState {
+                        open: Some(r),
+                        entered: None,
+                    }),
+                    exports: AtomicUsize::new(0),
+                    len,
+                })
+            }
+            Err(e) => {
+                lease.put(sender.take().expect("a failed attempt gives it back"));
                 Err(e)
             }
         }
@@ -224,43 +235,36 @@ impl PySender {
 
     /// Whether a receiver is attached.
     #[getter]
-    fn receiver_connected(&mut self, py: Python<'_>) -> PyResult<bool> {
-        Ok(self.sender(py)?.receiver_connected())
+    fn receiver_connected(&self, py: Python<'_>) -> PyResult<bool> {
+        let tx = self.handle.lease(py, "receiver_connected", Turn::Prompt)?;
+        Ok(tx.receiver_connected())
     }
 
     /// Bytes in the ring.
     #[getter]
-    fn capacity(&mut self, py: Python<'_>) -> PyResult<u64> {
-        Ok(self.sender(py)?.capacity())
+    fn capacity(&self, py: Python<'_>) -> PyResult<u64> {
+        self.open(py)?;
+        Ok(self.capacity)
     }
 
     /// The longest message the channel accepts.
     #[getter]
-    fn max_message(&mut self, py: Python<'_>) -> PyResult<u64> {
-        Ok(self.sender(py)?.max_message())
+    fn max_message(&self, py: Python<'_>) -> PyResult<u64> {
+        self.open(py)?;
+        Ok(self.max_message)
     }
 
     /// The channel's name.
     #[getter]
     fn name(&self) -> &str {
-        &self.name
+        self.handle.name()
     }
 
     /// Detaches from the channel (the receiver sees `Disconnected` once every
-    /// sender is gone and the queue is empty).
-    fn close(&mut self, py: Python<'_>) -> PyResult<()> {
-        if let SenderState::Reserved = self.state {
-            return Err(new_error(
-                py,
-                "Error",
-                format!(
-                    "{}: a reservation is open; commit or cancel it first",
-                    self.name
-                ),
-            ));
-        }
-        self.state = SenderState::Closed;
-        Ok(())
+    /// sender is gone and the queue is empty). A `send` waiting on another
+    /// thread ends with `Closed`. `Busy` while a reservation is open.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.handle.close(py)
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -268,151 +272,90 @@ impl PySender {
     }
 
     #[pyo3(signature = (*_args))]
-    fn __exit__(&mut self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
         self.close(py)?;
         Ok(false)
     }
 
     fn __repr__(&self) -> String {
-        format!("<shmkit.Sender {:?}>", self.name)
+        format!("<shmkit.Sender {:?}>", self.handle.name())
     }
 }
 
-/// A sender lent to a reservation, and the reservation borrowing it.
-struct OpenReservation {
-    /// Borrows `*sender`; dropped (cancelling, if not committed) before it.
-    reservation: Option<Reservation<'static>>,
-    /// From `Box::leak`; turned back into a box on drop or `into_sender`.
-    sender: NonNull<Sender>,
-}
-
-/// A reservation passed out of a wait that ran without the GIL.
-struct Reserved(Reservation<'static>);
-
-// SAFETY: a reservation is `!Send` only through the guard of the channel's
-// many-sender lock it may hold, whose owner shmkit records by process id (see
-// `HeldLock` in sync.rs): releasing it on another thread follows the protocol.
-unsafe impl Send for Reserved {}
-
-// SAFETY: the pointer is a uniquely owned box (as `Box<Sender>`, which is Send
-// and Sync), reached only through `&mut self` or after the reservation is gone;
-// the reservation is Send as `Reserved` explains, and Sync as its parts are.
-unsafe impl Send for OpenReservation {}
-// SAFETY: as above; `&OpenReservation` gives access to nothing.
-unsafe impl Sync for OpenReservation {}
-
-impl OpenReservation {
-    /// Reserves `len` bytes from `sender` (a leaked box), or gives the sender
-    /// back with the error.
-    fn new(
-        py: Python<'_>,
-        sender: NonNull<Sender>,
-        len: usize,
-        timeout: Option<std::time::Duration>,
-    ) -> Result<OpenReservation, (Box<Sender>, PyErr)> {
-        let ptr = crate::wait::SendPtr(sender.as_ptr());
-        let reserve = move |slice: std::time::Duration, try_only: bool| {
-            let ptr = ptr;
-            // SAFETY: `ptr` is the leaked box, alive until `into_sender` or drop,
-            // and not otherwise borrowed: each attempt's reservation is either
-            // returned (and then the only borrow) or dropped before the next.
-            let tx: &'static mut Sender = unsafe { &mut *ptr.0 };
-            let r = if try_only {
-                tx.try_reserve(len)
-            } else {
-                tx.reserve_timeout(len, slice)
-            };
-            r.map(Reserved)
-        };
-        let first = match reserve(std::time::Duration::ZERO, true) {
-            Err(e) if e.is_would_block() => wait(py, timeout, move |slice| reserve(slice, false)),
-            done => done.py_err(py),
-        };
-        match first {
-            Ok(Reserved(r)) => Ok(OpenReservation {
-                reservation: Some(r),
-                sender,
-            }),
-            // SAFETY: no reservation borrows the box any more (the failed
-            // attempts' are gone); this takes back ownership once.
-            Err(e) => Err((unsafe { Box::from_raw(sender.as_ptr()) }, e)),
+impl PySender {
+    /// `Closed` once closed.
+    fn open(&self, py: Python<'_>) -> PyResult<()> {
+        if self.handle.is_closed() {
+            return Err(closed(py, self.handle.name()));
         }
-    }
-
-    fn bytes(&mut self) -> Option<&mut [u8]> {
-        self.reservation.as_deref_mut()
-    }
-
-    /// Commits (or, with `commit == false`, cancels) and returns the sender.
-    fn finish(mut self, commit: bool) -> Box<Sender> {
-        if let Some(r) = self.reservation.take() {
-            if commit {
-                r.commit();
-            }
-        }
-        let sender = self.sender;
-        std::mem::forget(self);
-        // SAFETY: the reservation that borrowed the box is gone; ownership is
-        // taken back once (`self` is forgotten, so its Drop does not run).
-        unsafe { Box::from_raw(sender.as_ptr()) }
-    }
-}
-
-impl Drop for OpenReservation {
-    fn drop(&mut self) {
-        self.reservation = None;
-        // SAFETY: as in `finish`: nothing borrows the box any more.
-        drop(unsafe { Box::from_raw(self.sender.as_ptr()) });
+        Ok(())
     }
 }
 
 /// Bytes reserved in a channel's ring: fill them (through `memoryview(res)` or
 /// `with res as buf:`), then `commit()` to send them, or `cancel()`.
 ///
-/// The reservation holds the sender: until it ends, the sender refuses other
-/// calls. Dropped unfinished, it is cancelled.
-#[pyclass(name = "Reservation", module = "shmkit")]
+/// The reservation holds the sender: until it ends, the sender's calls raise
+/// `Busy`. Dropped unfinished, it is cancelled and the sender is free again.
+#[pyclass(name = "Reservation", module = "shmkit", frozen)]
 pub struct PyReservation {
-    open: Option<OpenReservation>,
     home: Py<PySender>,
+    state: std::sync::Mutex<ResState>,
+    /// Buffers handed out and not yet released; changed (up) and checked under
+    /// `state`'s lock, so that no view is made of bytes being committed.
     exports: AtomicUsize,
     len: usize,
+}
+
+struct ResState {
+    /// `None` once committed or cancelled.
+    open: Option<OwnedReservation>,
     /// The memoryview `__enter__` gave out, released by `__exit__`.
     entered: Option<Py<PyMemoryView>>,
 }
 
 impl PyReservation {
-    fn end(&mut self, py: Python<'_>, commit: bool) -> PyResult<()> {
-        let views = self.exports.load(Ordering::SeqCst);
-        if views > 0 {
-            return Err(PyBufferError::new_err(format!(
-                "{} view(s) of the reserved bytes still exist; release them before commit or cancel",
-                views
-            )));
-        }
-        let Some(open) = self.open.take() else {
+    fn state(&self) -> std::sync::MutexGuard<'_, ResState> {
+        // Every change is one assignment: a poisoned lock is still consistent.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn end(&self, py: Python<'_>, commit: bool) -> PyResult<()> {
+        let open = {
+            let mut state = self.state();
+            let views = self.exports.load(Ordering::SeqCst);
+            if views > 0 {
+                return Err(PyBufferError::new_err(format!(
+                    "{views} view(s) of the reserved bytes still exist; release them before commit or cancel"
+                )));
+            }
+            state.open.take()
+        };
+        let Some(open) = open else {
             return Err(new_error(
                 py,
                 "Error",
                 "the reservation was already committed or cancelled".into(),
             ));
         };
-        let sender = open.finish(commit);
-        self.home.bind(py).borrow_mut().state = SenderState::Ready(sender);
+        let sender = if commit { open.commit() } else { open.cancel() };
+        self.home.get().handle.give_back(sender);
         Ok(())
     }
 }
 
 impl Drop for PyReservation {
-    /// Cancelled and the sender given back, so that it can send again.
+    /// Cancelled and the sender given back, so that it can send again. Needs no
+    /// borrow of the sender's Python object: it may be in the middle of a call.
     fn drop(&mut self) {
-        if let Some(open) = self.open.take() {
-            let sender = open.finish(false);
-            Python::attach(|py| {
-                if let Ok(mut home) = self.home.bind(py).try_borrow_mut() {
-                    home.state = SenderState::Ready(sender);
-                }
-            });
+        let open = self
+            .state
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .open
+            .take();
+        if let Some(open) = open {
+            self.home.get().handle.give_back(open.cancel());
         }
     }
 }
@@ -420,12 +363,12 @@ impl Drop for PyReservation {
 #[pymethods]
 impl PyReservation {
     /// Sends the reserved bytes as one message.
-    fn commit(&mut self, py: Python<'_>) -> PyResult<()> {
+    fn commit(&self, py: Python<'_>) -> PyResult<()> {
         self.end(py, true)
     }
 
     /// Sends nothing and gives the room back.
-    fn cancel(&mut self, py: Python<'_>) -> PyResult<()> {
+    fn cancel(&self, py: Python<'_>) -> PyResult<()> {
         self.end(py, false)
     }
 
@@ -435,26 +378,25 @@ impl PyReservation {
 
     fn __enter__(slf: &Bound<'_, Self>) -> PyResult<Py<PyMemoryView>> {
         let view = PyMemoryView::from(slf.as_any())?.unbind();
-        slf.borrow_mut().entered = Some(view.clone_ref(slf.py()));
+        slf.get().state().entered = Some(view.clone_ref(slf.py()));
         Ok(view)
     }
 
     fn __exit__(
-        slf: &Bound<'_, Self>,
+        &self,
+        py: Python<'_>,
         exc_type: Option<&Bound<'_, PyAny>>,
         _exc: Option<&Bound<'_, PyAny>>,
         _tb: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
-        let py = slf.py();
-        let entered = slf.borrow_mut().entered.take();
+        let entered = self.state().entered.take();
         if let Some(view) = entered {
-            // Not while borrowed: releasing calls back into `__releasebuffer__`.
+            // Not under the lock: releasing calls back into `__releasebuffer__`.
             // Fails (BufferError) if the block kept a slice of the view.
             view.bind(py).call_method0("release")?;
         }
-        let mut this = slf.borrow_mut();
-        if this.open.is_some() {
-            this.end(py, exc_type.is_none_or(|t| t.is_none()))?;
+        if self.state().open.is_some() {
+            self.end(py, exc_type.is_none_or(|t| t.is_none()))?;
         }
         Ok(false)
     }
@@ -464,22 +406,24 @@ impl PyReservation {
         view: *mut ffi::Py_buffer,
         flags: c_int,
     ) -> PyResult<()> {
+        let this = slf.get();
         let (ptr, len) = {
-            let mut this = slf.borrow_mut();
-            let bytes = this
-                .open
-                .as_mut()
-                .and_then(OpenReservation::bytes)
-                .ok_or_else(|| {
-                    PyBufferError::new_err("the reservation was already committed or cancelled")
-                })?;
+            let mut state = this.state();
+            let bytes = state.open.as_deref_mut().ok_or_else(|| {
+                PyBufferError::new_err("the reservation was already committed or cancelled")
+            })?;
+            // Counted before the lock goes: `end` cannot commit under the view.
+            this.exports.fetch_add(1, Ordering::SeqCst);
             (bytes.as_mut_ptr(), bytes.len())
         };
         // SAFETY: CPython passes a valid Py_buffer; the reserved bytes stay
-        // reserved while any view exists, because commit and cancel refuse then.
-        unsafe { fill_buffer(view, flags, ptr, len, false, slf.clone().into_any())? };
-        slf.borrow().exports.fetch_add(1, Ordering::SeqCst);
-        Ok(())
+        // reserved while any view exists, because commit and cancel refuse then
+        // (and the view keeps this object, so its drop, alive).
+        let filled = unsafe { fill_buffer(view, flags, ptr, len, false, slf.clone().into_any()) };
+        if filled.is_err() {
+            this.exports.fetch_sub(1, Ordering::SeqCst);
+        }
+        filled
     }
 
     unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
@@ -495,19 +439,14 @@ impl PyReservation {
 /// for msg in rx:                 # until every sender is gone
 ///     ...
 /// ```
-#[pyclass(name = "Receiver", module = "shmkit")]
+///
+/// `close()` from another thread ends a `recv` waiting there (it raises
+/// `Closed`): the way to stop a reader thread.
+#[pyclass(name = "Receiver", module = "shmkit", frozen)]
 pub struct PyReceiver {
-    inner: Option<Receiver>,
-    name: String,
-}
-
-impl PyReceiver {
-    fn rx(&mut self, py: Python<'_>) -> PyResult<&mut Receiver> {
-        let name = &self.name;
-        self.inner
-            .as_mut()
-            .ok_or_else(|| new_error(py, "Error", format!("{name}: closed")))
-    }
+    handle: Handle<Receiver>,
+    capacity: u64,
+    max_message: u64,
 }
 
 #[pymethods]
@@ -538,20 +477,21 @@ impl PyReceiver {
         let o = opts.build(py, name, false)?;
         let r = py.detach(|| o.receiver(name)).py_err(py)?;
         Ok(PyReceiver {
-            inner: Some(r),
-            name: name.to_owned(),
+            capacity: r.capacity(),
+            max_message: r.max_message(),
+            handle: Handle::new(name, Some(r.interrupter()), r),
         })
     }
 
     /// The next message, waiting up to `timeout` seconds (`None`: forever).
-    /// Raises `Timeout`, or `Disconnected` once the queue is empty and every
-    /// sender has gone.
+    /// Raises `Timeout`, `Disconnected` once the queue is empty and every
+    /// sender has gone, or `Closed` if `close()` is called meanwhile.
     #[pyo3(signature = (timeout = None))]
-    fn recv(&mut self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyBytes>> {
-        let timeout = timeout_arg(py, &self.name, timeout)?;
-        let rx = self.rx(py)?;
+    fn recv(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyBytes>> {
+        let deadline = Deadline::after(timeout_arg(py, self.handle.name(), timeout)?);
+        let mut rx = self.handle.lease(py, "receive", Turn::Until(deadline))?;
         match rx.try_recv_with(|m| to_bytes(py, m).map(Bound::unbind)) {
-            Err(e) if e.is_would_block() => wait(py, timeout, |slice| {
+            Err(e) if e.is_would_block() => wait(py, deadline, |slice| {
                 rx.recv_with_timeout(slice, to_bytes_detached)
             })?,
             done => done.py_err(py)?,
@@ -559,8 +499,8 @@ impl PyReceiver {
     }
 
     /// The next message if one is queued, else `None`.
-    fn try_recv(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyBytes>>> {
-        let rx = self.rx(py)?;
+    fn try_recv(&self, py: Python<'_>) -> PyResult<Option<Py<PyBytes>>> {
+        let mut rx = self.handle.lease(py, "try_recv", Turn::Prompt)?;
         match rx.try_recv_with(|m| to_bytes(py, m).map(Bound::unbind)) {
             Ok(b) => b.map(Some),
             Err(e) if e.is_would_block() => Ok(None),
@@ -573,20 +513,20 @@ impl PyReceiver {
     /// `BufferTooSmall`, whose `needed` says how long it is.
     #[pyo3(signature = (buffer, timeout = None))]
     fn recv_into(
-        &mut self,
+        &self,
         py: Python<'_>,
         buffer: &Bound<'_, PyAny>,
         timeout: Option<f64>,
     ) -> PyResult<usize> {
-        let timeout = timeout_arg(py, &self.name, timeout)?;
+        let name = self.handle.name();
+        let deadline = Deadline::after(timeout_arg(py, name, timeout)?);
         let mut buf = contiguous(buffer)?;
-        let name = self.name.clone();
         let dst = buf.bytes_mut().ok_or_else(|| {
             pyo3::exceptions::PyTypeError::new_err(format!(
                 "{name}: recv_into needs a writable buffer"
             ))
         })?;
-        let rx = self.rx(py)?;
+        let mut rx = self.handle.lease(py, "receive", Turn::Until(deadline))?;
         // A large buffer is for large messages: copy them without the GIL.
         if dst.len() < LARGE {
             match rx.try_recv_into(dst) {
@@ -594,36 +534,44 @@ impl PyReceiver {
                 done => return done.py_err(py),
             }
         }
-        wait(py, timeout, |slice| rx.recv_into_timeout(dst, slice))
+        wait(py, deadline, |slice| rx.recv_into_timeout(dst, slice))
     }
 
     /// Process ids of the senders attached now.
     #[getter]
-    fn senders(&mut self, py: Python<'_>) -> PyResult<Vec<u32>> {
-        Ok(self.rx(py)?.senders())
+    fn senders(&self, py: Python<'_>) -> PyResult<Vec<u32>> {
+        let rx = self.handle.lease(py, "senders", Turn::Prompt)?;
+        Ok(rx.senders())
     }
 
     /// Bytes in the ring.
     #[getter]
-    fn capacity(&mut self, py: Python<'_>) -> PyResult<u64> {
-        Ok(self.rx(py)?.capacity())
+    fn capacity(&self, py: Python<'_>) -> PyResult<u64> {
+        if self.handle.is_closed() {
+            return Err(closed(py, self.handle.name()));
+        }
+        Ok(self.capacity)
     }
 
     /// The longest message the channel accepts.
     #[getter]
-    fn max_message(&mut self, py: Python<'_>) -> PyResult<u64> {
-        Ok(self.rx(py)?.max_message())
+    fn max_message(&self, py: Python<'_>) -> PyResult<u64> {
+        if self.handle.is_closed() {
+            return Err(closed(py, self.handle.name()));
+        }
+        Ok(self.max_message)
     }
 
     /// The channel's name.
     #[getter]
     fn name(&self) -> &str {
-        &self.name
+        self.handle.name()
     }
 
-    /// Detaches from the channel.
-    fn close(&mut self) {
-        self.inner = None;
+    /// Detaches from the channel. A call waiting on another thread ends with
+    /// `Closed`; once `close()` returns another receiver may attach.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.handle.close(py)
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -631,9 +579,9 @@ impl PyReceiver {
     }
 
     #[pyo3(signature = (*_args))]
-    fn __exit__(&mut self, _args: &Bound<'_, PyTuple>) -> bool {
-        self.close();
-        false
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
     }
 
     fn __iter__(slf: Py<Self>) -> Py<Self> {
@@ -641,7 +589,7 @@ impl PyReceiver {
     }
 
     /// Iteration receives until every sender is gone (`Disconnected` ends it).
-    fn __next__(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyBytes>>> {
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyBytes>>> {
         match self.recv(py, None) {
             Ok(m) => Ok(Some(m)),
             Err(e) if is_class(py, &e, "Disconnected") => Ok(None),
@@ -650,7 +598,7 @@ impl PyReceiver {
     }
 
     fn __repr__(&self) -> String {
-        format!("<shmkit.Receiver {:?}>", self.name)
+        format!("<shmkit.Receiver {:?}>", self.handle.name())
     }
 }
 

@@ -5,6 +5,7 @@
 mod broadcast;
 mod channel;
 mod errors;
+mod handle;
 mod region;
 mod rpc;
 mod shm;

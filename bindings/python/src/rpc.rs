@@ -1,13 +1,14 @@
 //! Request/response: `RpcServer`, `RpcClient`.
 
 use crate::channel::{to_bytes, to_bytes_detached};
-use crate::errors::{new_error, IntoPyResult};
+use crate::errors::IntoPyResult;
+use crate::handle::{Handle, Turn};
 use crate::region::contiguous;
-use crate::wait::{timeout_arg, wait};
+use crate::wait::{timeout_arg, wait, wait_whole, Deadline, LARGE};
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyTuple};
 use shmkit::channel::{Request, RpcClient, RpcServer};
-use std::time::Duration;
+use shmkit::Interrupter;
 
 /// The server of request/response channel `name`: receives requests from any
 /// number of clients and replies to each.
@@ -18,9 +19,12 @@ use std::time::Duration;
 ///     req = server.recv()
 ///     server.reply(req, str(sum(map(int, req.payload.split()))).encode())
 /// ```
-#[pyclass(name = "RpcServer", module = "shmkit")]
+///
+/// `close()` from another thread ends a `recv` waiting there (it raises
+/// `Closed`) and frees the name for another server.
+#[pyclass(name = "RpcServer", module = "shmkit", frozen)]
 pub struct PyRpcServer {
-    inner: RpcServer,
+    handle: Handle<RpcServer>,
 }
 
 /// A request received by an [`PyRpcServer`].
@@ -58,29 +62,33 @@ impl PyRpcServer {
     #[staticmethod]
     fn bind(py: Python<'_>, name: &str) -> PyResult<PyRpcServer> {
         let inner = py.detach(|| RpcServer::bind(name)).py_err(py)?;
-        Ok(PyRpcServer { inner })
+        Ok(PyRpcServer {
+            handle: Handle::new(name, Some(inner.interrupter()), inner),
+        })
     }
 
     /// The next request, waiting up to `timeout` seconds (`None`: forever).
+    /// Raises `Timeout`, or `Closed` if `close()` is called meanwhile.
     #[pyo3(signature = (timeout = None))]
-    fn recv(&mut self, py: Python<'_>, timeout: Option<f64>) -> PyResult<PyRequest> {
-        let timeout = timeout_arg(py, self.inner.name(), timeout)?;
-        let server = &mut self.inner;
-        let inner = wait(py, timeout, |slice| server.recv_timeout(slice))?;
+    fn recv(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<PyRequest> {
+        let deadline = Deadline::after(timeout_arg(py, self.handle.name(), timeout)?);
+        let mut server = self.handle.lease(py, "receive", Turn::Until(deadline))?;
+        let inner = wait(py, deadline, |slice| server.recv_timeout(slice))?;
         Ok(PyRequest { inner })
     }
 
     /// Answers `request` with `payload` (bytes-like). A client that is gone or
     /// stopped reading is skipped after the reply timeout (one second).
     fn reply(
-        &mut self,
+        &self,
         py: Python<'_>,
         request: &PyRequest,
         payload: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
         let buf = contiguous(payload)?;
-        let server = &mut self.inner;
         let bytes = buf.bytes();
+        let mut server = self.handle.lease(py, "reply", Turn::Prompt)?;
+        let server = &mut *server;
         py.detach(|| server.reply(&request.inner, bytes)).py_err(py)
     }
 
@@ -89,7 +97,7 @@ impl PyRpcServer {
     /// (`False` when `timeout` passed first).
     #[pyo3(signature = (handler, timeout = None))]
     fn serve_one(
-        &mut self,
+        &self,
         py: Python<'_>,
         handler: &Bound<'_, PyAny>,
         timeout: Option<f64>,
@@ -107,11 +115,27 @@ impl PyRpcServer {
     /// The channel's name.
     #[getter]
     fn name(&self) -> &str {
-        self.inner.name()
+        self.handle.name()
+    }
+
+    /// Stops serving: a `recv` waiting on another thread ends with `Closed`, and
+    /// once `close()` returns another server may bind the name.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.handle.close(py)
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
     }
 
     fn __repr__(&self) -> String {
-        format!("<shmkit.RpcServer {:?}>", self.inner.name())
+        format!("<shmkit.RpcServer {:?}>", self.handle.name())
     }
 }
 
@@ -121,10 +145,10 @@ impl PyRpcServer {
 /// client = shmkit.RpcClient.connect("math")
 /// assert client.call(b"1 2 3", timeout=1.0) == b"6"
 /// ```
-#[pyclass(name = "RpcClient", module = "shmkit")]
+#[pyclass(name = "RpcClient", module = "shmkit", frozen)]
 pub struct PyRpcClient {
-    inner: RpcClient,
-    name: String,
+    handle: Handle<RpcClient>,
+    interrupter: Interrupter,
 }
 
 #[pymethods]
@@ -133,52 +157,67 @@ impl PyRpcClient {
     #[staticmethod]
     fn connect(py: Python<'_>, name: &str) -> PyResult<PyRpcClient> {
         let inner = py.detach(|| RpcClient::connect(name)).py_err(py)?;
+        let interrupter = inner.interrupter();
         Ok(PyRpcClient {
-            inner,
-            name: name.to_owned(),
+            handle: Handle::new(name, Some(interrupter.clone()), inner),
+            interrupter,
         })
     }
 
     /// Sends `payload` and returns the reply, waiting up to `timeout` seconds
-    /// (`None`: forever). Raises `Timeout`, or `Disconnected` if the server stops.
+    /// (`None`: forever). Raises `Timeout`, `Disconnected` if the server stops,
+    /// or `Closed` if `close()` is called meanwhile.
     #[pyo3(signature = (payload, timeout = None))]
     fn call(
-        &mut self,
+        &self,
         py: Python<'_>,
         payload: &Bound<'_, PyAny>,
         timeout: Option<f64>,
     ) -> PyResult<Py<PyBytes>> {
-        let timeout = timeout_arg(py, &self.name, timeout)?;
+        let deadline = Deadline::after(timeout_arg(py, self.handle.name(), timeout)?);
         let buf = contiguous(payload)?;
         let bytes = buf.bytes();
-        let client = &mut self.inner;
-        let start = std::time::Instant::now();
-        let call = wait(py, timeout, |slice| client.start_call(bytes, Some(slice)))?;
-        let left = timeout.map(|t| t.saturating_sub(start.elapsed()));
-        let reply = wait(py, left, |slice| {
+        let mut client = self.handle.lease(py, "call", Turn::Until(deadline))?;
+        // A request shorter than LARGE is one record of the server's 1 MiB ring
+        // (`RpcServer::bind`): an attempt that times out has sent nothing. A
+        // longer one may go in fragments, in one uninterrupted call.
+        let call = if bytes.len() < LARGE {
+            wait(py, deadline, |slice| client.start_call(bytes, Some(slice)))?
+        } else {
+            let c = &mut *client;
+            wait_whole(py, &self.interrupter, move || {
+                c.start_call(bytes, deadline.left())
+                    .map_err(|e| deadline.restate(e))
+            })?
+        };
+        // A reply not there yet stays pending: waiting in slices loses nothing.
+        wait(py, deadline, |slice| {
             client.finish_call_with(call, slice, to_bytes_detached)
-        });
-        match reply {
-            Err(e) if crate::channel::is_class(py, &e, "Timeout") => Err(new_error(
-                py,
-                "Timeout",
-                format!(
-                    "{}: timed out after {:?} waiting to receive a reply",
-                    self.name,
-                    timeout.unwrap_or(Duration::ZERO)
-                ),
-            )),
-            other => other?,
-        }
+        })?
     }
 
     /// The server's channel name.
     #[getter]
     fn name(&self) -> &str {
-        &self.name
+        self.handle.name()
+    }
+
+    /// Disconnects: a `call` waiting on another thread ends with `Closed`.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.handle.close(py)
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
     }
 
     fn __repr__(&self) -> String {
-        format!("<shmkit.RpcClient {:?}>", self.name)
+        format!("<shmkit.RpcClient {:?}>", self.handle.name())
     }
 }

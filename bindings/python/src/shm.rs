@@ -139,12 +139,18 @@ impl PyShm {
                 "init must be callable",
             ));
         }
+        // Without the GIL: waiting for another creator's `init` (which may be
+        // this process's other thread, needing the GIL to run it) must not stall
+        // the interpreter. Our own `init` takes the GIL back to run.
+        let init = init.unbind();
         let mut raised = None;
-        let made = o.create_or_open_with(name, |bytes| {
-            run_init(py, &init, bytes).map_err(|e| {
-                let text = e.to_string();
-                raised = Some(e);
-                text
+        let made = py.detach(|| {
+            o.create_or_open_with(name, |bytes| {
+                Python::attach(|py| run_init(py, init.bind(py), bytes)).map_err(|e| {
+                    let text = e.to_string();
+                    raised = Some(e);
+                    text
+                })
             })
         });
         match (made, raised) {

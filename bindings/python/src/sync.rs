@@ -1,30 +1,38 @@
 //! Cross-process `Mutex` (with owner-died), `Semaphore` and `Event`.
 
-use crate::errors::{invalid, new_error, new_error_with, IntoPyResult};
-use crate::wait::{timeout_arg, wait};
+use crate::errors::{busy, invalid, new_error, new_error_with, IntoPyResult};
+use crate::handle::Shared;
+use crate::wait::{timeout_arg, wait, Deadline};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
-use shmkit::sync::{Event, EventMode, LockError, Mutex, MutexGuard, Semaphore, SEMAPHORE_MAX};
-use std::sync::Arc;
+use shmkit::sync::{ArcMutexGuard, Event, EventMode, LockError, Mutex, Semaphore, SEMAPHORE_MAX};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::ThreadId;
 
-type Guard<'a> = MutexGuard<'a, ()>;
+/// A lock this process holds through a Python guard: which mutex, and the thread
+/// that took it. A second `lock` of the same mutex on that thread would wait for
+/// itself for ever (the lock belongs to the process, and is not re-entrant).
+struct Held {
+    guard: u64,
+    name: String,
+    thread: ThreadId,
+}
 
-self_cell::self_cell!(
-    /// A lock held on a mutex, kept together with the mutex it borrows.
-    struct HeldLock {
-        owner: Arc<Mutex>,
-        #[covariant]
-        dependent: Guard,
-    }
-);
+static HELD: std::sync::Mutex<Vec<Held>> = std::sync::Mutex::new(Vec::new());
+static NEXT_GUARD: AtomicU64 = AtomicU64::new(1);
 
-// SAFETY: the guard is `!Send` only to keep unlocking on the locking thread, as
-// std's guards do; shmkit records a mutex's owner by process id (the state holds
-// no thread id), so unlocking from another thread of the same process follows
-// the protocol. Python code may drop a guard on any thread (the garbage
-// collector does), and a guard that could not be released there would leave the
-// mutex locked until the process exits.
-unsafe impl Send for HeldLock {}
+fn held() -> std::sync::MutexGuard<'static, Vec<Held>> {
+    // Every change is one push or removal: a poisoned lock is still consistent.
+    HELD.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn held_by(name: &str, thread: ThreadId) -> bool {
+    held().iter().any(|h| h.name == name && h.thread == thread)
+}
+
+fn forget_guard(guard: u64) {
+    held().retain(|h| h.guard != guard);
+}
 
 /// A named mutex shared between processes. If the process holding it dies, the
 /// next `lock` raises `OwnerDied`, whose `guard` holds the lock.
@@ -34,24 +42,33 @@ unsafe impl Send for HeldLock {}
 /// with m:                   # or: with m.lock(timeout=1.0):
 ///     ...
 /// ```
-#[pyclass(name = "Mutex", module = "shmkit")]
+///
+/// It is not re-entrant: locking it again on the thread that holds it raises
+/// `Busy` (it would wait for itself for ever). `close()` from another thread
+/// ends a `lock` waiting there (it raises `Closed`).
+#[pyclass(name = "Mutex", module = "shmkit", frozen)]
 pub struct PyMutex {
-    inner: Arc<Mutex>,
+    shared: Shared<Mutex<()>>,
+    created: bool,
     /// Guards taken by `with mutex:` blocks, innermost last.
     entered: std::sync::Mutex<Vec<Py<PyMutexGuard>>>,
 }
 
 /// Proof of holding a [`PyMutex`]; `unlock()` or the end of a `with` block
-/// releases it, and so does its deletion.
-#[pyclass(name = "MutexGuard", module = "shmkit")]
+/// releases it, and so does its deletion, on any thread.
+#[pyclass(name = "MutexGuard", module = "shmkit", frozen)]
 pub struct PyMutexGuard {
-    held: Option<HeldLock>,
+    held: std::sync::Mutex<Option<ArcMutexGuard<()>>>,
     name: String,
+    /// Its entry in [`HELD`].
+    id: u64,
 }
 
-fn wrap_mutex(m: Mutex) -> PyMutex {
+fn wrap_mutex(m: Mutex<()>) -> PyMutex {
+    let name = m.name().to_owned();
     PyMutex {
-        inner: Arc::new(m),
+        created: m.created(),
+        shared: Shared::new(&name, m.interrupter(), m),
         entered: std::sync::Mutex::new(Vec::new()),
     }
 }
@@ -64,42 +81,49 @@ impl PyMutex {
         timeout: Option<f64>,
         try_only: bool,
     ) -> PyResult<Option<Py<PyMutexGuard>>> {
-        let name = self.inner.name().to_owned();
-        let timeout = if try_only {
-            Some(std::time::Duration::ZERO)
-        } else {
-            timeout_arg(py, &name, timeout)?
+        let name = self.shared.name();
+        let deadline = Deadline::after(timeout_arg(py, name, timeout)?);
+        let mutex = self.shared.get(py)?;
+        let me = std::thread::current().id();
+        let taken = |r: shmkit::sync::LockResult<ArcMutexGuard<()>>| match r {
+            Ok(g) => Ok((g, false)),
+            Err(LockError::OwnerDied(g)) => Ok((g, true)),
+            Err(LockError::Failed(e)) => Err(e),
         };
-        let mutex = &self.inner;
-        let locked = wait(py, timeout, |slice| {
-            let mut died = false;
-            let held = HeldLock::try_new(mutex.clone(), |m| match m.lock_timeout(slice) {
-                Ok(g) => Ok(g),
-                Err(LockError::OwnerDied(g)) => {
-                    died = true;
-                    Ok(g)
-                }
-                Err(LockError::Failed(e)) => Err(e),
-            })?;
-            Ok((held, died))
-        });
-        let (held, died) = match locked {
-            Ok(l) => l,
-            Err(e) if try_only && e.is_instance_of::<pyo3::exceptions::PyTimeoutError>(py) => {
-                return Ok(None)
+        let (guard, died) = if try_only {
+            match taken(mutex.try_lock_arc()) {
+                Ok(locked) => locked,
+                Err(e) if e.is_would_block() || e.is_timeout() => return Ok(None),
+                Err(e) => return Err(e).py_err(py),
             }
-            Err(e) => return Err(e),
+        } else {
+            if held_by(name, me) {
+                return Err(busy(
+                    py,
+                    name,
+                    "already locked by this thread (a nested `with` or a second lock()); \
+                     the mutex is not re-entrant: release the first guard before locking again",
+                ));
+            }
+            wait(py, deadline, |slice| taken(mutex.lock_arc_timeout(slice)))?
         };
+        let id = NEXT_GUARD.fetch_add(1, Ordering::Relaxed);
+        held().push(Held {
+            guard: id,
+            name: name.to_owned(),
+            thread: me,
+        });
         let guard = Py::new(
             py,
             PyMutexGuard {
-                held: Some(held),
-                name: name.clone(),
+                held: std::sync::Mutex::new(Some(guard)),
+                name: name.to_owned(),
+                id,
             },
         )?;
         if died {
             let message = shmkit::Error::OwnerDied {
-                object: name.as_str().into(),
+                object: name.into(),
             }
             .to_string();
             return Err(new_error_with(
@@ -110,6 +134,11 @@ impl PyMutex {
             ));
         }
         Ok(Some(guard))
+    }
+
+    fn entered(&self) -> std::sync::MutexGuard<'_, Vec<Py<PyMutexGuard>>> {
+        // One push or pop at a time: a poisoned lock is still consistent.
+        self.entered.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -139,33 +168,31 @@ impl PyMutex {
 
     /// Locks it, waiting up to `timeout` seconds (`None`: forever) and raising
     /// `Timeout` after that. Raises `OwnerDied` (lock held, in its `guard`) if its
-    /// last holder died holding it. The GIL is released while waiting, and
-    /// Ctrl-C interrupts the wait.
+    /// last holder died holding it, `Busy` if this thread holds it already. The
+    /// GIL is released while waiting, and Ctrl-C interrupts the wait.
     #[pyo3(signature = (timeout = None))]
     fn lock(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyMutexGuard>> {
         let guard = self.acquire(py, timeout, false)?;
         guard.ok_or_else(|| new_error(py, "Error", "lock returned nothing".into()))
     }
 
-    /// Locks it if it is free: a guard, or `None` if another holder has it.
+    /// Locks it if it is free: a guard, or `None` if a holder (this thread
+    /// included) has it.
     fn try_lock(&self, py: Python<'_>) -> PyResult<Option<Py<PyMutexGuard>>> {
         self.acquire(py, None, true)
     }
 
-    fn __enter__(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let guard = slf.borrow().lock(py, None)?;
-        let this = slf.borrow();
-        let mut entered = this.entered.lock().unwrap_or_else(|e| e.into_inner());
-        entered.push(guard);
+    fn __enter__(&self, py: Python<'_>) -> PyResult<()> {
+        let guard = self.lock(py, None)?;
+        self.entered().push(guard);
         Ok(())
     }
 
     #[pyo3(signature = (*_args))]
     fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
-        let guard = self.entered.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let guard = self.entered().pop();
         if let Some(g) = guard {
-            g.bind(py).borrow_mut().unlock();
+            g.bind(py).get().unlock();
         }
         Ok(false)
     }
@@ -173,33 +200,49 @@ impl PyMutex {
     /// The mutex's name.
     #[getter]
     fn name(&self) -> &str {
-        self.inner.name()
+        self.shared.name()
     }
 
     /// Whether this process created it.
     #[getter]
     fn created(&self) -> bool {
-        self.inner.created()
+        self.created
+    }
+
+    /// Closes this handle: a `lock` waiting on another thread ends with
+    /// `Closed`, and so do later calls. Guards already taken still hold the
+    /// lock until released.
+    fn close(&self) {
+        self.shared.close();
     }
 
     fn __repr__(&self) -> String {
-        format!("<shmkit.Mutex {:?}>", self.inner.name())
+        let closed = if self.shared.is_closed() {
+            " (closed)"
+        } else {
+            ""
+        };
+        format!("<shmkit.Mutex {:?}{closed}>", self.shared.name())
     }
 }
 
 #[pymethods]
 impl PyMutexGuard {
     /// Releases the lock (once; later calls do nothing).
-    fn unlock(&mut self) {
-        self.held = None;
+    fn unlock(&self) {
+        let guard = self.held.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if guard.is_some() {
+            forget_guard(self.id);
+        }
+        drop(guard);
     }
 
     /// Declares the guarded data repaired after `OwnerDied`: later lockers are
     /// not told again.
-    fn mark_consistent(&mut self, py: Python<'_>) -> PyResult<()> {
-        match &mut self.held {
-            Some(h) => {
-                h.with_dependent_mut(|_, g| g.mark_consistent());
+    fn mark_consistent(&self, py: Python<'_>) -> PyResult<()> {
+        match self.held.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            Some(g) => {
+                g.mark_consistent();
                 Ok(())
             }
             None => Err(new_error(
@@ -213,7 +256,10 @@ impl PyMutexGuard {
     /// Whether this guard still holds the lock.
     #[getter]
     fn locked(&self) -> bool {
-        self.held.is_some()
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -221,31 +267,36 @@ impl PyMutexGuard {
     }
 
     #[pyo3(signature = (*_args))]
-    fn __exit__(&mut self, _args: &Bound<'_, PyTuple>) -> bool {
+    fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> bool {
         self.unlock();
         false
     }
 
     fn __repr__(&self) -> String {
-        let state = if self.held.is_some() {
-            "held"
-        } else {
-            "released"
-        };
+        let state = if self.locked() { "held" } else { "released" };
         format!("<shmkit.MutexGuard {:?} ({state})>", self.name)
     }
 }
 
-/// A counting semaphore shared between processes.
+impl Drop for PyMutexGuard {
+    fn drop(&mut self) {
+        self.unlock();
+    }
+}
+
 ///
-/// ```python
-/// slots = shmkit.Semaphore.create_or_open("slots", initial=4)
-/// slots.wait(timeout=2.0)
-/// slots.release()
-/// ```
-#[pyclass(name = "Semaphore", module = "shmkit")]
+/// `close()` from another thread ends a `wait` waiting there (it raises
+/// `Closed`).
+#[pyclass(name = "Semaphore", module = "shmkit", frozen)]
 pub struct PySemaphore {
-    inner: Semaphore,
+    shared: Shared<Semaphore>,
+}
+
+fn wrap_semaphore(s: Semaphore) -> PySemaphore {
+    let name = s.name().to_owned();
+    PySemaphore {
+        shared: Shared::new(&name, s.interrupter(), s),
+    }
 }
 
 fn count_arg(py: Python<'_>, name: &str, what: &str, v: i64) -> PyResult<u32> {
@@ -269,14 +320,14 @@ impl PySemaphore {
             count_arg(py, name, "max", max)?,
         );
         let inner = py.detach(|| Semaphore::create(name, i, m)).py_err(py)?;
-        Ok(PySemaphore { inner })
+        Ok(wrap_semaphore(inner))
     }
 
     /// Opens semaphore `name`.
     #[staticmethod]
     fn open(py: Python<'_>, name: &str) -> PyResult<PySemaphore> {
         let inner = py.detach(|| Semaphore::open(name)).py_err(py)?;
-        Ok(PySemaphore { inner })
+        Ok(wrap_semaphore(inner))
     }
 
     /// Opens semaphore `name`, creating it with `initial` and `max` if needed.
@@ -290,51 +341,57 @@ impl PySemaphore {
         let inner = py
             .detach(|| Semaphore::create_or_open(name, i, m))
             .py_err(py)?;
-        Ok(PySemaphore { inner })
+        Ok(wrap_semaphore(inner))
     }
 
     /// Takes one unit, waiting up to `timeout` seconds (`None`: forever); raises
-    /// `Timeout` after that.
+    /// `Timeout` after that, or `Closed` if `close()` is called meanwhile.
     #[pyo3(signature = (timeout = None))]
     fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
-        let t = timeout_arg(py, self.inner.name(), timeout)?;
-        let sem = &self.inner;
-        wait(py, t, |slice| sem.wait_timeout(slice))
+        let deadline = Deadline::after(timeout_arg(py, self.shared.name(), timeout)?);
+        let sem = self.shared.get(py)?;
+        wait(py, deadline, |slice| sem.wait_timeout(slice))
     }
 
     /// Takes one unit if one is free; whether it did.
     fn try_wait(&self, py: Python<'_>) -> PyResult<bool> {
-        self.inner.try_wait().py_err(py)
+        self.shared.get(py)?.try_wait().py_err(py)
     }
 
     /// Adds `n` units, waking up to `n` waiters; returns the previous count.
     /// `AboveMaximum` (and no change) if the count would pass the maximum.
     #[pyo3(signature = (n = 1))]
     fn release(&self, py: Python<'_>, n: i64) -> PyResult<u32> {
-        let n = count_arg(py, self.inner.name(), "release count", n)?;
-        self.inner.release(n).py_err(py)
+        let n = count_arg(py, self.shared.name(), "release count", n)?;
+        self.shared.get(py)?.release(n).py_err(py)
     }
 
     /// The current count (it may change at once).
     #[getter]
-    fn count(&self) -> u32 {
-        self.inner.count()
+    fn count(&self, py: Python<'_>) -> PyResult<u32> {
+        Ok(self.shared.get(py)?.count())
     }
 
     /// The largest count allowed.
     #[getter]
     fn max_count(&self, py: Python<'_>) -> PyResult<u32> {
-        self.inner.max_count().py_err(py)
+        self.shared.get(py)?.max_count().py_err(py)
     }
 
     /// The semaphore's name.
     #[getter]
     fn name(&self) -> &str {
-        self.inner.name()
+        self.shared.name()
     }
 
-    fn __enter__(slf: &Bound<'_, Self>) -> PyResult<()> {
-        slf.borrow().wait(slf.py(), None)
+    /// Closes this handle: a `wait` waiting on another thread ends with
+    /// `Closed`, and so do later calls.
+    fn close(&self) {
+        self.shared.close();
+    }
+
+    fn __enter__(&self, py: Python<'_>) -> PyResult<()> {
+        self.wait(py, None)
     }
 
     #[pyo3(signature = (*_args))]
@@ -344,11 +401,10 @@ impl PySemaphore {
     }
 
     fn __repr__(&self) -> String {
-        format!(
-            "<shmkit.Semaphore {:?} count={}>",
-            self.inner.name(),
-            self.inner.count()
-        )
+        match self.shared.get_quietly() {
+            Some(s) => format!("<shmkit.Semaphore {:?} count={}>", s.name(), s.count()),
+            None => format!("<shmkit.Semaphore {:?} (closed)>", self.shared.name()),
+        }
     }
 }
 
@@ -356,9 +412,19 @@ impl PySemaphore {
 ///
 /// `auto_reset=True`: each `set` lets one `wait` through. Otherwise it stays set
 /// until `reset`.
-#[pyclass(name = "Event", module = "shmkit")]
+///
+/// `close()` from another thread ends a `wait` waiting there (it raises
+/// `Closed`).
+#[pyclass(name = "Event", module = "shmkit", frozen)]
 pub struct PyEvent {
-    inner: Event,
+    shared: Shared<Event>,
+}
+
+fn wrap_event(e: Event) -> PyEvent {
+    let name = e.name().to_owned();
+    PyEvent {
+        shared: Shared::new(&name, e.interrupter(), e),
+    }
 }
 
 fn mode(auto_reset: bool) -> EventMode {
@@ -383,14 +449,14 @@ impl PyEvent {
         let inner = py
             .detach(|| Event::create(name, mode(auto_reset), initially_set))
             .py_err(py)?;
-        Ok(PyEvent { inner })
+        Ok(wrap_event(inner))
     }
 
     /// Opens event `name`.
     #[staticmethod]
     fn open(py: Python<'_>, name: &str) -> PyResult<PyEvent> {
         let inner = py.detach(|| Event::open(name)).py_err(py)?;
-        Ok(PyEvent { inner })
+        Ok(wrap_event(inner))
     }
 
     /// Opens event `name`, creating it if needed.
@@ -405,46 +471,57 @@ impl PyEvent {
         let inner = py
             .detach(|| Event::create_or_open(name, mode(auto_reset), initially_set))
             .py_err(py)?;
-        Ok(PyEvent { inner })
+        Ok(wrap_event(inner))
     }
 
     /// Sets it, letting waiters through.
     fn set(&self, py: Python<'_>) -> PyResult<()> {
-        self.inner.set().py_err(py)
+        self.shared.get(py)?.set().py_err(py)
     }
 
     /// Unsets it.
     fn reset(&self, py: Python<'_>) -> PyResult<()> {
-        self.inner.reset().py_err(py)
+        self.shared.get(py)?.reset().py_err(py)
     }
 
     /// Whether it is set now.
     fn is_set(&self, py: Python<'_>) -> PyResult<bool> {
-        self.inner.is_set().py_err(py)
+        self.shared.get(py)?.is_set().py_err(py)
     }
 
     /// Waits until it is set, up to `timeout` seconds (`None`: forever); raises
-    /// `Timeout` after that.
+    /// `Timeout` after that, or `Closed` if `close()` is called meanwhile.
     #[pyo3(signature = (timeout = None))]
     fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
-        let t = timeout_arg(py, self.inner.name(), timeout)?;
-        let ev = &self.inner;
-        wait(py, t, |slice| ev.wait_timeout(slice))
+        let deadline = Deadline::after(timeout_arg(py, self.shared.name(), timeout)?);
+        let ev = self.shared.get(py)?;
+        wait(py, deadline, |slice| ev.wait_timeout(slice))
     }
 
     /// Whether each `set` lets only one `wait` through.
     #[getter]
     fn auto_reset(&self, py: Python<'_>) -> PyResult<bool> {
-        Ok(self.inner.mode().py_err(py)? == EventMode::AutoReset)
+        Ok(self.shared.get(py)?.mode().py_err(py)? == EventMode::AutoReset)
     }
 
     /// The event's name.
     #[getter]
     fn name(&self) -> &str {
-        self.inner.name()
+        self.shared.name()
+    }
+
+    /// Closes this handle: a `wait` waiting on another thread ends with
+    /// `Closed`, and so do later calls.
+    fn close(&self) {
+        self.shared.close();
     }
 
     fn __repr__(&self) -> String {
-        format!("<shmkit.Event {:?}>", self.inner.name())
+        let closed = if self.shared.is_closed() {
+            " (closed)"
+        } else {
+            ""
+        };
+        format!("<shmkit.Event {:?}{closed}>", self.shared.name())
     }
 }

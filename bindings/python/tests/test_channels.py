@@ -236,3 +236,24 @@ def test_the_benchmark_script_runs():
     names = {r[0].strip() for r in rows}
     assert names == {"shmkit queue", "multiprocessing.Pipe", "multiprocessing.Queue", "socket.socketpair"}
     assert all(float(r[2]) > 0 and float(r[4].replace(",", "")) > 0 for r in rows)
+
+
+def test_a_reservation_dropped_during_a_sender_call_frees_the_sender(name):
+    rx = shmkit.Receiver.connect(name)
+    tx = shmkit.Sender.connect(name)
+    held = [tx.reserve(8)]
+
+    class DropsTheReservation:
+        """A timeout whose conversion runs Python code in the middle of a call."""
+
+        def __float__(self):
+            held.clear()  # the last reference: the reservation is cancelled here
+            return 1.0
+
+    try:
+        tx.send(b"first", timeout=DropsTheReservation())
+        sent = [b"first"]
+    except shmkit.Busy:  # the reservation was still open when it looked
+        sent = []
+    tx.send(b"second", timeout=1)
+    assert [rx.recv(timeout=1) for _ in sent + [0]] == sent + [b"second"]

@@ -222,3 +222,41 @@ def test_threads_of_one_process_exclude_each_other_and_guards_travel(name):
     holder.clear()  # the last reference goes on this thread
     with m.lock(timeout=1):
         pass
+
+
+NESTED = """
+import shmkit, sys
+m = shmkit.Mutex.open(sys.argv[1])
+with m:
+    try:
+        with m:
+            print("entered twice", flush=True)
+    except shmkit.Busy as e:
+        assert isinstance(e, RuntimeError) and isinstance(e, shmkit.Error)
+        print("busy:", e, flush=True)
+    try:
+        m.lock(timeout=10)
+    except shmkit.Busy as e:
+        print("busy:", e, flush=True)
+    print("try_lock:", m.try_lock(), flush=True)
+with m:
+    print("again", flush=True)
+"""
+
+
+def test_nested_with_on_one_thread_is_an_error_not_a_deadlock(name):
+    m = shmkit.Mutex.create(name)
+    child = run_python(NESTED, name)
+    try:
+        first = line(child, timeout=10)
+        assert first.startswith("busy:") and name in first and "this thread" in first, first
+        assert line(child, timeout=10).startswith("busy:")
+        assert line(child, timeout=10) == "try_lock: None"
+        assert line(child, timeout=10) == "again"
+        assert child.wait(timeout=30) == 0
+    finally:
+        if child.poll() is None:  # deadlocked: do not leave it behind
+            child.kill()
+            reap(child)
+    with m.lock(timeout=1):
+        pass

@@ -108,6 +108,17 @@ class Unsupported(Error):
     """Not available on this platform."""
 
 
+class Closed(Error):
+    """The object was closed: ``close()`` (perhaps from another thread) ended the
+    call that was waiting on it, or the call came after ``close()``."""
+
+
+class Busy(Error, RuntimeError):
+    """The object is in use in a way that forbids the call: a re-entrant call on
+    the same thread (a nested ``with mutex:``), or a sender with an open
+    reservation."""
+
+
 __all__ = [
     "Error",
     "InvalidArgument",
@@ -130,4 +141,6 @@ __all__ = [
     "OwnerDied",
     "Occupied",
     "Unsupported",
+    "Closed",
+    "Busy",
 ]
