@@ -281,3 +281,30 @@ def test_mapped_files(tmp_path):
     g = shmkit.MappedFile.open_or_create(tmp_path / "new.bin", 100)
     assert len(g) == 100
     g.close()
+
+
+OVERLAP = """
+import shmkit, sys
+seg = shmkit.Shm.open(sys.argv[1])
+for n in (1000, 200_000):  # below and above the size copied without the GIL
+    pattern = bytes(range(251)) * (n // 251 + 1)
+    pattern = pattern[:n]
+    seg.write(0, pattern)
+    seg.write(1, memoryview(seg)[:n])  # destination after the source
+    assert seg.read(0, 1) + seg.read(1, n) == pattern[:1] + pattern, n
+    seg.write(0, b"x" + pattern)
+    seg.write(0, memoryview(seg)[1 : n + 1])  # destination before the source
+    assert seg.read(0, n) == pattern, n
+print("memmove", flush=True)
+"""
+
+
+def test_write_from_a_view_of_the_same_segment_overlapping(name):
+    # In a child: an overlapping copy through copy_nonoverlapping is undefined
+    # behaviour, which a debug build catches by aborting the process.
+    seg = shmkit.Shm.create(name, 1 << 20)
+    child = run_python(OVERLAP, name, stderr=subprocess.PIPE)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 0, err
+    assert out.strip() == "memmove"
+    seg.close()
