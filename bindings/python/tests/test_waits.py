@@ -9,7 +9,7 @@ import time
 import pytest
 
 import shmkit
-from conftest import line, run_python
+from conftest import line, reap, run_python
 
 RECEIVER = """
 import hashlib, shmkit, sys
@@ -60,11 +60,17 @@ def test_a_large_send_keeps_its_progress_while_the_receiver_pauses(name, thread)
             worker.join()
             assert not errors, errors
         took = time.monotonic() - t
+        stop.set()
+        pauser.join()
+        os.kill(child.pid, signal.SIGCONT)
+        assert line(child) == f"{len(msg)} {hashlib.sha256(msg).hexdigest()}"
+        assert child.wait(timeout=30) == 0
     finally:
         stop.set()
-        os.kill(child.pid, signal.SIGCONT)
-    assert line(child) == f"{len(msg)} {hashlib.sha256(msg).hexdigest()}"
-    assert child.wait(timeout=30) == 0
+        if child.poll() is None:  # failed half-way: do not leave it behind
+            os.kill(child.pid, signal.SIGCONT)
+            child.kill()
+            reap(child)
     assert took < 15, took
 
 
@@ -90,15 +96,20 @@ t.join()
 
 def test_ctrl_c_ends_a_large_send(name):
     child = run_python(INTERRUPT_A_LARGE_SEND, name)
-    assert line(child) == "sending"
-    time.sleep(0.3)
-    sent = time.monotonic()
-    child.send_signal(signal.SIGINT)
-    words = line(child).split()
-    assert words and words[0] == "interrupted", words
-    assert float(words[1]) - sent < 0.5
-    assert line(child) == "b'after'"  # the abandoned message is not delivered
-    assert child.wait(timeout=30) == 0
+    try:
+        assert line(child) == "sending"
+        time.sleep(0.3)
+        sent = time.monotonic()
+        child.send_signal(signal.SIGINT)
+        words = line(child).split()
+        assert words and words[0] == "interrupted", words
+        assert float(words[1]) - sent < 0.5
+        assert line(child) == "b'after'"  # the abandoned message is not delivered
+        assert child.wait(timeout=30) == 0
+    finally:
+        if child.poll() is None:  # hung: do not leave it behind
+            child.kill()
+            reap(child)
 
 
 def test_create_or_open_waits_for_another_threads_init_without_the_gil(name):
