@@ -78,11 +78,40 @@ def test_a_second_thread_gets_its_own_timeout_while_one_waits(name):
     rx = shmkit.Receiver.connect(name)
     waiting = Blocked(rx.recv)
     t = time.monotonic()
-    with pytest.raises(shmkit.Timeout):
+    with pytest.raises(shmkit.Timeout, match="200ms"):
         rx.recv(timeout=0.2)
     assert time.monotonic() - t < 1.5
+    # Calls that cannot wait do not hang behind the blocked recv.
+    with pytest.raises(shmkit.Busy, match="another thread's receive") as e:
+        rx.try_recv()
+    assert isinstance(e.value, RuntimeError) and name in str(e.value)
+    with pytest.raises(shmkit.Busy):
+        _ = rx.senders
     rx.close()
     waiting.closed(name)
+
+
+def test_threads_sharing_a_sender_take_turns(name):
+    rx = shmkit.Receiver.connect(name, capacity=4096)
+    tx = shmkit.Sender.connect(name)
+    errors = []
+
+    def send(tag):
+        try:
+            for i in range(300):
+                tx.send(b"%s%03d" % (tag, i) + b"." * 200, timeout=30)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=send, args=(t,)) for t in (b"a", b"b", b"c")]
+    for t in threads:
+        t.start()
+    got = [rx.recv(timeout=30)[:4] for _ in range(900)]
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for tag in (b"a", b"b", b"c"):
+        assert [g for g in got if g[:1] == tag] == [b"%s%03d" % (tag, i) for i in range(300)]
 
 
 def test_subscriber_close(name):
