@@ -320,6 +320,19 @@ pub enum Error {
         op: &'static str,
     },
 
+    /// Messages of a queue were lost before this receive: a receiver died while
+    /// it read a message too long to hold (more than half the ring), and the
+    /// rest of the message, or all of it, is gone. Reported once, by the next
+    /// receive call of the receiver that took over; the call after it goes on
+    /// with the next message. (Also counted in `ChannelInfo::lost`.)
+    #[error("{object}: {count} message(s) lost: a receiver died while reading a message too long to hold (more than half the ring)")]
+    Lost {
+        /// The channel.
+        object: ObjectName,
+        /// How many messages.
+        count: u64,
+    },
+
     /// A blocking call was ended from another thread through an
     /// [`Interrupter`](crate::Interrupter) (a binding's `close()` uses one), or
     /// the interrupter was already raised when the call had to wait.
@@ -489,6 +502,11 @@ impl Error {
     /// Whether a non-blocking call found the object busy.
     pub fn is_would_block(&self) -> bool {
         matches!(self, Error::WouldBlock { .. })
+    }
+
+    /// Whether messages were lost before a receive (see [`Error::Lost`]).
+    pub fn is_lost(&self) -> bool {
+        matches!(self, Error::Lost { .. })
     }
 
     /// Whether a blocking call was ended by an [`Interrupter`](crate::Interrupter).

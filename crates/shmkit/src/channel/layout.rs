@@ -51,6 +51,10 @@ pub(crate) const OFF_SPACE_WAITERS: u64 = 140;
 /// Queues: messages lost because a receiver died while putting one together
 /// that was too long to hold (more than half the ring).
 pub(crate) const OFF_LOST: u64 = 144;
+/// Queues: while the receiver reads a message too long to hold, the position of
+/// its first fragment plus one (0: none). A receiver that finds it set at
+/// attach knows its predecessor died with that message, and reports the loss.
+pub(crate) const OFF_UNHELD: u64 = 152;
 
 /// The lock many producers take around a send.
 pub(crate) const OFF_LOCK: u64 = 192;

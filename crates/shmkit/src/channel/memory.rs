@@ -342,6 +342,12 @@ impl ChannelMem {
         self.u64_at(OFF_LOST)
     }
 
+    /// The message a receiver reads unheld (see `OFF_UNHELD`).
+    #[inline]
+    pub(crate) fn unheld(&self) -> &AtomicU64 {
+        self.u64_at(OFF_UNHELD)
+    }
+
     /// The doorbell receivers sleep on while there is nothing to read.
     #[inline]
     pub(crate) fn data_bell(&self) -> Doorbell<'_, AtomicU32, WakeChannel> {

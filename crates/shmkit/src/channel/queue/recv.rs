@@ -46,6 +46,13 @@ struct ReadState {
     /// ring: beyond that the sender could run out of room, and the message goes
     /// unprotected (a receiver crash then loses it, and counts it in `lost`).
     hold: Option<u64>,
+    /// Pad bytes inside the hold: they do not count against its limit (a pad
+    /// takes no room the sender needs for the rest of the held message).
+    held_pad: u64,
+    /// This receiver set the channel's `unheld` marker (see `OFF_UNHELD`).
+    unheld: bool,
+    /// Messages lost before this receiver took over, not reported yet.
+    lost: u64,
     /// Skipping the rest of a message whose start an earlier receiver took.
     orphan: bool,
     assembly: Option<Assembly>,
@@ -177,6 +184,9 @@ impl ReadState {
                 }
                 #[cfg(test)]
                 super::test_hooks::before_pad_release();
+                if self.hold.is_some() {
+                    self.held_pad += to_end;
+                }
                 self.release(mem, to_end);
                 continue;
             }
@@ -203,7 +213,13 @@ impl ReadState {
         self.tail += size;
         match self.hold {
             None => self.publish_tail(mem),
-            Some(start) if self.tail - start > mem.capacity / 2 => self.publish_tail(mem),
+            Some(start) if self.tail - start - self.held_pad > mem.capacity / 2 => {
+                // Too long to hold: a death from now until it is handed over
+                // loses it. Say so in the channel first, for the next receiver.
+                self.unheld = true;
+                mem.unheld().store(start + 1, SeqCst);
+                self.publish_tail(mem);
+            }
             Some(_) => {}
         }
     }
@@ -212,8 +228,25 @@ impl ReadState {
     #[inline]
     fn publish_tail(&mut self, mem: &ChannelMem) {
         self.hold = None;
+        self.held_pad = 0;
         mem.tail().swap(self.tail, SeqCst);
         mem.space_bell().ring();
+    }
+
+    /// The message read unheld was handed over or dropped: no longer at risk.
+    fn clear_unheld(&mut self, mem: &ChannelMem) {
+        if std::mem::take(&mut self.unheld) {
+            mem.unheld().store(0, SeqCst);
+        }
+    }
+
+    /// The error that reports messages lost before this receiver took over.
+    #[cold]
+    fn report_lost(&mut self, mem: &ChannelMem) -> Error {
+        Error::Lost {
+            object: mem.name().clone(),
+            count: std::mem::take(&mut self.lost),
+        }
     }
 
     /// The fast path: a whole one-record message at the tail, accepted.
@@ -226,7 +259,7 @@ impl ReadState {
         accept: Accept,
         deliver: &mut Option<impl FnOnce(&[u8]) -> R>,
     ) -> std::result::Result<R, Fast> {
-        if self.assembly.is_some() {
+        if self.assembly.is_some() || self.lost != 0 {
             return Err(Fast::Other);
         }
         let cap = mem.capacity;
@@ -265,6 +298,9 @@ impl ReadState {
         deadline: Option<Instant>,
         thorough: bool,
     ) -> Result<Option<R>> {
+        if self.lost != 0 {
+            return Err(self.report_lost(mem));
+        }
         let mut records = 0u32;
         loop {
             // Fragments keep coming (or a hostile writer keeps inventing them):
@@ -282,6 +318,7 @@ impl ReadState {
                 self.spare.clear();
                 // Handed over: its fragments may go now.
                 self.publish_tail(mem);
+                self.clear_unheld(mem);
                 return Ok(Some(r));
             }
             let Some(rec) = self.peek(mem, thorough)? else {
@@ -318,6 +355,7 @@ impl ReadState {
                     accept.check(total, mem.name())?;
                     self.orphan = false;
                     self.hold = Some(self.tail);
+                    self.held_pad = 0;
                     let mut buf = std::mem::take(&mut self.spare);
                     buf.reserve(total.min(PREALLOCATE) as usize);
                     mem.append(rec.payload + 8, data as usize, &mut buf);
@@ -332,12 +370,16 @@ impl ReadState {
                     let Some(a) = self.assembly.as_mut() else {
                         // The rest of a message whose start an earlier receiver
                         // took and then died with: too long to have been held,
-                        // it is lost. Counted once, for `inspect`.
-                        if !self.orphan {
-                            mem.lost().fetch_add(1, SeqCst);
-                        }
+                        // it is lost. Counted once, for `inspect`, and reported
+                        // to the caller (unless the `unheld` marker already was).
+                        let first = !self.orphan;
                         self.orphan = rec.tag != Tag::Last;
                         self.release(mem, rec.size);
+                        if first {
+                            mem.lost().fetch_add(1, SeqCst);
+                            self.lost += 1;
+                            return Err(self.report_lost(mem));
+                        }
                         continue;
                     };
                     let have = a.buf.len() as u64;
@@ -368,6 +410,7 @@ impl ReadState {
         if self.hold.is_some() {
             self.publish_tail(mem);
         }
+        self.clear_unheld(mem);
     }
 }
 
@@ -435,12 +478,21 @@ impl Receiver {
             mem.leave_slot(slot);
             return Err(mem.corrupt(format!("head {head} and tail {tail}")));
         }
+        // A predecessor that died reading a message too long to hold lost it;
+        // the rest of its fragments, if any, are skipped without counting twice.
+        let lost = u64::from(mem.unheld().swap(0, SeqCst) != 0);
+        if lost != 0 {
+            mem.lost().fetch_add(lost, SeqCst);
+        }
         Ok(Receiver {
             mem,
             state: ReadState {
                 tail,
                 hold: None,
-                orphan: false,
+                held_pad: 0,
+                unheld: false,
+                lost,
+                orphan: lost != 0,
                 assembly: None,
                 spare: Vec::new(),
             },
