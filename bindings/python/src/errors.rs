@@ -86,6 +86,7 @@ fn class_of(e: &Error) -> &'static str {
         Error::WouldBlock { .. } => "WouldBlock",
         Error::Disconnected { .. } => "Disconnected",
         Error::Lagged { .. } => "Lagged",
+        Error::Lost { .. } => "Lost",
         Error::OwnerDied { .. } => "OwnerDied",
         Error::Occupied { .. } => "Occupied",
         Error::Unsupported { .. } => "Unsupported",
@@ -105,6 +106,9 @@ pub(crate) fn to_py(py: Python<'_>, e: Error) -> PyErr {
     match e {
         Error::Lagged { missed, .. } => {
             new_error_with(py, "Lagged", message, &[("missed", int(py, missed))])
+        }
+        Error::Lost { count, .. } => {
+            new_error_with(py, "Lost", message, &[("count", int(py, count))])
         }
         Error::BufferTooSmall { len, .. } => {
             new_error_with(py, "BufferTooSmall", message, &[("needed", int(py, len))])

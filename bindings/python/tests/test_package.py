@@ -66,6 +66,7 @@ STATUS_CLASS = {
     "OS": "Error",  # any other OS error: the base class, with the OS's message
     "CLOSED": "Closed",
     "BUSY": "Busy",
+    "LOST": "Lost",
 }
 
 

@@ -100,6 +100,16 @@ class OwnerDied(Error):
     guard: "object" = None
 
 
+class Lost(Error):
+    """Messages of a queue were lost before this receive: a receiver died while
+    reading a message too long to hold (more than half the ring). Raised once, by
+    the next receive of the receiver that took over; ``count`` says how many. The
+    next ``recv`` goes on with the next message.
+    """
+
+    count: int = 0
+
+
 class Occupied(Error):
     """A role only one process may hold (receiver, publisher...) is taken."""
 
@@ -139,6 +149,7 @@ __all__ = [
     "Disconnected",
     "Lagged",
     "OwnerDied",
+    "Lost",
     "Occupied",
     "Unsupported",
     "Closed",
