@@ -108,6 +108,8 @@ fn listen(listen: &Listen, mut next: impl FnMut(Duration) -> shmkit::Result<Vec<
                 got += 1;
             }
             Err(Error::Lagged { missed, .. }) => eprintln!("(missed {missed} messages)"),
+            // A previous receiver died reading long messages: say so, go on.
+            Err(e @ Error::Lost { .. }) => eprintln!("({e})"),
             Err(e) if e.is_timeout() && limit.is_none() => {}
             // A mailbox: with nobody sending now, wait for the next sender.
             Err(e) if e.is_disconnected() => {
