@@ -15,8 +15,11 @@ use crate::error::ConfigError;
 /// The key prefix used unless the configuration names another.
 pub const DEFAULT_KEY_PREFIX: &str = "shmkit";
 
-/// The ring size of a channel the bridge creates, unless the route names one:
-/// 16 MiB, so that broadcast messages up to about 8 MiB fit.
+/// The ring size of a channel the bridge creates (broadcast, queue or an RPC
+/// server's request channel), unless the route names one: 16 MiB. A broadcast
+/// message is one record of the ring, at most a quarter of it less 16 bytes, so
+/// broadcast messages up to 4 MiB - 16 bytes (4,194,288) fit; queue and RPC
+/// messages are fragmented and have no such limit.
 pub const DEFAULT_CAPACITY: u64 = 16 << 20;
 
 /// A bridge's whole configuration.
@@ -266,7 +269,7 @@ impl BridgeConfig {
     /// Parses a configuration from TOML text and [validates](Self::validate) it.
     pub fn from_toml(text: &str) -> Result<BridgeConfig, ConfigError> {
         let config: BridgeConfig =
-            toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+            toml::from_str(text).map_err(|e| ConfigError::Parse(parse_error(text, &e)))?;
         config.validate()?;
         Ok(config)
     }
@@ -278,6 +281,10 @@ impl BridgeConfig {
             source,
         })?;
         Self::from_toml(&text).map_err(|e| match e {
+            // "FILE line 3, column 1: ...", as compilers write it.
+            ConfigError::Parse(why) if why.starts_with("line ") => {
+                ConfigError::Parse(format!("{} {why}", path.display()))
+            }
             ConfigError::Parse(why) => ConfigError::Parse(format!("{}: {why}", path.display())),
             other => other,
         })
@@ -338,6 +345,70 @@ impl BridgeConfig {
             }
         }
         Ok(())
+    }
+}
+
+/// A TOML error as one line: `line L, column C: MESSAGE`, and for a field that
+/// is unknown or missing, the table it belongs to (toml's own text spreads this
+/// over five lines, with the field's name last).
+fn parse_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e
+        .message()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let Some(span) = e.span() else {
+        return message;
+    };
+    let before = text.get(..span.start).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before[before.rfind('\n').map_or(0, |i| i + 1)..]
+        .chars()
+        .count()
+        + 1;
+    let message = if message.starts_with("unknown field") || message.starts_with("missing field") {
+        // After the field's name: "unknown field `foo` in [[route]] number 2, expected ..."
+        // A missing field's span is its table's; the whole text for the top level.
+        let table = if message.starts_with("missing") && span.start == 0 {
+            "at the top level".to_owned()
+        } else {
+            table_at(text, line)
+        };
+        match message.find(", ") {
+            Some(i) => format!("{} {table}{}", &message[..i], &message[i..]),
+            None => format!("{message} {table}"),
+        }
+    } else {
+        message
+    };
+    format!("line {line}, column {column}: {message}")
+}
+
+/// Which table line `line` (from 1) of a config file is in: `in [zenoh]`,
+/// `in [[route]] number 2` or `at the top level`.
+fn table_at(text: &str, line: usize) -> String {
+    let mut table = None;
+    let mut routes = 0;
+    for l in text.lines().take(line) {
+        let l = l.trim_start();
+        if let Some(rest) = l.strip_prefix("[[") {
+            let name = rest.split("]]").next().unwrap_or(rest).trim().to_owned();
+            if name == "route" {
+                routes += 1;
+            }
+            table = Some((name, true));
+        } else if let Some(rest) = l.strip_prefix('[') {
+            let name = rest.split(']').next().unwrap_or(rest).trim().to_owned();
+            table = Some((name, false));
+        }
+    }
+    match table {
+        None => "at the top level".to_owned(),
+        Some((name, true)) if name == "route" => format!("in [[route]] number {routes}"),
+        Some((name, true)) => format!("in [[{name}]]"),
+        Some((name, false)) => format!("in [{name}]"),
     }
 }
 

@@ -161,7 +161,12 @@ fn other_mistakes_are_named() {
     let e = error("domain = \"d\"\ncolour = \"blue\"\n");
     assert!(e.contains("unknown field `colour`"), "{e}");
     let e = error("[zenoh]\nmode = \"peer\"\n");
-    assert!(e.contains("missing field `domain`"), "{e}");
+    assert!(e.contains("missing field `domain` at the top level"), "{e}");
+    let e = error("domain = \"d\"\n[[route]]\nchannel = \"c\"\nkind = \"queue\"\n");
+    assert!(
+        e.ends_with("line 2, column 1: missing field `direction` in [[route]] number 1"),
+        "{e}"
+    );
     let e = error("domain = \"d\"\n[zenoh]\nmode = \"broker\"\n");
     assert!(e.contains("unknown variant `broker`"), "{e}");
     let e = error("domain = \"d\"\n[[route]]\nchannel = \"c\"\nkind = \"queue\"\ndirection = \"out\"\ncapacity = 0\n");
@@ -172,14 +177,55 @@ fn other_mistakes_are_named() {
         error("domain = \"d\"\n[[route]]\nchannel = \"\"\nkind = \"queue\"\ndirection = \"out\"\n");
     assert!(e.contains("empty channel name"), "{e}");
     let e = error("domain = = \"d\"");
-    assert!(
-        e.starts_with("bad config: TOML parse error at line 1"),
-        "{e}"
-    );
+    assert!(e.starts_with("bad config: line 1, column 10: "), "{e}");
+    assert!(!e.contains('\n'), "{e}");
     let missing = std::env::temp_dir().join("shmkit-no-such-config.toml");
     let e = BridgeConfig::from_file(&missing).unwrap_err();
     assert!(matches!(e, ConfigError::Read { .. }), "{e:?}");
     assert!(e.to_string().contains("shmkit-no-such-config.toml"), "{e}");
+}
+
+/// An unknown field's error is one line that names the field, where it is
+/// and the table it is in, and lists the fields that table has.
+#[test]
+fn an_unknown_field_is_named_on_one_line() {
+    let e = error(
+        "domain = \"d\"\n[[route]]\nchannel = \"a\"\nkind = \"queue\"\ndirection = \"out\"\n\
+         [[route]]\nchannel = \"c\"\nfoo = 1\nkind = \"queue\"\ndirection = \"out\"\n",
+    );
+    assert_eq!(
+        e,
+        "bad config: line 8, column 1: unknown field `foo` in [[route]] number 2, \
+         expected one of `channel`, `kind`, `direction`, `capacity`, `max_senders`"
+    );
+    let e = error("domain = \"d\"\n[zenoh]\nmode = \"peer\"\n  conect = []\n");
+    assert_eq!(
+        e,
+        "bad config: line 4, column 3: unknown field `conect` in [zenoh], \
+         expected one of `mode`, `listen`, `connect`, `multicast_scouting`"
+    );
+    let e = error("domain = \"d\"\ncolour = \"blue\"\n");
+    assert_eq!(
+        e,
+        "bad config: line 2, column 1: unknown field `colour` at the top level, \
+         expected one of `domain`, `key_prefix`, `zenoh`, `route`"
+    );
+    // The command: the file's name, then the same one line.
+    let file = ConfigFile::new(
+        "unknown-field",
+        "domain = \"d\"\n[[route]]\nchannel = \"c\"\nfoo = 1\nkind = \"queue\"\ndirection = \"out\"\n",
+    );
+    let path = file.0.to_string_lossy().into_owned();
+    let (code, _, stderr) = run(&["--config", &path]);
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "shmkit-bridge: bad config: {path} line 4, column 1: unknown field `foo` in \
+             [[route]] number 1, expected one of `channel`, `kind`, `direction`, `capacity`, \
+             `max_senders`\n"
+        )
+    );
 }
 
 fn run(args: &[&str]) -> (i32, String, String) {
