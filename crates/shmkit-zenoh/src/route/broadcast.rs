@@ -3,6 +3,7 @@
 
 use std::sync::Mutex;
 
+use shmkit::channel::inspect;
 use shmkit::Error;
 use zenoh::qos::CongestionControl;
 use zenoh::sample::Locality;
@@ -63,6 +64,18 @@ pub(super) fn start_out(ctx: RouteCtx) -> Result<Running, BridgeError> {
 
 pub(super) fn start_in(ctx: RouteCtx) -> Result<Running, BridgeError> {
     let publisher = ctx.attach(|o| o.publisher(&ctx.route.channel))?;
+    // A broadcast message is one record of the local ring: at most a quarter of
+    // it (less a header), whatever the sending side's ring holds.
+    let limit = Limit {
+        max: publisher.max_message(),
+        ring: inspect(&ctx.route.channel).map(|i| i.capacity).ok(),
+    };
+    tracing::info!(
+        "route {}: broadcast messages up to {} bytes fit the local channel ({})",
+        ctx.route,
+        limit.max,
+        limit.why()
+    );
     let publisher = Mutex::new(publisher);
     let worker = ctx.clone();
     // Publishing never waits (a broadcast publisher does not wait for its
@@ -72,6 +85,19 @@ pub(super) fn start_in(ctx: RouteCtx) -> Result<Running, BridgeError> {
         .declare_subscriber(ctx.key.clone())
         .allowed_origin(Locality::Remote)
         .callback(move |sample| {
+            let len = sample.payload().len();
+            if len as u64 > limit.max {
+                worker.counters.failed();
+                tracing::warn!(
+                    "route {}: dropped a message of {len} bytes from Zenoh: longer than the {} \
+                     bytes a broadcast message can have in this channel ({}); give the \
+                     channel a larger ring (the route's `capacity`, when the bridge creates it)",
+                    worker.route,
+                    limit.max,
+                    limit.why()
+                );
+                return;
+            }
             let msg = sample.payload().to_bytes();
             let mut publisher = publisher.lock().unwrap_or_else(|p| p.into_inner());
             match publisher.publish(&msg) {
@@ -92,4 +118,20 @@ pub(super) fn start_in(ctx: RouteCtx) -> Result<Running, BridgeError> {
         _declarations: vec![Box::new(subscriber)],
         thread: None,
     })
+}
+
+/// The longest broadcast message the local channel takes, and its ring.
+#[derive(Clone, Copy)]
+struct Limit {
+    max: u64,
+    ring: Option<u64>,
+}
+
+impl Limit {
+    fn why(&self) -> String {
+        match self.ring {
+            Some(ring) => format!("a quarter of its {ring}-byte ring, less 16 bytes"),
+            None => "a quarter of its ring, less 16 bytes".to_owned(),
+        }
+    }
 }

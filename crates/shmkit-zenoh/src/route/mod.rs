@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use shmkit::channel::{ChannelOptions, WaitMode};
+use shmkit::channel::{ChannelOptions, Sender, WaitMode, RPC_MAX_CLIENTS};
 use zenoh::key_expr::OwnedKeyExpr;
 use zenoh::Session;
 
@@ -64,6 +64,28 @@ impl RouteCtx {
             },
         };
         opened.map_err(self.channel_error())
+    }
+
+    /// Makes the RPC request channel with the ring the bridge gives the channels
+    /// it creates (an `RpcServer` or `RpcClient` would make it with shmkit's
+    /// default, 1 MiB) unless it exists, and holds it with a sender of its own
+    /// until the bridge's server or client has attached (then dropped). A
+    /// channel that exists is taken as it is, or checked against the route's
+    /// `capacity` if it names one.
+    fn hold_rpc_requests(&self) -> shmkit::Result<Option<Sender>> {
+        let requests = ChannelOptions::new().max_senders(RPC_MAX_CLIENTS);
+        match self.route.capacity {
+            Some(c) => requests.capacity(c).sender(&self.route.channel).map(Some),
+            None => match requests
+                .capacity(DEFAULT_CAPACITY)
+                .create_new()
+                .sender(&self.route.channel)
+            {
+                Ok(hold) => Ok(Some(hold)),
+                Err(shmkit::Error::AlreadyExists { .. }) => Ok(None),
+                Err(e) => Err(e),
+            },
+        }
     }
 
     fn channel_error(&self) -> impl FnOnce(shmkit::Error) -> BridgeError + '_ {

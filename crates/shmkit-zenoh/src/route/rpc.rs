@@ -35,7 +35,10 @@ pub(super) fn start_out(ctx: RouteCtx) -> Result<Running, BridgeError> {
             let request = query.payload().map(|p| p.to_bytes()).unwrap_or_default();
             let answer = match client.as_mut() {
                 Some(c) => Ok(c),
-                None => RpcClient::connect(&ctx.route.channel).map(|c| client.insert(c)),
+                None => ctx
+                    .hold_rpc_requests()
+                    .and_then(|_hold| RpcClient::connect(&ctx.route.channel))
+                    .map(|c| client.insert(c)),
             }
             .and_then(|c| c.call_timeout(&request, ctx.rpc_timeout));
             let sent = match answer {
@@ -67,7 +70,9 @@ pub(super) fn start_out(ctx: RouteCtx) -> Result<Running, BridgeError> {
 }
 
 pub(super) fn start_in(ctx: RouteCtx) -> Result<Running, BridgeError> {
+    let hold = ctx.hold_rpc_requests().map_err(ctx.channel_error())?;
     let mut server = RpcServer::bind(&ctx.route.channel).map_err(ctx.channel_error())?;
+    drop(hold);
     let querier = ctx
         .session
         .declare_querier(ctx.key.clone())
