@@ -4,6 +4,12 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::str::FromStr;
+
+use zenoh::config::EndPoint;
+use zenoh::sample::SampleKind;
+use zenoh::session::{Link, LinkEventsListener};
 use zenoh::{Session, Wait};
 
 use crate::config::{BridgeConfig, Route};
@@ -35,6 +41,10 @@ pub struct Bridge {
     session: Session,
     stop: Arc<AtomicBool>,
     routes: Vec<(Route, Arc<Counters>, Option<Running>)>,
+    /// The configuration's `connect` endpoints.
+    targets: Arc<Vec<Target>>,
+    /// Logs links as they come and go.
+    link_log: Option<LinkEventsListener<()>>,
 }
 
 impl Bridge {
@@ -46,10 +56,21 @@ impl Bridge {
         let session = zenoh::open(zenoh_config(config)?)
             .wait()
             .map_err(|e| BridgeError::zenoh("opening the session", e))?;
+        let targets = Arc::new(
+            config
+                .zenoh
+                .connect
+                .iter()
+                .map(|e| Target::new(e))
+                .collect(),
+        );
+        let link_log = log_links(&session, &targets)?;
         let mut bridge = Bridge {
             session,
             stop: Arc::new(AtomicBool::new(false)),
             routes: Vec::new(),
+            targets,
+            link_log: Some(link_log),
         };
         let instance = instance_number();
         for route in &config.routes {
@@ -81,6 +102,18 @@ impl Bridge {
         self.session.zid().to_string()
     }
 
+    /// The configuration's `connect` endpoints that a Zenoh link reaches now.
+    /// (Zenoh keeps trying the others in the background; the log says when
+    /// each link comes and goes.)
+    pub fn connected_endpoints(&self) -> Vec<String> {
+        let links: Vec<Link> = self.session.info().links().wait().collect();
+        self.targets
+            .iter()
+            .filter(|t| links.iter().any(|l| t.reached_by(l)))
+            .map(|t| t.endpoint.clone())
+            .collect()
+    }
+
     /// Stops forwarding, closes the local channels (peers see the bridge leave,
     /// not die) and leaves Zenoh.
     pub fn close(mut self) {
@@ -88,6 +121,8 @@ impl Bridge {
     }
 
     fn shut_down(&mut self) {
+        // Our own leaving is no news: the links closing now go unlogged.
+        drop(self.link_log.take());
         self.stop.store(true, Relaxed);
         for (_, _, running) in &mut self.routes {
             if let Some(r) = running.take() {
@@ -102,6 +137,83 @@ impl Drop for Bridge {
     fn drop(&mut self) {
         self.shut_down();
     }
+}
+
+/// A `connect` endpoint of the configuration and the addresses it names, to
+/// tell which links reach it.
+struct Target {
+    endpoint: String,
+    protocol: String,
+    addresses: Vec<SocketAddr>,
+}
+
+impl Target {
+    fn new(endpoint: &str) -> Target {
+        // Checked by `validate`; a name that no longer resolves matches no link.
+        let parsed = EndPoint::from_str(endpoint).ok();
+        let protocol = parsed
+            .as_ref()
+            .map(|e| e.protocol().as_str().to_owned())
+            .unwrap_or_default();
+        let addresses = parsed
+            .and_then(|e| e.address().as_str().to_socket_addrs().ok())
+            .map(|a| a.collect())
+            .unwrap_or_default();
+        Target {
+            endpoint: endpoint.to_owned(),
+            protocol,
+            addresses,
+        }
+    }
+
+    /// Whether `link` goes to this endpoint (its remote end is one of its
+    /// addresses, by the same protocol).
+    fn reached_by(&self, link: &Link) -> bool {
+        let remote = link.dst();
+        remote.protocol().as_str() == self.protocol
+            && remote
+                .address()
+                .as_str()
+                .parse::<SocketAddr>()
+                .is_ok_and(|a| self.addresses.contains(&a))
+    }
+}
+
+/// Logs each link of the session as it comes (those made while the session
+/// opened included) and goes, naming the `connect` endpoint it reaches.
+fn log_links(
+    session: &Session,
+    targets: &Arc<Vec<Target>>,
+) -> Result<LinkEventsListener<()>, BridgeError> {
+    let targets = targets.clone();
+    session
+        .info()
+        .link_events_listener()
+        .history(true)
+        .callback(move |event| {
+            let link = event.link();
+            let target = targets.iter().find(|t| t.reached_by(link));
+            match (event.kind(), target) {
+                (SampleKind::Put, Some(t)) => {
+                    tracing::info!("connected to {} (zenoh id {})", t.endpoint, link.zid())
+                }
+                (SampleKind::Put, None) => {
+                    tracing::info!("linked with {} (zenoh id {})", link.dst(), link.zid())
+                }
+                (SampleKind::Delete, Some(t)) => tracing::warn!(
+                    "lost the link to {} (zenoh id {}); Zenoh keeps trying to reconnect",
+                    t.endpoint,
+                    link.zid()
+                ),
+                (SampleKind::Delete, None) => tracing::info!(
+                    "the link with {} closed (zenoh id {})",
+                    link.dst(),
+                    link.zid()
+                ),
+            }
+        })
+        .wait()
+        .map_err(|e| BridgeError::zenoh("watching the session's links", e))
 }
 
 /// Zenoh's configuration from ours.

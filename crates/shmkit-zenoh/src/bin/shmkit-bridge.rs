@@ -1,11 +1,14 @@
 //! `shmkit-bridge`: carries local shmkit channels over Zenoh.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use shmkit_zenoh::{Bridge, BridgeConfig, ConfigError, Mode, Route};
+use tracing_subscriber::EnvFilter;
 
 /// Forwards local shmkit channels to Zenoh key expressions
 /// (`<key-prefix>/<domain>/<channel>`) and Zenoh key expressions to local
@@ -37,9 +40,86 @@ struct Args {
     /// A route, KIND:DIRECTION:CHANNEL (repeatable).
     #[arg(long = "route", short = 'r')]
     routes: Vec<Route>,
+    /// Exit with an error (code 1) if none of the --connect endpoints is
+    /// connected within SECS seconds of starting. Without it the bridge warns
+    /// after 5 s, naming them, and keeps trying.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    connect_timeout: Option<u64>,
     /// Check the configuration and exit.
     #[arg(long)]
     check: bool,
+}
+
+/// How long a bridge waits for a `--connect` endpoint before it warns.
+const CONNECT_WARNING: Duration = Duration::from_secs(5);
+
+/// The default log filter: the bridge at info, Zenoh at warn.
+const LOG: &str = "warn,shmkit_zenoh=info,shmkit_bridge=info";
+
+/// Log lines go to stderr (stdout is for the `ready` line and `--check`),
+/// coloured only on a terminal: a file or pipe gets plain text.
+fn init_log() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(LOG));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_thread_names(true)
+        .try_init();
+}
+
+/// What waiting for the `--connect` endpoints came to.
+enum Connected {
+    /// To at least one (the others named in a warning), or there are none to
+    /// wait for.
+    Yes,
+    /// To none within the time.
+    No,
+    /// SIGINT or SIGTERM came first.
+    Stopped,
+}
+
+/// Waits up to `within` for links to all the `--connect` endpoints.
+fn wait_connected(
+    bridge: &Bridge,
+    endpoints: &[String],
+    within: Duration,
+    stop: &mpsc::Receiver<()>,
+) -> Connected {
+    let until = Instant::now() + within;
+    loop {
+        let connected = bridge.connected_endpoints();
+        let left = until.saturating_duration_since(Instant::now());
+        if connected.len() == endpoints.len() || left.is_zero() {
+            if connected.is_empty() && !endpoints.is_empty() {
+                return Connected::No;
+            }
+            let missing: Vec<&String> = endpoints
+                .iter()
+                .filter(|e| !connected.contains(e))
+                .collect();
+            if !missing.is_empty() {
+                tracing::warn!(
+                    "not connected to {} after {} s (Zenoh keeps trying)",
+                    join(missing),
+                    within.as_secs()
+                );
+            }
+            return Connected::Yes;
+        }
+        match stop.recv_timeout(left.min(Duration::from_millis(100))) {
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            _ => return Connected::Stopped,
+        }
+    }
+}
+
+fn join<'a>(endpoints: impl IntoIterator<Item = &'a String>) -> String {
+    endpoints
+        .into_iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 const ROUTE_HELP: &str = "\
@@ -55,7 +135,8 @@ Example:
   host A: shmkit-bridge --domain lab --listen tcp/10.0.0.1:7447 -r broadcast:out:telemetry
   host B: shmkit-bridge --domain lab --connect tcp/10.0.0.1:7447 -r broadcast:in:telemetry
 
-Logging: RUST_LOG (default: info for the bridge, warnings from Zenoh).";
+Logging: on stderr; RUST_LOG sets the level (default: info for the bridge,
+warnings from Zenoh).";
 
 fn config(args: Args) -> Result<BridgeConfig, ConfigError> {
     let mut config = match (&args.config, &args.domain) {
@@ -92,9 +173,10 @@ fn config(args: Args) -> Result<BridgeConfig, ConfigError> {
 }
 
 fn main() -> ExitCode {
-    zenoh::init_log_from_env_or("warn,shmkit_zenoh=info,shmkit_bridge=info");
+    init_log();
     let args = Args::parse();
     let check = args.check;
+    let connect_timeout = args.connect_timeout.map(Duration::from_secs);
     let config = match config(args) {
         Ok(c) => c,
         Err(e) => {
@@ -134,10 +216,37 @@ fn main() -> ExitCode {
         bridge.zenoh_id(),
         config.routes.len()
     );
-    let _ = stop_rx.recv();
+    let endpoints = &config.zenoh.connect;
+    let within = connect_timeout.unwrap_or(CONNECT_WARNING);
+    let mut code = ExitCode::SUCCESS;
+    match wait_connected(&bridge, endpoints, within, &stop_rx) {
+        Connected::Yes => {
+            let _ = stop_rx.recv();
+        }
+        Connected::Stopped => {}
+        Connected::No if connect_timeout.is_some() => {
+            eprintln!(
+                "shmkit-bridge: not connected to any --connect endpoint within {} s: {}; \
+                 giving up (is a bridge or Zenoh router listening there?)",
+                within.as_secs(),
+                join(endpoints)
+            );
+            code = ExitCode::FAILURE;
+        }
+        Connected::No => {
+            tracing::warn!(
+                "not connected to any --connect endpoint after {} s: {}; nothing crosses \
+                 until one is (Zenoh keeps trying; is a bridge or Zenoh router listening \
+                 there? --connect-timeout makes this an error)",
+                within.as_secs(),
+                join(endpoints)
+            );
+            let _ = stop_rx.recv();
+        }
+    }
     for route in bridge.stats() {
         eprintln!("shmkit-bridge: {route}");
     }
     bridge.close();
-    ExitCode::SUCCESS
+    code
 }
