@@ -18,6 +18,9 @@ use shmkit::ShmOptions;
 const ENTRY: &str = "child_entry";
 const NOTICE: Duration = Duration::from_secs(5);
 
+/// Tests that reap tokens, or plant ones to be reaped, run one at a time.
+static REAPING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn child_entry() {
     let Some(args) = role() else { return };
@@ -115,6 +118,7 @@ fn a_token_planted_by_another_user_does_not_keep_a_dead_owner_alive() {
 
 #[test]
 fn a_reaper_never_removes_the_token_of_a_live_process() {
+    let _serial = REAPING.lock().unwrap_or_else(|e| e.into_inner());
     let name = TestName::new("reap-race");
     let _mutex = Mutex::create(name.as_str(), 0u64).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
@@ -161,4 +165,34 @@ fn an_owner_with_my_pid_but_another_start_time_is_not_me() {
         Ok(_) => panic!("no owner death reported"),
         Err(LockError::Failed(e)) => panic!("the dead owner was taken for this process: {e}"),
     };
+}
+
+#[test]
+fn tokens_of_processes_killed_while_making_them_are_reaped() {
+    let _serial = REAPING.lock().unwrap_or_else(|e| e.into_inner());
+    // A process that no longer runs: a pid above the kernel's maximum.
+    let pid = 4_194_304 + std::process::id() % 1000;
+    let real = token_path(pid, 1);
+    let temp = format!("{real}.new-42");
+    let stray = format!("{real}.new-x"); // not a name shmkit makes: left alone
+    for path in [&temp, &stray] {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .unwrap();
+        // SAFETY: fchmod on a descriptor we own.
+        assert_eq!(unsafe { libc::fchmod(file.as_raw_fd(), 0o600) }, 0);
+    }
+    // Killed between link and unlink: the real name and the temporary one.
+    std::fs::hard_link(&temp, &real).unwrap();
+    shmkit::Shm::reap_dead_tokens(true);
+    let left: Vec<bool> = [&real, &temp, &stray]
+        .iter()
+        .map(|p| std::path::Path::new(p).exists())
+        .collect();
+    let _ = std::fs::remove_file(&stray);
+    let _ = std::fs::remove_file(&temp);
+    let _ = std::fs::remove_file(&real);
+    assert_eq!(left, [false, false, true], "real, temporary, stray");
 }

@@ -171,16 +171,31 @@ fn make_token(pid: u32, start: u64) -> Option<OwnedFd> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
     let temp = format!("{path}.new-{nanos}");
-    let fd = open_token(&temp, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL).ok()?;
-    let mut lock = lock_range(libc::F_WRLCK as libc::c_short);
-    let locked = fcntl_lock(fd.as_raw_fd(), libc::F_OFD_SETLK, &mut lock).is_ok();
     let (Ok(from), Ok(to)) = (c_path(&temp), c_path(&path)) else {
         return None;
     };
-    // SAFETY: two valid C strings; link does not follow a symlink at `from`.
-    let linked = locked && unsafe { libc::link(from.as_ptr(), to.as_ptr()) } == 0;
-    let _ = std::fs::remove_file(&temp);
-    linked.then_some(fd)
+    // A reaper may remove the temporary file in the instant between its
+    // creation and its lock (it looks like one left by a killed process): then
+    // `link` finds nothing, and a second try is made.
+    for _ in 0..3 {
+        let fd = open_token(&temp, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL).ok()?;
+        let mut lock = lock_range(libc::F_WRLCK as libc::c_short);
+        if fcntl_lock(fd.as_raw_fd(), libc::F_OFD_SETLK, &mut lock).is_err() {
+            let _ = std::fs::remove_file(&temp);
+            return None;
+        }
+        // SAFETY: two valid C strings; link does not follow a symlink at `from`.
+        let linked = unsafe { libc::link(from.as_ptr(), to.as_ptr()) } == 0;
+        let missing = !linked && io::Error::last_os_error().raw_os_error() == Some(libc::ENOENT);
+        let _ = std::fs::remove_file(&temp);
+        if linked {
+            return Some(fd);
+        }
+        if !missing {
+            return None;
+        }
+    }
+    None
 }
 
 /// At a normal exit, the token goes with the process (a killed process's token
@@ -196,8 +211,7 @@ extern "C" fn remove_own_token() {
 }
 
 /// Whether a token may be believed: a regular file, private (no access for
-/// group or others), with one name, owned by this process's effective user or by
-/// root. Another user could plant and lock a file under a predicted name; such a
+/// group or others), owned by this process's effective user or by root. Another user could plant and lock a file under a predicted name; such a
 /// token is ignored (the process is then judged by `/proc`).
 fn trusted(fd: &OwnedFd) -> bool {
     // SAFETY: stat is plain data; fstat fills it for a descriptor we own.
@@ -210,7 +224,6 @@ fn trusted(fd: &OwnedFd) -> bool {
     let me = unsafe { libc::geteuid() };
     st.st_mode & libc::S_IFMT == libc::S_IFREG
         && st.st_mode & 0o077 == 0
-        && st.st_nlink == 1
         && (st.st_uid == me || st.st_uid == 0)
 }
 
@@ -229,10 +242,22 @@ pub(crate) fn reap_dead_tokens(remove: bool) -> usize {
         let Some((pid, start)) = rest.split_once('.') else {
             continue;
         };
+        // A token being made (`START.new-N`): it is locked before it is linked
+        // to its real name, so one found unlocked belongs to a process killed
+        // while making it (or a moment before it locks: that process then
+        // tries again, see `make_token`).
+        let (start, temp) = match start.split_once(".new-") {
+            Some((start, n)) if n.bytes().all(|b| b.is_ascii_digit()) => (start, Some(n)),
+            Some(_) => continue,
+            None => (start, None),
+        };
         let (Ok(pid), Ok(start)) = (pid.parse::<u32>(), start.parse::<u64>()) else {
             continue;
         };
-        let path = token_path(pid, start);
+        let path = match temp {
+            Some(n) => format!("{}.new-{n}", token_path(pid, start)),
+            None => token_path(pid, start),
+        };
         let Ok(fd) = open_token(&path, libc::O_RDONLY) else {
             continue;
         };
