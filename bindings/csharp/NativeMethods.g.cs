@@ -957,6 +957,13 @@ namespace Shmkit.Native
         ///  already holds through the handle).
         /// </summary>
         SHMKIT_ERR_BUSY = 28,
+        /// <summary>
+        ///  Messages of a queue were lost before this receive: a receiver died while
+        ///  it read messages too long to hold (more than half the ring). Reported
+        ///  once, by the next receive of the receiver that took over; the message
+        ///  says how many, and the next call goes on with the next message.
+        /// </summary>
+        SHMKIT_ERR_LOST = 29,
     }
 
 

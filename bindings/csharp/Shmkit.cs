@@ -40,6 +40,10 @@ namespace Shmkit
         /// <summary>A call re-entered a handle the same thread is using (e.g. from
         /// inside a receive callback).</summary>
         Busy = 28,
+        /// <summary>Queue messages were lost before this receive: a receiver died while it
+        /// read messages too long to hold (more than half the ring). Reported once; the
+        /// next receive goes on with the next message.</summary>
+        Lost = 29,
     }
 
     /// <summary>A failed call: the status and the message naming the object and cause.</summary>

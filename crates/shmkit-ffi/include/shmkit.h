@@ -157,6 +157,11 @@ typedef enum {
   // called it), or the call would wait on itself (locking a mutex this thread
   // already holds through the handle).
   SHMKIT_ERR_BUSY = 28,
+  // Messages of a queue were lost before this receive: a receiver died while
+  // it read messages too long to hold (more than half the ring). Reported
+  // once, by the next receive of the receiver that took over; the message
+  // says how many, and the next call goes on with the next message.
+  SHMKIT_ERR_LOST = 29,
 } shmkit_status;
 
 // A named event.

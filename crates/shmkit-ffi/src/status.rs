@@ -77,6 +77,11 @@ pub enum shmkit_status {
     /// called it), or the call would wait on itself (locking a mutex this thread
     /// already holds through the handle).
     SHMKIT_ERR_BUSY = 28,
+    /// Messages of a queue were lost before this receive: a receiver died while
+    /// it read messages too long to hold (more than half the ring). Reported
+    /// once, by the next receive of the receiver that took over; the message
+    /// says how many, and the next call goes on with the next message.
+    SHMKIT_ERR_LOST = 29,
 }
 
 /// The names of the statuses, from this list of the enum's variants: a variant
@@ -131,6 +136,7 @@ status_names!(
     SHMKIT_ERR_OS,
     SHMKIT_ERR_CLOSED,
     SHMKIT_ERR_BUSY,
+    SHMKIT_ERR_LOST,
 );
 
 /// A `&'static CStr` from a string literal ending in NUL, checked at compile time.
@@ -199,6 +205,7 @@ pub(crate) fn status_of(e: &Error) -> shmkit_status {
         Error::Unsupported { .. } => SHMKIT_ERR_UNSUPPORTED,
         // The C ABI interrupts a handle's calls only to close it.
         Error::Interrupted { .. } => SHMKIT_ERR_CLOSED,
+        Error::Lost { .. } => SHMKIT_ERR_LOST,
         _ => SHMKIT_ERR_OS,
     }
 }
@@ -332,6 +339,7 @@ mod tests {
         }
         assert_eq!(SHMKIT_ERR_CLOSED as i32, 27);
         assert_eq!(SHMKIT_ERR_BUSY as i32, 28);
+        assert_eq!(SHMKIT_ERR_LOST as i32, 29);
         for bad in [-1, shmkit_status::ALL.len() as i32, i32::MAX, i32::MIN] {
             // SAFETY: as above.
             let name = unsafe { CStr::from_ptr(shmkit_status_name(bad)) };
