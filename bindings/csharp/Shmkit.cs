@@ -17,6 +17,7 @@
 // Run: the native library (libshmkit_ffi.so / shmkit_ffi.dll) must be on the
 // loader's path (LD_LIBRARY_PATH on Linux, beside the .exe on Windows).
 using System;
+using System.Runtime.ExceptionServices;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Threading;
@@ -79,9 +80,62 @@ namespace Shmkit
             return Status.Ok;
         }
 
-        internal static byte[] Utf8(string s) => Encoding.UTF8.GetBytes(s + "\0");
+        /// <summary>Throws on a lone surrogate instead of writing U+FFFD.</summary>
+        static readonly UTF8Encoding StrictUtf8 = new UTF8Encoding(false, true);
 
-        internal static long Ms(TimeSpan? t) => t.HasValue ? (long)t.Value.TotalMilliseconds : -1;
+        /// <summary>A name as the C ABI takes it: NUL-terminated UTF-8. Refuses what C
+        /// would see differently from the string given: an embedded NUL (C would cut
+        /// the name there) and a lone surrogate (not Unicode: no UTF-8 for it), as the
+        /// C ABI refuses bad UTF-8.</summary>
+        internal static byte[] Utf8(string s, string param = "name")
+        {
+            if (s == null) throw new ArgumentNullException(param);
+            int nul = s.IndexOf('\0');
+            if (nul >= 0)
+                throw new ArgumentException($"the name \"{Printable(s)}\" has a NUL character (U+0000) at index {nul}: C would cut the name there", param);
+            try
+            {
+                var bytes = new byte[StrictUtf8.GetByteCount(s) + 1];
+                StrictUtf8.GetBytes(s, 0, s.Length, bytes, 0);
+                return bytes;
+            }
+            catch (EncoderFallbackException e)
+            {
+                var unit = e.CharUnknown != '\0' ? e.CharUnknown : e.CharUnknownHigh;
+                throw new ArgumentException($"the name \"{Printable(s)}\" has a lone surrogate (U+{(int)unit:X4}) at index {e.Index}: it is not valid Unicode and has no UTF-8 form", param, e);
+            }
+        }
+
+        /// <summary>A name for a message, with NULs and surrogates written as \uXXXX.</summary>
+        static string Printable(string s)
+        {
+            var b = new StringBuilder(s.Length);
+            foreach (var c in s)
+            {
+                if (c == '\0' || char.IsSurrogate(c) || char.IsControl(c)) b.AppendFormat("\\u{0:X4}", (int)c);
+                else b.Append(c);
+            }
+            return b.ToString();
+        }
+
+        /// <summary>A timeout in the C ABI's milliseconds: null or Timeout.InfiniteTimeSpan
+        /// waits for ever (-1), TimeSpan.Zero does not wait (0), anything else waits at
+        /// least that long (a fraction of a millisecond rounds up: it must not become
+        /// "do not wait"). Other negative values are refused: they would wait for ever.</summary>
+        internal static long Ms(TimeSpan? t, string param = "timeout")
+        {
+            if (!t.HasValue || t.Value == Timeout.InfiniteTimeSpan) return -1;
+            var ticks = t.Value.Ticks;
+            if (ticks < 0)
+                throw new ArgumentOutOfRangeException(param, t.Value, "a timeout cannot be negative: use null or Timeout.InfiniteTimeSpan to wait for ever, TimeSpan.Zero not to wait");
+            return ticks / TimeSpan.TicksPerMillisecond + (ticks % TimeSpan.TicksPerMillisecond != 0 ? 1 : 0);
+        }
+
+        /// <summary>Rethrows an exception caught in a callback with its own stack trace.</summary>
+        internal static void Rethrow(Exception e)
+        {
+            if (e != null) ExceptionDispatchInfo.Capture(e).Throw();
+        }
 
         internal static T Read<T>(IntPtr p) where T : struct => (T)Marshal.PtrToStructure(p, typeof(T));
     }
@@ -710,7 +764,7 @@ namespace Shmkit
             NativeMethods.shmkit_receiver_recv_with_callback_delegate cb = lend.Call;
             var s = NativeMethods.shmkit_receiver_recv_with((shmkit_receiver*)Raw, cb, null, Interop.Ms(timeout));
             GC.KeepAlive(cb);
-            if (lend.Error != null) throw lend.Error;
+            Interop.Rethrow(lend.Error);
             Check(s);
         }
     }
@@ -789,6 +843,7 @@ namespace Shmkit
             fixed (byte* p = &MemoryMarshal.GetReference(request))
                 s = NativeMethods.shmkit_rpc_client_call_with((shmkit_rpc_client*)Raw, p, (UIntPtr)request.Length, cb, null, Interop.Ms(timeout));
             GC.KeepAlive(cb);
+            Interop.Rethrow(lend.Error);
             Check(s);
             return reply;
         }
