@@ -65,9 +65,11 @@ namespace Shmkit
     /// <summary>Conversions every class uses.</summary>
     internal static unsafe class Interop
     {
-        internal static string LastError()
+        internal static string LastError() => String(NativeMethods.shmkit_last_error());
+
+        /// <summary>A NUL-terminated UTF-8 string from the C ABI.</summary>
+        internal static string String(byte* p)
         {
-            byte* p = NativeMethods.shmkit_last_error();
             int n = 0;
             while (p[n] != 0) n++;
             return Encoding.UTF8.GetString(p, n);
@@ -270,6 +272,69 @@ namespace Shmkit
             return new SharedMemory((IntPtr)h);
         }
 
+        /// <summary>Opens managed segment <paramref name="name"/> with <paramref name="access"/>
+        /// (CopyOnWrite: writes stay in this process).</summary>
+        public static SharedMemory Open(string name, SharedMemoryAccess access)
+        {
+            shmkit_shm* h;
+            fixed (byte* n = Interop.Utf8(name))
+                Interop.Check(NativeMethods.shmkit_shm_open(n, (uint)access, &h));
+            return new SharedMemory((IntPtr)h);
+        }
+
+        /// <summary>Opens managed segment <paramref name="name"/>, or creates it with
+        /// <paramref name="size"/> zeroed bytes and runs <paramref name="init"/> (may be null)
+        /// on them before any other process can open it. Of several processes racing here
+        /// exactly one runs init; the others wait for it. An exception thrown by init fails
+        /// the creation (nothing is left under the name) and is rethrown here; processes
+        /// waiting to open it get ShmkitException InitFailed.</summary>
+        public static SharedMemory CreateOrOpen(string name, ulong size, bool persistent = false, SegmentInit init = null) =>
+            CreateOrOpen(name, size, out _, persistent, init);
+
+        /// <summary><see cref="CreateOrOpen(string, ulong, bool, SegmentInit)"/>, also telling
+        /// whether this call created the segment.</summary>
+        public static SharedMemory CreateOrOpen(string name, ulong size, out bool created, bool persistent = false, SegmentInit init = null)
+        {
+            shmkit_shm* h;
+            bool made = false;
+            Exception error = null;
+            NativeMethods.shmkit_shm_create_or_open_init_delegate cb = null;
+            if (init != null)
+            {
+                cb = (data, len, user) =>
+                {
+                    try
+                    {
+                        if (len > int.MaxValue)
+                            throw new InvalidOperationException($"the segment has {len} bytes, more than a span can hold: create it without init and fill it through Acquire().Slice");
+                        init(new Span<byte>(data, (int)len));
+                        return 0;
+                    }
+                    catch (Exception e)
+                    {
+                        error = e;
+                        return 1;
+                    }
+                };
+            }
+            shmkit_status s;
+            fixed (byte* n = Interop.Utf8(name))
+                s = NativeMethods.shmkit_shm_create_or_open(n, size, persistent ? NativeMethods.SHMKIT_PERSISTENT : 0, cb, null, &h, &made);
+            GC.KeepAlive(cb);
+            Interop.Rethrow(error);
+            Interop.Check(s);
+            created = made;
+            return new SharedMemory((IntPtr)h);
+        }
+
+        /// <summary>Reads segment <paramref name="name"/>'s header without opening it.</summary>
+        public static SegmentInfo Inspect(string name)
+        {
+            shmkit_segment_info info;
+            fixed (byte* n = Interop.Utf8(name)) Interop.Check(NativeMethods.shmkit_shm_inspect(n, &info));
+            return new SegmentInfo(info);
+        }
+
         /// <summary>A raw object with no shmkit header ("/name" on POSIX).</summary>
         public static SharedMemory CreateRaw(string osName, ulong size)
         {
@@ -336,6 +401,77 @@ namespace Shmkit
             fixed (byte* p = &MemoryMarshal.GetReference(data))
                 Check(NativeMethods.shmkit_shm_write((shmkit_shm*)Raw, offset, p, (UIntPtr)data.Length));
         }
+    }
+
+    /// <summary>How to map a segment (the C ABI's SHMKIT_ACCESS_*).</summary>
+    public enum SharedMemoryAccess : uint
+    {
+        /// <summary>Read and write.</summary>
+        ReadWrite = 0,
+        /// <summary>Read only: Write throws ShmkitException PermissionDenied.</summary>
+        ReadOnly = 1,
+        /// <summary>A private copy-on-write mapping: writes stay in this process.</summary>
+        CopyOnWrite = 2,
+    }
+
+    /// <summary>Fills a new segment (<see cref="SharedMemory.CreateOrOpen(string, ulong, bool, SegmentInit)"/>)
+    /// before any other process can open it; valid only during the call.</summary>
+    public delegate void SegmentInit(Span<byte> data);
+
+    /// <summary>What a segment's header says (<see cref="SharedMemory.Inspect"/>).</summary>
+    public sealed class SegmentInfo
+    {
+        internal SegmentInfo(shmkit_segment_info i)
+        {
+            Size = i.size;
+            TotalSize = i.total_size;
+            Created = DateTimeOffset.FromUnixTimeMilliseconds((long)i.created_unix_ms);
+            LayoutVersion = i.layout_version;
+            CreatorPid = i.creator_pid;
+            State = (SegmentState)i.state;
+            CreatorAlive = i.creator_alive != 0;
+            Persistent = i.persistent != 0;
+            Stale = i.stale != 0;
+        }
+        /// <summary>Bytes available to the user.</summary>
+        public ulong Size { get; }
+        /// <summary>Bytes of the whole object, header included.</summary>
+        public ulong TotalSize { get; }
+        /// <summary>When it was created.</summary>
+        public DateTimeOffset Created { get; }
+        /// <summary>Layout version of the header.</summary>
+        public uint LayoutVersion { get; }
+        /// <summary>Process id of the creator.</summary>
+        public uint CreatorPid { get; }
+        /// <summary>Initialising, ready, or its initialisation failed.</summary>
+        public SegmentState State { get; }
+        /// <summary>The creator process still runs.</summary>
+        public bool CreatorAlive { get; }
+        /// <summary>It stays until removed.</summary>
+        public bool Persistent { get; }
+        /// <summary>Every user has left a temporary segment (the next open removes it).</summary>
+        public bool Stale { get; }
+    }
+
+    /// <summary>A segment's initialisation state.</summary>
+    public enum SegmentState : uint
+    {
+        /// <summary>Its creator is still filling it.</summary>
+        Initialising = 0,
+        /// <summary>Ready to use.</summary>
+        Ready = 1,
+        /// <summary>Its creator's initialisation failed.</summary>
+        InitFailed = 2,
+    }
+
+    /// <summary>About the native library.</summary>
+    public static unsafe class Library
+    {
+        /// <summary>The version of libshmkit_ffi, "major.minor.patch".</summary>
+        public static string Version => Interop.String(NativeMethods.shmkit_version());
+
+        /// <summary>The C ABI's name of a status ("SHMKIT_ERR_TIMEOUT").</summary>
+        public static string StatusName(Status status) => Interop.String(NativeMethods.shmkit_status_name((int)status));
     }
 
     /// <summary>A segment's bytes in place, from <see cref="SharedMemory.Acquire"/>. While the
@@ -460,9 +596,21 @@ namespace Shmkit
     }
 
     /// <summary>A named cross-process mutex that reports a holder that died.</summary>
+    /// <remarks>Not recursive: locking it again through the same NamedMutex while holding
+    /// it throws ShmkitException <see cref="Status.Busy"/> at once (it would wait for
+    /// itself). Other NamedMutex objects of the same name, in this process or another,
+    /// wait as usual.</remarks>
     public sealed unsafe class NamedMutex : ShmkitObject
     {
         NamedMutex(IntPtr h) : base(h, p => NativeMethods.shmkit_mutex_close((shmkit_mutex*)p)) { }
+
+        /// <summary>Creates mutex <paramref name="name"/>; ShmkitException AlreadyExists if the name is taken.</summary>
+        public static NamedMutex Create(string name)
+        {
+            shmkit_mutex* h;
+            fixed (byte* n = Interop.Utf8(name)) Interop.Check(NativeMethods.shmkit_mutex_create(n, &h));
+            return new NamedMutex((IntPtr)h);
+        }
 
         /// <summary>Opens mutex <paramref name="name"/>, creating it if there is none.</summary>
         public static NamedMutex CreateOrOpen(string name)
@@ -480,12 +628,32 @@ namespace Shmkit
             return new NamedMutex((IntPtr)h);
         }
 
-        /// <summary>Locks, waiting up to timeout (null: forever); ShmkitException Timeout after.
-        /// ObjectDisposedException if the mutex is disposed (from another thread) meanwhile.</summary>
+        /// <summary>Locks, waiting up to timeout (null: forever); ShmkitException Timeout after
+        /// (TimeSpan.Zero: WouldBlock at once if it is held). Busy: this NamedMutex already
+        /// holds it. ObjectDisposedException if the mutex is disposed (from another thread)
+        /// meanwhile.</summary>
         public MutexLock Lock(TimeSpan? timeout = null)
         {
             // No reference is held while waiting, so Dispose can wake the wait.
             var s = NativeMethods.shmkit_mutex_lock((shmkit_mutex*)Raw, Interop.Ms(timeout));
+            return Locked(s);
+        }
+
+        /// <summary>Locks if the mutex is free now; null if another holder has it. Busy: this
+        /// NamedMutex already holds it.</summary>
+        public MutexLock TryLock()
+        {
+            var s = NativeMethods.shmkit_mutex_try_lock((shmkit_mutex*)Raw);
+            if (s == shmkit_status.SHMKIT_ERR_WOULD_BLOCK)
+            {
+                GC.KeepAlive(this);
+                return null;
+            }
+            return Locked(s);
+        }
+
+        MutexLock Locked(shmkit_status s)
+        {
             bool died = s == shmkit_status.SHMKIT_ERR_OWNER_DIED;
             if (!died) Check(s);
             // Disposed between the lock and here: closing the handle unlocked it.
@@ -493,80 +661,192 @@ namespace Shmkit
         }
     }
 
-    /// <summary>A named counting semaphore.</summary>
-    public sealed unsafe class Semaphore : ShmkitObject
+    /// <summary>A named counting semaphore (named so to stay clear of
+    /// System.Threading.Semaphore).</summary>
+    public sealed unsafe class NamedSemaphore : ShmkitObject
     {
-        Semaphore(IntPtr h) : base(h, p => NativeMethods.shmkit_semaphore_close((shmkit_semaphore*)p)) { }
+        NamedSemaphore(IntPtr h) : base(h, p => NativeMethods.shmkit_semaphore_close((shmkit_semaphore*)p)) { }
+
+        /// <summary>The largest maximum count.</summary>
+        public const uint MaxCount = int.MaxValue;
+
+        /// <summary>Creates semaphore <paramref name="name"/> with count <paramref name="initial"/>
+        /// and maximum <paramref name="max"/>; ShmkitException AlreadyExists if the name is taken.</summary>
+        public static NamedSemaphore Create(string name, uint initial, uint max = MaxCount)
+        {
+            shmkit_semaphore* h;
+            fixed (byte* n = Interop.Utf8(name)) Interop.Check(NativeMethods.shmkit_semaphore_create(n, initial, max, &h));
+            return new NamedSemaphore((IntPtr)h);
+        }
 
         /// <summary>Opens semaphore <paramref name="name"/>, creating it with count <paramref name="initial"/> and maximum <paramref name="max"/> if there is none.</summary>
-        public static Semaphore CreateOrOpen(string name, uint initial, uint max)
+        public static NamedSemaphore CreateOrOpen(string name, uint initial, uint max = MaxCount)
         {
             shmkit_semaphore* h;
             fixed (byte* n = Interop.Utf8(name)) Interop.Check(NativeMethods.shmkit_semaphore_create_or_open(n, initial, max, &h));
-            return new Semaphore((IntPtr)h);
+            return new NamedSemaphore((IntPtr)h);
         }
 
-        /// <summary>Takes one unit; false if the timeout passed first.</summary>
+        /// <summary>Opens existing semaphore <paramref name="name"/>; ShmkitException NotFound if there is none.</summary>
+        public static NamedSemaphore Open(string name)
+        {
+            shmkit_semaphore* h;
+            fixed (byte* n = Interop.Utf8(name)) Interop.Check(NativeMethods.shmkit_semaphore_open(n, &h));
+            return new NamedSemaphore((IntPtr)h);
+        }
+
+        /// <summary>Takes one unit, waiting up to timeout (null: forever; TimeSpan.Zero: not at
+        /// all); false if none was free in time.</summary>
         public bool Wait(TimeSpan? timeout = null)
         {
             var s = NativeMethods.shmkit_semaphore_wait((shmkit_semaphore*)Raw, Interop.Ms(timeout));
-            if (s == shmkit_status.SHMKIT_ERR_TIMEOUT) return false;
+            if (s == shmkit_status.SHMKIT_ERR_TIMEOUT || s == shmkit_status.SHMKIT_ERR_WOULD_BLOCK)
+            {
+                GC.KeepAlive(this);
+                return false;
+            }
             Check(s);
             return true;
         }
 
-        /// <summary>Adds n units; returns the count before.</summary>
+        /// <summary>Adds n units; returns the count before. ShmkitException AboveMaximum (and
+        /// no change) past the maximum.</summary>
         public uint Release(uint n = 1)
         {
             uint before;
             Check(NativeMethods.shmkit_semaphore_release((shmkit_semaphore*)Raw, n, &before));
             return before;
         }
+
+        /// <summary>The current count (another process may change it at once).</summary>
+        public uint Count
+        {
+            get
+            {
+                uint count;
+                Check(NativeMethods.shmkit_semaphore_count((shmkit_semaphore*)Raw, &count));
+                return count;
+            }
+        }
     }
 
-    /// <summary>A named event.</summary>
+    /// <summary>A named event: manual-reset (stays set until Reset) or auto-reset (each Set
+    /// lets one Wait through).</summary>
     public sealed unsafe class NamedEvent : ShmkitObject
     {
         NamedEvent(IntPtr h) : base(h, p => NativeMethods.shmkit_event_close((shmkit_event*)p)) { }
 
-        /// <summary>Opens event <paramref name="name"/>, creating it (unset) if there is none; autoReset: each Set lets one Wait through.</summary>
-        public static NamedEvent CreateOrOpen(string name, bool autoReset = false)
+        static uint Flags(bool autoReset, bool initiallySet) =>
+            (autoReset ? NativeMethods.SHMKIT_EVENT_AUTO_RESET : 0) | (initiallySet ? NativeMethods.SHMKIT_EVENT_INITIALLY_SET : 0);
+
+        /// <summary>Creates event <paramref name="name"/>; ShmkitException AlreadyExists if the name is taken.</summary>
+        public static NamedEvent Create(string name, bool autoReset = false, bool initiallySet = false)
         {
             shmkit_event* h;
             fixed (byte* n = Interop.Utf8(name))
-                Interop.Check(NativeMethods.shmkit_event_create_or_open(n, autoReset ? NativeMethods.SHMKIT_EVENT_AUTO_RESET : 0, &h));
+                Interop.Check(NativeMethods.shmkit_event_create(n, Flags(autoReset, initiallySet), &h));
             return new NamedEvent((IntPtr)h);
         }
+
+        /// <summary>Opens event <paramref name="name"/>, creating it (unset unless
+        /// <paramref name="initiallySet"/>) if there is none; autoReset: each Set lets one Wait through.</summary>
+        public static NamedEvent CreateOrOpen(string name, bool autoReset = false, bool initiallySet = false)
+        {
+            shmkit_event* h;
+            fixed (byte* n = Interop.Utf8(name))
+                Interop.Check(NativeMethods.shmkit_event_create_or_open(n, Flags(autoReset, initiallySet), &h));
+            return new NamedEvent((IntPtr)h);
+        }
+
+        /// <summary>Opens existing event <paramref name="name"/>; ShmkitException NotFound if there is none.</summary>
+        public static NamedEvent Open(string name)
+        {
+            shmkit_event* h;
+            fixed (byte* n = Interop.Utf8(name)) Interop.Check(NativeMethods.shmkit_event_open(n, &h));
+            return new NamedEvent((IntPtr)h);
+        }
+
         /// <summary>Sets the event, waking its waiters.</summary>
         public void Set() => Check(NativeMethods.shmkit_event_set((shmkit_event*)Raw));
         /// <summary>Unsets the event.</summary>
         public void Reset() => Check(NativeMethods.shmkit_event_reset((shmkit_event*)Raw));
-        /// <summary>Waits until the event is set, up to timeout (null: forever); false if the timeout passed first.
-        /// ObjectDisposedException if the event is disposed (from another thread) meanwhile.</summary>
+
+        /// <summary>Whether the event is set now (another process may change it at once).</summary>
+        public bool IsSet
+        {
+            get
+            {
+                bool set;
+                Check(NativeMethods.shmkit_event_is_set((shmkit_event*)Raw, &set));
+                return set;
+            }
+        }
+
+        /// <summary>Waits until the event is set, up to timeout (null: forever; TimeSpan.Zero:
+        /// not at all); false if it was not set in time. ObjectDisposedException if the event
+        /// is disposed (from another thread) meanwhile.</summary>
         public bool Wait(TimeSpan? timeout = null)
         {
             var s = NativeMethods.shmkit_event_wait((shmkit_event*)Raw, Interop.Ms(timeout));
-            if (s == shmkit_status.SHMKIT_ERR_TIMEOUT) return false;
+            if (s == shmkit_status.SHMKIT_ERR_TIMEOUT || s == shmkit_status.SHMKIT_ERR_WOULD_BLOCK)
+            {
+                GC.KeepAlive(this);
+                return false;
+            }
             Check(s);
             return true;
         }
     }
 
+    /// <summary>Channel flags (the C ABI's SHMKIT_CHANNEL_* bits).</summary>
+    [Flags]
+    public enum ChannelFlags : uint
+    {
+        /// <summary>No flag: a temporary channel, created if needed, this end sleeps when it waits.</summary>
+        None = 0,
+        /// <summary>The channel stays until removed (default: it goes with its last user).</summary>
+        Persistent = 1,
+        /// <summary>This end spins instead of sleeping when it waits (lower latency, a busy core).</summary>
+        BusyPoll = 2,
+        /// <summary>Broadcast: keep messages for subscribers that join later.</summary>
+        History = 4,
+        /// <summary>Fail with AlreadyExists unless this call creates the channel.</summary>
+        CreateNew = 8,
+        /// <summary>Fail with NotFound unless the channel exists (not with CreateNew).</summary>
+        OpenExisting = 16,
+    }
+
     /// <summary>Options for creating or opening a channel (0: default, or the existing channel's).</summary>
+    /// <remarks>A queue admits <b>one sender</b> unless <see cref="MaxSenders"/> says more (a
+    /// second <c>Sender.Connect</c> gets ShmkitException Occupied); a broadcast channel
+    /// admits the default number of subscribers unless <see cref="MaxSubscribers"/> says
+    /// otherwise. Both are the C ABI's <c>max_peers</c> (Rust's <c>max_senders</c> /
+    /// <c>max_subscribers</c>); setting the one that does not fit the endpoint is an
+    /// ArgumentException.</remarks>
     public struct ChannelOptions
     {
         /// <summary>Ring bytes, a power of two from 256 to 1 GiB (default 1 MiB).</summary>
         public ulong Capacity;
         /// <summary>Longest message a queue accepts (default 1 GiB).</summary>
         public ulong MaxMessage;
-        /// <summary>How many senders (queue) or subscribers (broadcast) may attach.</summary>
-        public uint MaxPeers;
-        /// <summary>SHMKIT_CHANNEL_* flags (NativeMethods constants).</summary>
-        public uint Flags;
-        internal shmkit_channel_options Native => new shmkit_channel_options
+        /// <summary>Queue: how many senders may be attached at once (default 1).</summary>
+        public uint MaxSenders;
+        /// <summary>Broadcast: how many subscribers may be attached at once.</summary>
+        public uint MaxSubscribers;
+        /// <summary>What to do (create or open, persistence, history...).</summary>
+        public ChannelFlags Flags;
+
+        internal shmkit_channel_options Native(bool queue)
         {
-            capacity = Capacity, max_message = MaxMessage, max_peers = MaxPeers, flags = Flags,
-        };
+            if (queue && MaxSubscribers != 0)
+                throw new ArgumentException("MaxSubscribers is for broadcast channels (Publisher, Subscriber): a queue's option is MaxSenders", "options");
+            if (!queue && MaxSenders != 0)
+                throw new ArgumentException("MaxSenders is for queues (Sender, Receiver): a broadcast channel's option is MaxSubscribers", "options");
+            return new shmkit_channel_options
+            {
+                capacity = Capacity, max_message = MaxMessage, max_peers = queue ? MaxSenders : MaxSubscribers, flags = (uint)Flags,
+            };
+        }
     }
 
     /// <summary>Lends a received message, valid only during the call.</summary>
@@ -597,7 +877,7 @@ namespace Shmkit
         public static Sender Connect(string name, ChannelOptions options = default(ChannelOptions))
         {
             shmkit_sender* h;
-            var o = options.Native;
+            var o = options.Native(true);
             fixed (byte* n = Interop.Utf8(name)) Interop.Check(NativeMethods.shmkit_sender_connect(n, &o, &h));
             return new Sender((IntPtr)h);
         }
@@ -732,7 +1012,7 @@ namespace Shmkit
         public static Receiver Connect(string name, ChannelOptions options = default(ChannelOptions))
         {
             shmkit_receiver* h;
-            var o = options.Native;
+            var o = options.Native(true);
             fixed (byte* n = Interop.Utf8(name)) Interop.Check(NativeMethods.shmkit_receiver_connect(n, &o, &h));
             return new Receiver((IntPtr)h);
         }
@@ -778,7 +1058,7 @@ namespace Shmkit
         public static Publisher Connect(string name, ChannelOptions options = default(ChannelOptions))
         {
             shmkit_publisher* h;
-            var o = options.Native;
+            var o = options.Native(false);
             fixed (byte* n = Interop.Utf8(name)) Interop.Check(NativeMethods.shmkit_publisher_connect(n, &o, &h));
             return new Publisher((IntPtr)h);
         }
@@ -800,7 +1080,7 @@ namespace Shmkit
         public static Subscriber Connect(string name, ChannelOptions options = default(ChannelOptions))
         {
             shmkit_subscriber* h;
-            var o = options.Native;
+            var o = options.Native(false);
             fixed (byte* n = Interop.Utf8(name)) Interop.Check(NativeMethods.shmkit_subscriber_connect(n, &o, &h));
             return new Subscriber((IntPtr)h);
         }
@@ -816,6 +1096,29 @@ namespace Shmkit
                 s = NativeMethods.shmkit_subscriber_recv((shmkit_subscriber*)Raw, p, (UIntPtr)buffer.Length, &len, Interop.Ms(timeout), &missed);
             Check(s, s == shmkit_status.SHMKIT_ERR_LAGGED ? missed : (ulong)len);
             return (int)len;
+        }
+
+        /// <summary>Receives the next message into a new array (Lagged as for <see cref="Receive(Span{byte}, TimeSpan?)"/>).</summary>
+        public byte[] Receive(TimeSpan? timeout = null)
+        {
+            byte[] result = null;
+            ReceiveWith(m => result = m.ToArray(), timeout);
+            return result;
+        }
+
+        /// <summary>Lends the next message to handler without copying it (valid only during
+        /// the call). ShmkitException Lagged (Count = missed) when this subscriber fell behind;
+        /// the next call lends the oldest message still held. An exception thrown by handler
+        /// is rethrown (the message is consumed).</summary>
+        public void ReceiveWith(MessageHandler handler, TimeSpan? timeout = null)
+        {
+            var lend = new Callbacks.Lend(handler);
+            NativeMethods.shmkit_subscriber_recv_with_callback_delegate cb = lend.Call;
+            ulong missed = 0;
+            var s = NativeMethods.shmkit_subscriber_recv_with((shmkit_subscriber*)Raw, cb, null, Interop.Ms(timeout), &missed);
+            GC.KeepAlive(cb);
+            Interop.Rethrow(lend.Error);
+            Check(s, missed);
         }
     }
 
@@ -847,6 +1150,45 @@ namespace Shmkit
             Check(s);
             return reply;
         }
+
+        /// <summary>Sends request and receives the reply into <paramref name="reply"/>; returns its
+        /// length. A longer reply: ShmkitException BufferTooSmall (Count = its length), then
+        /// <see cref="LastReply"/> copies it.</summary>
+        public int Call(ReadOnlySpan<byte> request, Span<byte> reply, TimeSpan? timeout = null)
+        {
+            UIntPtr len = UIntPtr.Zero;
+            shmkit_status s;
+            fixed (byte* p = &MemoryMarshal.GetReference(request))
+            fixed (byte* r = &MemoryMarshal.GetReference(reply))
+                s = NativeMethods.shmkit_rpc_client_call((shmkit_rpc_client*)Raw, p, (UIntPtr)request.Length, r, (UIntPtr)reply.Length, &len, Interop.Ms(timeout));
+            Check(s, (ulong)len);
+            return (int)len;
+        }
+
+        /// <summary>Copies the reply that did not fit the last <see cref="Call(ReadOnlySpan{byte}, Span{byte}, TimeSpan?)"/>'s buffer; returns its length.</summary>
+        public int LastReply(Span<byte> into)
+        {
+            UIntPtr len = UIntPtr.Zero;
+            shmkit_status s;
+            fixed (byte* r = &MemoryMarshal.GetReference(into))
+                s = NativeMethods.shmkit_rpc_client_last_reply((shmkit_rpc_client*)Raw, r, (UIntPtr)into.Length, &len);
+            Check(s, (ulong)len);
+            return (int)len;
+        }
+
+        /// <summary>Sends request and lends the reply to handler without copying it (valid
+        /// only during the call); an exception thrown by handler is rethrown.</summary>
+        public void CallWith(ReadOnlySpan<byte> request, MessageHandler handler, TimeSpan? timeout = null)
+        {
+            var lend = new Callbacks.Lend(handler);
+            NativeMethods.shmkit_rpc_client_call_with_callback_delegate cb = lend.Call;
+            shmkit_status s;
+            fixed (byte* p = &MemoryMarshal.GetReference(request))
+                s = NativeMethods.shmkit_rpc_client_call_with((shmkit_rpc_client*)Raw, p, (UIntPtr)request.Length, cb, null, Interop.Ms(timeout));
+            GC.KeepAlive(cb);
+            Interop.Rethrow(lend.Error);
+            Check(s);
+        }
     }
 
     /// <summary>A request/response server.</summary>
@@ -860,6 +1202,26 @@ namespace Shmkit
             shmkit_rpc_server* h;
             fixed (byte* n = Interop.Utf8(name)) Interop.Check(NativeMethods.shmkit_rpc_server_bind(n, &h));
             return new RpcServer((IntPtr)h);
+        }
+
+        /// <summary>Receives the next request into buffer, waiting up to timeout (null: forever);
+        /// returns its length. A longer request stays queued: ShmkitException BufferTooSmall
+        /// (Count = its length). Answer it with <see cref="Reply"/>.</summary>
+        public int Receive(Span<byte> buffer, TimeSpan? timeout = null)
+        {
+            UIntPtr len = UIntPtr.Zero;
+            shmkit_status s;
+            fixed (byte* p = &MemoryMarshal.GetReference(buffer))
+                s = NativeMethods.shmkit_rpc_server_recv((shmkit_rpc_server*)Raw, p, (UIntPtr)buffer.Length, &len, Interop.Ms(timeout));
+            Check(s, (ulong)len);
+            return (int)len;
+        }
+
+        /// <summary>Answers the request last received.</summary>
+        public void Reply(ReadOnlySpan<byte> answer)
+        {
+            fixed (byte* a = &MemoryMarshal.GetReference(answer))
+                Check(NativeMethods.shmkit_rpc_server_reply((shmkit_rpc_server*)Raw, a, (UIntPtr)answer.Length));
         }
 
         /// <summary>Receives one request and replies with handler's answer.</summary>
@@ -882,6 +1244,191 @@ namespace Shmkit
             var answer = handler(request);
             fixed (byte* a = answer)
                 Check(NativeMethods.shmkit_rpc_server_reply((shmkit_rpc_server*)Raw, a, (UIntPtr)answer.Length));
+        }
+    }
+
+    /// <summary>A POSIX named semaphore (<c>sem_open</c>) by its exact OS name ("/name"),
+    /// to work with a program that uses one (Unix only: ShmkitException Unsupported
+    /// elsewhere). Its waits are not ended by Dispose from another thread: give them a timeout.</summary>
+    public sealed unsafe class PosixSemaphore : ShmkitObject
+    {
+        PosixSemaphore(IntPtr h) : base(h, p => NativeMethods.shmkit_posix_semaphore_close((shmkit_posix_semaphore*)p)) { }
+
+        /// <summary>Creates POSIX semaphore <paramref name="osName"/> with value
+        /// <paramref name="initial"/>, or opens it if it exists (<paramref name="exclusive"/>:
+        /// ShmkitException AlreadyExists instead).</summary>
+        public static PosixSemaphore Create(string osName, uint initial, bool exclusive = false)
+        {
+            shmkit_posix_semaphore* h;
+            fixed (byte* n = Interop.Utf8(osName, nameof(osName)))
+                Interop.Check(NativeMethods.shmkit_posix_semaphore_create(n, initial, exclusive, &h));
+            return new PosixSemaphore((IntPtr)h);
+        }
+
+        /// <summary>Opens existing POSIX semaphore <paramref name="osName"/>.</summary>
+        public static PosixSemaphore Open(string osName)
+        {
+            shmkit_posix_semaphore* h;
+            fixed (byte* n = Interop.Utf8(osName, nameof(osName)))
+                Interop.Check(NativeMethods.shmkit_posix_semaphore_open(n, &h));
+            return new PosixSemaphore((IntPtr)h);
+        }
+
+        /// <summary>Removes the name (<c>sem_unlink</c>); handles already open keep working.</summary>
+        public static void Remove(string osName)
+        {
+            fixed (byte* n = Interop.Utf8(osName, nameof(osName)))
+                Interop.Check(NativeMethods.shmkit_posix_semaphore_remove(n));
+        }
+
+        /// <summary><c>sem_wait</c> up to timeout (null: forever; TimeSpan.Zero: not at all);
+        /// false if no unit came in time.</summary>
+        public bool Wait(TimeSpan? timeout = null)
+        {
+            var s = NativeMethods.shmkit_posix_semaphore_wait((shmkit_posix_semaphore*)Raw, Interop.Ms(timeout));
+            if (s == shmkit_status.SHMKIT_ERR_TIMEOUT || s == shmkit_status.SHMKIT_ERR_WOULD_BLOCK)
+            {
+                GC.KeepAlive(this);
+                return false;
+            }
+            Check(s);
+            return true;
+        }
+
+        /// <summary><c>sem_post</c>: adds one unit.</summary>
+        public void Post() => Check(NativeMethods.shmkit_posix_semaphore_post((shmkit_posix_semaphore*)Raw));
+    }
+
+    /// <summary>A Win32 named semaphore (<c>CreateSemaphore</c>) by its exact name, to work
+    /// with a program that uses one (Windows only: ShmkitException Unsupported elsewhere).
+    /// Its waits are not ended by Dispose from another thread: give them a timeout.</summary>
+    public sealed unsafe class Win32Semaphore : ShmkitObject
+    {
+        Win32Semaphore(IntPtr h) : base(h, p => NativeMethods.shmkit_native_semaphore_close((shmkit_native_semaphore*)p)) { }
+
+        /// <summary>Creates Win32 semaphore <paramref name="osName"/>, or opens it if it exists
+        /// (<paramref name="exclusive"/>: ShmkitException AlreadyExists instead).</summary>
+        public static Win32Semaphore Create(string osName, uint initial, uint max, bool exclusive = false)
+        {
+            shmkit_native_semaphore* h;
+            fixed (byte* n = Interop.Utf8(osName, nameof(osName)))
+                Interop.Check(NativeMethods.shmkit_native_semaphore_create(n, initial, max, exclusive, &h));
+            return new Win32Semaphore((IntPtr)h);
+        }
+
+        /// <summary>Opens existing Win32 semaphore <paramref name="osName"/>.</summary>
+        public static Win32Semaphore Open(string osName)
+        {
+            shmkit_native_semaphore* h;
+            fixed (byte* n = Interop.Utf8(osName, nameof(osName)))
+                Interop.Check(NativeMethods.shmkit_native_semaphore_open(n, &h));
+            return new Win32Semaphore((IntPtr)h);
+        }
+
+        /// <summary>Takes one unit, up to timeout (null: forever); false if none came in time.</summary>
+        public bool Wait(TimeSpan? timeout = null)
+        {
+            var s = NativeMethods.shmkit_native_semaphore_wait((shmkit_native_semaphore*)Raw, Interop.Ms(timeout));
+            if (s == shmkit_status.SHMKIT_ERR_TIMEOUT || s == shmkit_status.SHMKIT_ERR_WOULD_BLOCK)
+            {
+                GC.KeepAlive(this);
+                return false;
+            }
+            Check(s);
+            return true;
+        }
+
+        /// <summary>Adds n units; returns the count before.</summary>
+        public uint Release(uint n = 1)
+        {
+            uint before;
+            Check(NativeMethods.shmkit_native_semaphore_release((shmkit_native_semaphore*)Raw, n, &before));
+            return before;
+        }
+    }
+
+    /// <summary>A Win32 named mutex (<c>CreateMutex</c>) by its exact name (Windows only:
+    /// ShmkitException Unsupported elsewhere). A Win32 mutex belongs to the thread that
+    /// locked it: dispose its <see cref="Win32MutexLock"/> on that thread.</summary>
+    public sealed unsafe class Win32Mutex : ShmkitObject
+    {
+        Win32Mutex(IntPtr h) : base(h, p => NativeMethods.shmkit_native_mutex_close((shmkit_native_mutex*)p)) { }
+
+        /// <summary>Creates Win32 mutex <paramref name="osName"/>, or opens it if it exists
+        /// (<paramref name="exclusive"/>: ShmkitException AlreadyExists instead).</summary>
+        public static Win32Mutex Create(string osName, bool exclusive = false)
+        {
+            shmkit_native_mutex* h;
+            fixed (byte* n = Interop.Utf8(osName, nameof(osName)))
+                Interop.Check(NativeMethods.shmkit_native_mutex_create(n, exclusive, &h));
+            return new Win32Mutex((IntPtr)h);
+        }
+
+        /// <summary>Locks, waiting up to timeout (null: forever); ShmkitException Timeout after.
+        /// <see cref="Win32MutexLock.Abandoned"/>: a thread ended holding it.</summary>
+        public Win32MutexLock Lock(TimeSpan? timeout = null)
+        {
+            var s = NativeMethods.shmkit_native_mutex_lock((shmkit_native_mutex*)Raw, Interop.Ms(timeout));
+            bool abandoned = s == shmkit_status.SHMKIT_ERR_OWNER_DIED;
+            if (!abandoned) Check(s);
+            return new Win32MutexLock(AddRef(), abandoned);
+        }
+    }
+
+    /// <summary>Holds a <see cref="Win32Mutex"/> until disposed (on the thread that locked it).</summary>
+    public sealed unsafe class Win32MutexLock : IDisposable
+    {
+        ShmkitHandle handle;
+        internal Win32MutexLock(ShmkitHandle h, bool abandoned) { handle = h; Abandoned = abandoned; }
+        /// <summary>The previous holder ended holding it (WAIT_ABANDONED): check the data it guards.</summary>
+        public bool Abandoned { get; }
+        /// <summary>Unlocks (once), also after the Win32Mutex was disposed.</summary>
+        public void Dispose()
+        {
+            var h = Interlocked.Exchange(ref handle, null);
+            if (h == null) return;
+            try
+            {
+                Interop.Check(NativeMethods.shmkit_native_mutex_unlock((shmkit_native_mutex*)h.DangerousGetHandle()));
+            }
+            finally
+            {
+                h.DangerousRelease();
+            }
+        }
+    }
+
+    /// <summary>A Win32 named event (<c>CreateEvent</c>) by its exact name (Windows only:
+    /// ShmkitException Unsupported elsewhere).</summary>
+    public sealed unsafe class Win32Event : ShmkitObject
+    {
+        Win32Event(IntPtr h) : base(h, p => NativeMethods.shmkit_native_event_close((shmkit_native_event*)p)) { }
+
+        /// <summary>Creates Win32 event <paramref name="osName"/>, or opens it if it exists
+        /// (<paramref name="exclusive"/>: ShmkitException AlreadyExists instead).</summary>
+        public static Win32Event Create(string osName, bool autoReset = false, bool initiallySet = false, bool exclusive = false)
+        {
+            shmkit_native_event* h;
+            uint flags = (autoReset ? NativeMethods.SHMKIT_EVENT_AUTO_RESET : 0) | (initiallySet ? NativeMethods.SHMKIT_EVENT_INITIALLY_SET : 0);
+            fixed (byte* n = Interop.Utf8(osName, nameof(osName)))
+                Interop.Check(NativeMethods.shmkit_native_event_create(n, flags, exclusive, &h));
+            return new Win32Event((IntPtr)h);
+        }
+
+        /// <summary>Sets the event.</summary>
+        public void Set() => Check(NativeMethods.shmkit_native_event_set((shmkit_native_event*)Raw));
+
+        /// <summary>Waits for the event up to timeout (null: forever); false if it was not set in time.</summary>
+        public bool Wait(TimeSpan? timeout = null)
+        {
+            var s = NativeMethods.shmkit_native_event_wait((shmkit_native_event*)Raw, Interop.Ms(timeout));
+            if (s == shmkit_status.SHMKIT_ERR_TIMEOUT || s == shmkit_status.SHMKIT_ERR_WOULD_BLOCK)
+            {
+                GC.KeepAlive(this);
+                return false;
+            }
+            Check(s);
+            return true;
         }
     }
 }

@@ -228,6 +228,251 @@ static class ParityTests
         }
     }
 
+
+    // ---- items 4 and 5: what the C ABI offers, under names that do not clash
+
+    /// <summary>Compiles only if Shmkit's names leave System.Threading's alone (CS0104
+    /// "ambiguous reference" otherwise: this file has both usings).</summary>
+    static void NoClashWithSystemThreading()
+    {
+        using (var local = new Semaphore(0, 1))
+        using (var named = NamedSemaphore.Create(Name("sem-clash"), 0, 1))
+        {
+            local.Release();
+            Assert(local.WaitOne(0), "System.Threading.Semaphore did not work");
+            named.Release();
+            Assert(named.Wait(TimeSpan.Zero), "NamedSemaphore.Wait after Release returned false");
+        }
+        using (var m = new Mutex()) { }
+    }
+
+    /// <summary>Each shmkit_* function of the C ABI that the safe layer calls (found in
+    /// the IL of Shmkit.dll's methods, lambdas included).</summary>
+    static void ReachesEveryCFunction()
+    {
+        var asm = typeof(SharedMemory).Assembly;
+        var native = asm.GetType("Shmkit.Native.NativeMethods", true);
+        var all = native.GetMethods(System.Reflection.BindingFlags.Static | System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Public)
+            .Where(m => m.Name.StartsWith("shmkit_")).Select(m => m.Name).ToList();
+        Assert(all.Count > 60, $"only {all.Count} shmkit_ functions found in NativeMethods");
+        var called = new HashSet<string>();
+        const System.Reflection.BindingFlags every = System.Reflection.BindingFlags.Static | System.Reflection.BindingFlags.Instance |
+            System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.DeclaredOnly;
+        foreach (var type in asm.GetTypes())
+        {
+            if (type == native) continue;
+            var methods = type.GetMethods(every).Cast<System.Reflection.MethodBase>().Concat(type.GetConstructors(every));
+            foreach (var method in methods)
+            {
+                var il = method.GetMethodBody()?.GetILAsByteArray();
+                if (il == null) continue;
+                for (int i = 0; i + 4 < il.Length; i++)
+                {
+                    if (il[i] != 0x28) continue;   // call <token>
+                    int token = BitConverter.ToInt32(il, i + 1);
+                    if ((token >> 24) != 0x06) continue;   // a MethodDef of this assembly
+                    try
+                    {
+                        var target = type.Module.ResolveMethod(token);
+                        if (target.DeclaringType == native) called.Add(target.Name);
+                    }
+                    catch (ArgumentException) { }
+                }
+            }
+        }
+        var missing = all.Where(n => !called.Contains(n)).OrderBy(n => n).ToList();
+        Assert(missing.Count == 0, $"{missing.Count} C ABI functions have no C# way in: " + string.Join(", ", missing));
+    }
+
+    static void FlagsMatchNative()
+    {
+        var native = typeof(SharedMemory).Assembly.GetType("Shmkit.Native.NativeMethods", true);
+        var expected = new Dictionary<string, ChannelFlags>
+        {
+            ["SHMKIT_CHANNEL_PERSISTENT"] = ChannelFlags.Persistent, ["SHMKIT_CHANNEL_BUSY_POLL"] = ChannelFlags.BusyPoll,
+            ["SHMKIT_CHANNEL_HISTORY"] = ChannelFlags.History, ["SHMKIT_CHANNEL_CREATE_NEW"] = ChannelFlags.CreateNew,
+            ["SHMKIT_CHANNEL_OPEN_EXISTING"] = ChannelFlags.OpenExisting,
+        };
+        var constants = native.GetFields(System.Reflection.BindingFlags.Static | System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Public)
+            .Where(f => f.Name.StartsWith("SHMKIT_CHANNEL_")).ToList();
+        Assert(constants.Count == expected.Count, "NativeMethods has channel flags ChannelFlags lacks: " + string.Join(", ", constants.Select(f => f.Name).Where(n => !expected.ContainsKey(n))));
+        foreach (var f in constants)
+            Assert(Convert.ToUInt32(f.GetValue(null)) == (uint)expected[f.Name], $"{f.Name} = {f.GetValue(null)}, ChannelFlags.{expected[f.Name]} = {(uint)expected[f.Name]}");
+        var access = new Dictionary<string, SharedMemoryAccess>
+        {
+            ["SHMKIT_ACCESS_READ_WRITE"] = SharedMemoryAccess.ReadWrite, ["SHMKIT_ACCESS_READ_ONLY"] = SharedMemoryAccess.ReadOnly,
+            ["SHMKIT_ACCESS_COPY_ON_WRITE"] = SharedMemoryAccess.CopyOnWrite,
+        };
+        foreach (var kv in access)
+            Assert(Convert.ToUInt32(native.GetField(kv.Key, System.Reflection.BindingFlags.Static | System.Reflection.BindingFlags.NonPublic).GetValue(null)) == (uint)kv.Value, kv.Key + " differs");
+    }
+
+    static void ChannelFlagsAndSenders()
+    {
+        var name = Name("flags");
+        Throws<ShmkitException>("OpenExisting on a channel that is not there", () => Receiver.Connect(name, new ChannelOptions { Flags = ChannelFlags.OpenExisting }).Dispose());
+        using (var rx = Receiver.Connect(name, new ChannelOptions { Flags = ChannelFlags.CreateNew }))
+        using (var tx = Sender.Connect(name))
+        {
+            var e = Throws<ShmkitException>("a second sender on a queue made with the default options", () => Sender.Connect(name).Dispose());
+            Assert(e.Status == Status.Occupied, "expected Occupied, got " + e.Status);
+        }
+        var two = Name("two-senders");
+        using (var rx = Receiver.Connect(two, new ChannelOptions { MaxSenders = 2 }))
+        using (var a = Sender.Connect(two))
+        using (var b = Sender.Connect(two))
+        {
+            a.Send(new byte[] { 1 });
+            b.Send(new byte[] { 2 });
+            Assert(rx.Receive(TimeSpan.FromSeconds(5))[0] == 1 && rx.Receive(TimeSpan.FromSeconds(5))[0] == 2, "two senders' messages");
+        }
+        var ae = Throws<ArgumentException>("MaxSubscribers on a queue", () => Sender.Connect(Name("wrong-option"), new ChannelOptions { MaxSubscribers = 3 }).Dispose());
+        Assert(ae.Message.Contains("MaxSenders"), "the message does not point to MaxSenders: " + ae.Message);
+        Throws<ArgumentException>("MaxSenders on a broadcast channel", () => Subscriber.Connect(Name("wrong-option2"), new ChannelOptions { MaxSenders = 3 }).Dispose());
+    }
+
+    static void SegmentCreateOrOpen()
+    {
+        var name = Name("coo");
+        int runs = 0;
+        using (var a = SharedMemory.CreateOrOpen(name, 4096, out bool created, init: data => { runs++; data[0] = 7; data[4095] = 9; }))
+        using (var b = SharedMemory.CreateOrOpen(name, 4096, out bool created2, init: data => runs++))
+        {
+            Assert(created && !created2, $"created: {created}, then {created2}");
+            Assert(runs == 1, $"init ran {runs} times");
+            var buf = new byte[4096];
+            b.Read(0, buf);
+            Assert(buf[0] == 7 && buf[4095] == 9, "the second handle does not see what init wrote");
+            var info = SharedMemory.Inspect(name);
+            Assert(info.Size == 4096 && info.State == SegmentState.Ready && info.CreatorPid == (uint)Process.GetCurrentProcess().Id && !info.Persistent,
+                $"Inspect: size {info.Size}, state {info.State}, creator {info.CreatorPid}, persistent {info.Persistent}");
+            using (var cow = SharedMemory.Open(name, SharedMemoryAccess.CopyOnWrite))
+            {
+                cow.Write(0, new byte[] { 100 });
+                b.Read(0, buf);
+                Assert(buf[0] == 7, "a copy-on-write handle's write reached the segment");
+            }
+        }
+        var failing = Name("coo-fail");
+        var e = Throws<InvalidOperationException>("CreateOrOpen whose init throws", () => SharedMemory.CreateOrOpen(failing, 4096, init: data => throw new InvalidOperationException("init failed on purpose")).Dispose());
+        Assert(e.Message == "init failed on purpose", "another exception: " + e.Message);
+        Assert(!Exists(failing), "a segment whose init threw was left under its name");
+        Assert(Library.Version.Split('.').Length == 3, "Library.Version: " + Library.Version);
+        Assert(Library.StatusName(Status.Timeout) == "SHMKIT_ERR_TIMEOUT", "StatusName: " + Library.StatusName(Status.Timeout));
+    }
+
+    static void SyncCreateOpenTry()
+    {
+        var sn = Name("sem");
+        using (var s = NamedSemaphore.Create(sn, 2, 5))
+        using (var o = NamedSemaphore.Open(sn))
+        {
+            Assert(o.Count == 2, "Count: " + o.Count);
+            Assert(o.Wait(TimeSpan.Zero) && o.Wait(TimeSpan.Zero), "two units");
+            Assert(!o.Wait(TimeSpan.Zero), "Wait(TimeSpan.Zero) with no unit returned true");
+            var e = Throws<ShmkitException>("Create of an existing semaphore", () => NamedSemaphore.Create(sn, 0, 1).Dispose());
+            Assert(e.Status == Status.AlreadyExists, "expected AlreadyExists, got " + e.Status);
+        }
+        Throws<ShmkitException>("Open of a missing semaphore", () => NamedSemaphore.Open(Name("no-sem")).Dispose());
+        var en = Name("event");
+        using (var ev = NamedEvent.Create(en, initiallySet: true))
+        using (var o = NamedEvent.Open(en))
+        {
+            Assert(o.IsSet, "an event created set is not set");
+            o.Reset();
+            Assert(!ev.IsSet && !ev.Wait(TimeSpan.Zero), "after Reset");
+        }
+        var mn = Name("mutex");
+        using (var m = NamedMutex.Create(mn))
+        using (var other = NamedMutex.Open(mn))
+        {
+            using (var l = m.TryLock())
+            {
+                Assert(l != null && !l.OwnerDied, "TryLock of a free mutex");
+                Assert(other.TryLock() == null, "TryLock through another handle while it is held");
+                var e = Throws<ShmkitException>("TryLock through the handle that holds it", () => m.TryLock());
+                Assert(e.Status == Status.Busy, "expected Busy, got " + e.Status);
+            }
+            using (var l = other.TryLock()) Assert(l != null, "TryLock after the lock was released");
+        }
+    }
+
+    static void SubscriberReceiveWith()
+    {
+        var name = Name("bcast");
+        using (var sub = Subscriber.Connect(name, new ChannelOptions { MaxSubscribers = 2 }))
+        using (var pub = Publisher.Connect(name))
+        {
+            pub.Publish(Encoding.ASCII.GetBytes("lent"));
+            pub.Publish(Encoding.ASCII.GetBytes("copied"));
+            string got = null;
+            sub.ReceiveWith(m => got = Encoding.ASCII.GetString(m.ToArray()), TimeSpan.FromSeconds(5));
+            Assert(got == "lent", "ReceiveWith lent " + got);
+            Assert(Encoding.ASCII.GetString(sub.Receive(TimeSpan.FromSeconds(5))) == "copied", "Receive() into an array");
+        }
+    }
+
+    static void RpcBuffers()
+    {
+        var name = Name("rpc");
+        using (var server = RpcServer.Bind(name))
+        using (var client = RpcClient.Connect(name))
+        {
+            var serving = new Thread(() =>
+            {
+                var buf = new byte[64];
+                for (int i = 0; i < 2; i++)
+                {
+                    server.Receive(buf, TimeSpan.FromSeconds(10));
+                    server.Reply(Enumerable.Repeat((byte)'x', buf[0]).ToArray());
+                }
+            });
+            serving.Start();
+            var reply = new byte[4];
+            var e = Throws<ShmkitException>("a 10-byte reply into 4 bytes", () => client.Call(new byte[] { 10 }, reply, TimeSpan.FromSeconds(10)));
+            Assert(e.Status == Status.BufferTooSmall && e.Count == 10, $"{e.Status}, Count {e.Count}");
+            var whole = new byte[10];
+            Assert(client.LastReply(whole) == 10 && whole.All(b => b == 'x'), "LastReply");
+            int lent = -1;
+            client.CallWith(new byte[] { 3 }, m => lent = m.Length, TimeSpan.FromSeconds(10));
+            Assert(lent == 3, "CallWith lent " + lent + " bytes");
+            Assert(serving.Join(10000), "the server thread did not finish");
+        }
+    }
+
+    static void Adapters()
+    {
+        var os = "/" + Name("posix-sem");
+        try
+        {
+            using (var a = PosixSemaphore.Create(os, 0, exclusive: true))
+            using (var b = PosixSemaphore.Open(os))
+            {
+                Assert(!b.Wait(TimeSpan.FromMilliseconds(10)), "a POSIX semaphore at 0 let a wait through");
+                a.Post();
+                Assert(b.Wait(TimeSpan.FromSeconds(5)), "the post through the other handle did not arrive");
+            }
+        }
+        finally
+        {
+            PosixSemaphore.Remove(os);
+        }
+        Throws<ShmkitException>("PosixSemaphore.Open after Remove", () => PosixSemaphore.Open(os).Dispose());
+        if (Environment.OSVersion.Platform == PlatformID.Unix)
+        {
+            foreach (var call in new Action[]
+            {
+                () => Win32Semaphore.Create("Local\\" + Name("w"), 0, 1).Dispose(),
+                () => Win32Mutex.Create("Local\\" + Name("w")).Dispose(),
+                () => Win32Event.Create("Local\\" + Name("w")).Dispose(),
+            })
+            {
+                var e = Throws<ShmkitException>("a Win32 adapter on Linux", call);
+                Assert(e.Status == Status.Unsupported, "expected Unsupported, got " + e.Status);
+            }
+        }
+    }
+
     static int Main(string[] args)
     {
         if (args.Length > 1)
@@ -244,6 +489,15 @@ static class ParityTests
         Run("a sub-millisecond timeout waits (rounded up to 1 ms: Timeout), TimeSpan.Zero does not (WouldBlock)", SubMillisecondTimeoutWaits);
         Run("an exception thrown by a ReceiveWith handler is rethrown with the handler's stack frame", CallbackExceptionKeepsStackTrace);
         Run("locking a NamedMutex twice through one handle: ShmkitException Busy at once, not a wait for itself", LockTwiceIsBusy);
+        Run("Shmkit's names compile beside System.Threading's (Semaphore, Mutex: no CS0104)", NoClashWithSystemThreading);
+        Run("the C# layer calls every shmkit_* function of the C ABI (NativeMethods.g.cs)", ReachesEveryCFunction);
+        Run("ChannelFlags and SharedMemoryAccess match the C ABI's constants", FlagsMatchNative);
+        Run("ChannelFlags CreateNew/OpenExisting; a queue admits one sender unless MaxSenders says more; the wrong option is an ArgumentException", ChannelFlagsAndSenders);
+        Run("SharedMemory.CreateOrOpen runs init once, rethrows its exception leaving nothing; Inspect; Open(CopyOnWrite); Library.Version", SegmentCreateOrOpen);
+        Run("NamedSemaphore/NamedEvent/NamedMutex Create, Open, Count, IsSet; TimeSpan.Zero waits are false; TryLock (null, Busy)", SyncCreateOpenTry);
+        Run("Subscriber.ReceiveWith lends a message, Receive() copies one", SubscriberReceiveWith);
+        Run("RpcClient.Call into a buffer (BufferTooSmall, LastReply), CallWith; RpcServer.Receive/Reply", RpcBuffers);
+        Run("PosixSemaphore across two handles, Remove; the Win32 adapters say Unsupported on Linux", Adapters);
         Cleanup();
         Console.WriteLine($"{passed} passed, {failed} failed");
         Console.Out.Flush();

@@ -388,8 +388,8 @@ static class SafetyTests
 
     static void DisposeWakesSemaphore()
     {
-        var sem = Shmkit.Semaphore.CreateOrOpen(Name("wake-sem"), 0, 1);
-        DisposeWakes("Semaphore.Wait", sem, () => sem.Wait());
+        var sem = NamedSemaphore.CreateOrOpen(Name("wake-sem"), 0, 1);
+        DisposeWakes("NamedSemaphore.Wait", sem, () => sem.Wait());
     }
 
     static void DisposeWakesEvent()
@@ -560,7 +560,7 @@ static class SafetyTests
         Run("Dispose from another thread wakes Sender.Send waiting for room", DisposeWakesSend);
         Run("Dispose from another thread wakes RpcClient.Call waiting for its reply", DisposeWakesCall);
         Run("Dispose from another thread wakes NamedMutex.Lock", DisposeWakesLock);
-        Run("Dispose from another thread wakes Semaphore.Wait", DisposeWakesSemaphore);
+        Run("Dispose from another thread wakes NamedSemaphore.Wait", DisposeWakesSemaphore);
         Run("Dispose from another thread wakes NamedEvent.Wait", DisposeWakesEvent);
         Run("a process whose reader thread was stopped by Dispose exits", StoppedReaderExits);
         Run("Receive inside a ReceiveWith callback on the same receiver: Busy, not a deadlock", ReentrantReceiveIsBusy);
