@@ -32,6 +32,12 @@ namespace Shmkit.Native
         /// </summary>
         internal const uint SHMKIT_ACCESS_COPY_ON_WRITE = 2;
         /// <summary>
+        ///  Bytes a mutex, semaphore or event takes inside a segment
+        ///  (`shmkit_mutex_init_in`, `shmkit_semaphore_init_in`, `shmkit_event_init_in`):
+        ///  give each its own 8-byte aligned range of this many bytes, apart from the data.
+        /// </summary>
+        internal const ulong SHMKIT_SYNC_SIZE_IN_SEGMENT = 64;
+        /// <summary>
         ///  `shmkit_event_create` flag: each set lets one wait through (default: stays set
         ///  until reset).
         /// </summary>
@@ -199,6 +205,31 @@ namespace Shmkit.Native
         internal static extern shmkit_status shmkit_mutex_create_or_open(byte* name, shmkit_mutex** mutex);
 
         /// <summary>
+        ///  Initialises a new, unlocked mutex at `offset` (a multiple of 8) of segment
+        ///  `shm`, taking `SHMKIT_SYNC_SIZE_IN_SEGMENT` bytes, and opens it. Do this once,
+        ///  when the segment is made, before other processes `shmkit_mutex_open_in` it:
+        ///  initialising over a mutex in use breaks it.
+        ///
+        ///  A mutex in a segment lives as long as the segment: in a `SHMKIT_PERSISTENT`
+        ///  segment, a holder's death is reported (`SHMKIT_ERR_OWNER_DIED`) even to a
+        ///  process that opens it after every other user has gone. A named mutex
+        ///  (`shmkit_mutex_create`) is temporary: it goes away with its last user, and
+        ///  its owner's death with it. The handle keeps the segment open and mapped,
+        ///  even after `shmkit_shm_close(shm)`.
+        /// </summary>
+        [DllImport(__DllName, EntryPoint = "shmkit_mutex_init_in", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern shmkit_status shmkit_mutex_init_in(shmkit_shm* shm, ulong offset, shmkit_mutex** mutex);
+
+        /// <summary>
+        ///  Opens the mutex at `offset` of segment `shm` (made there by
+        ///  `shmkit_mutex_init_in`, in this or another process). `SHMKIT_ERR_CORRUPT` if
+        ///  no shmkit object was initialised there, `SHMKIT_ERR_MISMATCH` if another kind
+        ///  was. The handle keeps the segment open and mapped.
+        /// </summary>
+        [DllImport(__DllName, EntryPoint = "shmkit_mutex_open_in", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern shmkit_status shmkit_mutex_open_in(shmkit_shm* shm, ulong offset, shmkit_mutex** mutex);
+
+        /// <summary>
         ///  Locks the mutex, waiting up to `timeout_ms` (negative: `SHMKIT_FOREVER`).
         ///  `SHMKIT_ERR_OWNER_DIED` means the lock **is held** but its last holder died
         ///  holding it: repair the data, `shmkit_mutex_mark_consistent`, then unlock.
@@ -257,6 +288,22 @@ namespace Shmkit.Native
         internal static extern shmkit_status shmkit_semaphore_open(byte* name, shmkit_semaphore** sem);
 
         /// <summary>
+        ///  Initialises a new semaphore with count `initial` and maximum `max` at `offset`
+        ///  (a multiple of 8) of segment `shm`, taking `SHMKIT_SYNC_SIZE_IN_SEGMENT` bytes,
+        ///  and opens it. Do this once, before other processes `shmkit_semaphore_open_in`
+        ///  it. Its count lives as long as the segment; the handle keeps the segment open.
+        /// </summary>
+        [DllImport(__DllName, EntryPoint = "shmkit_semaphore_init_in", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern shmkit_status shmkit_semaphore_init_in(shmkit_shm* shm, ulong offset, uint initial, uint max, shmkit_semaphore** sem);
+
+        /// <summary>
+        ///  Opens the semaphore at `offset` of segment `shm` (see
+        ///  `shmkit_semaphore_init_in`). The handle keeps the segment open.
+        /// </summary>
+        [DllImport(__DllName, EntryPoint = "shmkit_semaphore_open_in", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern shmkit_status shmkit_semaphore_open_in(shmkit_shm* shm, ulong offset, shmkit_semaphore** sem);
+
+        /// <summary>
         ///  Takes one unit, waiting up to `timeout_ms` (negative: forever; 0: not at all,
         ///  `SHMKIT_ERR_TIMEOUT` if none is free).
         /// </summary>
@@ -300,6 +347,22 @@ namespace Shmkit.Native
         /// </summary>
         [DllImport(__DllName, EntryPoint = "shmkit_event_open", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern shmkit_status shmkit_event_open(byte* name, shmkit_event** @event);
+
+        /// <summary>
+        ///  Initialises a new event at `offset` (a multiple of 8) of segment `shm`, taking
+        ///  `SHMKIT_SYNC_SIZE_IN_SEGMENT` bytes, and opens it; `flags` as for
+        ///  `shmkit_event_create`. Do this once, before other processes
+        ///  `shmkit_event_open_in` it. The handle keeps the segment open.
+        /// </summary>
+        [DllImport(__DllName, EntryPoint = "shmkit_event_init_in", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern shmkit_status shmkit_event_init_in(shmkit_shm* shm, ulong offset, uint flags, shmkit_event** @event);
+
+        /// <summary>
+        ///  Opens the event at `offset` of segment `shm` (see `shmkit_event_init_in`).
+        ///  The handle keeps the segment open.
+        /// </summary>
+        [DllImport(__DllName, EntryPoint = "shmkit_event_open_in", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern shmkit_status shmkit_event_open_in(shmkit_shm* shm, ulong offset, shmkit_event** @event);
 
         /// <summary>
         ///  Sets the event.

@@ -82,6 +82,11 @@
 // `access`: private copy-on-write; writes stay in this process.
 #define SHMKIT_ACCESS_COPY_ON_WRITE 2
 
+// Bytes a mutex, semaphore or event takes inside a segment
+// (`shmkit_mutex_init_in`, `shmkit_semaphore_init_in`, `shmkit_event_init_in`):
+// give each its own 8-byte aligned range of this many bytes, apart from the data.
+#define SHMKIT_SYNC_SIZE_IN_SEGMENT 64
+
 // `shmkit_event_create` flag: each set lets one wait through (default: stays set
 // until reset).
 #define SHMKIT_EVENT_AUTO_RESET 1
@@ -573,6 +578,25 @@ shmkit_status shmkit_mutex_open(const char *name, shmkit_mutex **mutex);
 // Opens mutex `name`, creating it if needed.
 shmkit_status shmkit_mutex_create_or_open(const char *name, shmkit_mutex **mutex);
 
+// Initialises a new, unlocked mutex at `offset` (a multiple of 8) of segment
+// `shm`, taking `SHMKIT_SYNC_SIZE_IN_SEGMENT` bytes, and opens it. Do this once,
+// when the segment is made, before other processes `shmkit_mutex_open_in` it:
+// initialising over a mutex in use breaks it.
+//
+// A mutex in a segment lives as long as the segment: in a `SHMKIT_PERSISTENT`
+// segment, a holder's death is reported (`SHMKIT_ERR_OWNER_DIED`) even to a
+// process that opens it after every other user has gone. A named mutex
+// (`shmkit_mutex_create`) is temporary: it goes away with its last user, and
+// its owner's death with it. The handle keeps the segment open and mapped,
+// even after `shmkit_shm_close(shm)`.
+shmkit_status shmkit_mutex_init_in(shmkit_shm *shm, uint64_t offset, shmkit_mutex **mutex);
+
+// Opens the mutex at `offset` of segment `shm` (made there by
+// `shmkit_mutex_init_in`, in this or another process). `SHMKIT_ERR_CORRUPT` if
+// no shmkit object was initialised there, `SHMKIT_ERR_MISMATCH` if another kind
+// was. The handle keeps the segment open and mapped.
+shmkit_status shmkit_mutex_open_in(shmkit_shm *shm, uint64_t offset, shmkit_mutex **mutex);
+
 // Locks the mutex, waiting up to `timeout_ms` (negative: `SHMKIT_FOREVER`).
 // `SHMKIT_ERR_OWNER_DIED` means the lock **is held** but its last holder died
 // holding it: repair the data, `shmkit_mutex_mark_consistent`, then unlock.
@@ -613,6 +637,20 @@ shmkit_status shmkit_semaphore_create_or_open(const char *name,
 // Opens semaphore `name`.
 shmkit_status shmkit_semaphore_open(const char *name, shmkit_semaphore **sem);
 
+// Initialises a new semaphore with count `initial` and maximum `max` at `offset`
+// (a multiple of 8) of segment `shm`, taking `SHMKIT_SYNC_SIZE_IN_SEGMENT` bytes,
+// and opens it. Do this once, before other processes `shmkit_semaphore_open_in`
+// it. Its count lives as long as the segment; the handle keeps the segment open.
+shmkit_status shmkit_semaphore_init_in(shmkit_shm *shm,
+                                       uint64_t offset,
+                                       uint32_t initial,
+                                       uint32_t max,
+                                       shmkit_semaphore **sem);
+
+// Opens the semaphore at `offset` of segment `shm` (see
+// `shmkit_semaphore_init_in`). The handle keeps the segment open.
+shmkit_status shmkit_semaphore_open_in(shmkit_shm *shm, uint64_t offset, shmkit_semaphore **sem);
+
 // Takes one unit, waiting up to `timeout_ms` (negative: forever; 0: not at all,
 // `SHMKIT_ERR_TIMEOUT` if none is free).
 shmkit_status shmkit_semaphore_wait(shmkit_semaphore *sem, int64_t timeout_ms);
@@ -636,6 +674,19 @@ shmkit_status shmkit_event_create_or_open(const char *name, uint32_t flags, shmk
 
 // Opens event `name`.
 shmkit_status shmkit_event_open(const char *name, shmkit_event **event);
+
+// Initialises a new event at `offset` (a multiple of 8) of segment `shm`, taking
+// `SHMKIT_SYNC_SIZE_IN_SEGMENT` bytes, and opens it; `flags` as for
+// `shmkit_event_create`. Do this once, before other processes
+// `shmkit_event_open_in` it. The handle keeps the segment open.
+shmkit_status shmkit_event_init_in(shmkit_shm *shm,
+                                   uint64_t offset,
+                                   uint32_t flags,
+                                   shmkit_event **event);
+
+// Opens the event at `offset` of segment `shm` (see `shmkit_event_init_in`).
+// The handle keeps the segment open.
+shmkit_status shmkit_event_open_in(shmkit_shm *shm, uint64_t offset, shmkit_event **event);
 
 // Sets the event.
 shmkit_status shmkit_event_set(shmkit_event *event);

@@ -5,7 +5,7 @@ use crate::calls::{this_thread, Gate};
 use crate::handle::{get, insert, remove, Kind};
 use crate::status::{run, shmkit_status, shmkit_status::*, Failure};
 use shmkit::sync::{ArcMutexGuard, Event, EventMode, LockError, Mutex, Semaphore};
-use shmkit::Interrupter;
+use shmkit::{Interrupter, Shm};
 use std::ffi::c_char;
 use std::sync::Arc;
 
@@ -24,6 +24,17 @@ pub struct shmkit_event {
     _opaque: (),
 }
 
+/// Bytes a mutex, semaphore or event takes inside a segment
+/// (`shmkit_mutex_init_in`, `shmkit_semaphore_init_in`, `shmkit_event_init_in`):
+/// give each its own 8-byte aligned range of this many bytes, apart from the data.
+pub const SHMKIT_SYNC_SIZE_IN_SEGMENT: u64 = 64;
+
+const _: () = assert!(
+    SHMKIT_SYNC_SIZE_IN_SEGMENT == Mutex::<()>::size_in_segment()
+        && SHMKIT_SYNC_SIZE_IN_SEGMENT == Semaphore::SIZE_IN_SEGMENT
+        && SHMKIT_SYNC_SIZE_IN_SEGMENT == Event::SIZE_IN_SEGMENT
+);
+
 /// `shmkit_event_create` flag: each set lets one wait through (default: stays set
 /// until reset).
 pub const SHMKIT_EVENT_AUTO_RESET: u32 = 1;
@@ -39,13 +50,25 @@ struct Held {
 
 pub(crate) struct MutexEntry {
     mutex: Arc<Mutex>,
+    /// The segment holding an in-segment mutex (`*_init_in`, `*_open_in`): kept
+    /// open with the handle, whatever happens to the segment's own handle.
+    _segment: Option<Arc<Shm>>,
     gate: Gate,
     /// The lock, while this handle holds it.
     held: parking_lot::Mutex<Option<Held>>,
 }
 
 fn mutex_out(out_ptr: *mut *mut shmkit_mutex, m: Mutex) -> Result<(), Failure> {
+    mutex_out_in(out_ptr, m, None)
+}
+
+fn mutex_out_in(
+    out_ptr: *mut *mut shmkit_mutex,
+    m: Mutex,
+    segment: Option<Arc<Shm>>,
+) -> Result<(), Failure> {
     let entry = MutexEntry {
+        _segment: segment,
         gate: Gate::new(m.name(), m.interrupter()),
         mutex: Arc::new(m),
         held: parking_lot::Mutex::new(None),
@@ -125,6 +148,57 @@ pub unsafe extern "C" fn shmkit_mutex_create_or_open(
             mutex_out,
         )
     }
+}
+
+/// The segment behind `shm` (checked) and the output (checked), for `*_in`.
+fn segment_and_out<H>(
+    shm: *mut crate::segment::shmkit_shm,
+    out_handle: *mut *mut H,
+    out_name: &str,
+) -> Result<Arc<Shm>, Failure> {
+    out(out_name, out_handle)?;
+    get::<Shm>(shm as usize, Kind::Shm)
+}
+
+/// Initialises a new, unlocked mutex at `offset` (a multiple of 8) of segment
+/// `shm`, taking `SHMKIT_SYNC_SIZE_IN_SEGMENT` bytes, and opens it. Do this once,
+/// when the segment is made, before other processes `shmkit_mutex_open_in` it:
+/// initialising over a mutex in use breaks it.
+///
+/// A mutex in a segment lives as long as the segment: in a `SHMKIT_PERSISTENT`
+/// segment, a holder's death is reported (`SHMKIT_ERR_OWNER_DIED`) even to a
+/// process that opens it after every other user has gone. A named mutex
+/// (`shmkit_mutex_create`) is temporary: it goes away with its last user, and
+/// its owner's death with it. The handle keeps the segment open and mapped,
+/// even after `shmkit_shm_close(shm)`.
+#[no_mangle]
+pub extern "C" fn shmkit_mutex_init_in(
+    shm: *mut crate::segment::shmkit_shm,
+    offset: u64,
+    mutex: *mut *mut shmkit_mutex,
+) -> shmkit_status {
+    run("shmkit_mutex_init_in", || {
+        let seg = segment_and_out(shm, mutex, "the output handle")?;
+        let m = Mutex::init_in(&seg, offset, ())?;
+        mutex_out_in(mutex, m, Some(seg))
+    })
+}
+
+/// Opens the mutex at `offset` of segment `shm` (made there by
+/// `shmkit_mutex_init_in`, in this or another process). `SHMKIT_ERR_CORRUPT` if
+/// no shmkit object was initialised there, `SHMKIT_ERR_MISMATCH` if another kind
+/// was. The handle keeps the segment open and mapped.
+#[no_mangle]
+pub extern "C" fn shmkit_mutex_open_in(
+    shm: *mut crate::segment::shmkit_shm,
+    offset: u64,
+    mutex: *mut *mut shmkit_mutex,
+) -> shmkit_status {
+    run("shmkit_mutex_open_in", || {
+        let seg = segment_and_out(shm, mutex, "the output handle")?;
+        let m = Mutex::<()>::open_in(&seg, offset)?;
+        mutex_out_in(mutex, m, Some(seg))
+    })
 }
 
 fn lock(function: &str, m: *mut shmkit_mutex, wait: Option<std::time::Duration>) -> shmkit_status {
@@ -244,20 +318,31 @@ pub extern "C" fn shmkit_mutex_close(m: *mut shmkit_mutex) -> shmkit_status {
 pub(crate) struct Waitable<T> {
     object: T,
     gate: Gate,
+    /// The segment holding an in-segment object, kept open with the handle.
+    _segment: Option<Arc<Shm>>,
 }
 
 impl<T> Waitable<T> {
-    fn new(name: &str, object: T, interrupter: Interrupter) -> Self {
+    fn new(name: &str, object: T, interrupter: Interrupter, segment: Option<Arc<Shm>>) -> Self {
         Waitable {
             object,
             gate: Gate::new(name, interrupter),
+            _segment: segment,
         }
     }
 }
 
 fn semaphore_out(out_ptr: *mut *mut shmkit_semaphore, s: Semaphore) -> Result<(), Failure> {
+    semaphore_out_in(out_ptr, s, None)
+}
+
+fn semaphore_out_in(
+    out_ptr: *mut *mut shmkit_semaphore,
+    s: Semaphore,
+    segment: Option<Arc<Shm>>,
+) -> Result<(), Failure> {
     let (name, stop) = (s.name().to_string(), s.interrupter());
-    let h = insert(Kind::Semaphore, Waitable::new(&name, s, stop))?;
+    let h = insert(Kind::Semaphore, Waitable::new(&name, s, stop, segment))?;
     // SAFETY: checked by `out` first.
     unsafe { put(out_ptr, h as *mut shmkit_semaphore) };
     Ok(())
@@ -311,6 +396,40 @@ pub unsafe extern "C" fn shmkit_semaphore_open(
             semaphore_out,
         )
     }
+}
+
+/// Initialises a new semaphore with count `initial` and maximum `max` at `offset`
+/// (a multiple of 8) of segment `shm`, taking `SHMKIT_SYNC_SIZE_IN_SEGMENT` bytes,
+/// and opens it. Do this once, before other processes `shmkit_semaphore_open_in`
+/// it. Its count lives as long as the segment; the handle keeps the segment open.
+#[no_mangle]
+pub extern "C" fn shmkit_semaphore_init_in(
+    shm: *mut crate::segment::shmkit_shm,
+    offset: u64,
+    initial: u32,
+    max: u32,
+    sem: *mut *mut shmkit_semaphore,
+) -> shmkit_status {
+    run("shmkit_semaphore_init_in", || {
+        let seg = segment_and_out(shm, sem, "sem")?;
+        let s = Semaphore::init_in(&seg, offset, initial, max)?;
+        semaphore_out_in(sem, s, Some(seg))
+    })
+}
+
+/// Opens the semaphore at `offset` of segment `shm` (see
+/// `shmkit_semaphore_init_in`). The handle keeps the segment open.
+#[no_mangle]
+pub extern "C" fn shmkit_semaphore_open_in(
+    shm: *mut crate::segment::shmkit_shm,
+    offset: u64,
+    sem: *mut *mut shmkit_semaphore,
+) -> shmkit_status {
+    run("shmkit_semaphore_open_in", || {
+        let seg = segment_and_out(shm, sem, "sem")?;
+        let s = Semaphore::open_in(&seg, offset)?;
+        semaphore_out_in(sem, s, Some(seg))
+    })
 }
 
 /// Takes one unit, waiting up to `timeout_ms` (negative: forever; 0: not at all,
@@ -375,8 +494,16 @@ pub extern "C" fn shmkit_semaphore_close(sem: *mut shmkit_semaphore) -> shmkit_s
 }
 
 fn event_out(out_ptr: *mut *mut shmkit_event, e: Event) -> Result<(), Failure> {
+    event_out_in(out_ptr, e, None)
+}
+
+fn event_out_in(
+    out_ptr: *mut *mut shmkit_event,
+    e: Event,
+    segment: Option<Arc<Shm>>,
+) -> Result<(), Failure> {
     let (name, stop) = (e.name().to_string(), e.interrupter());
-    let h = insert(Kind::Event, Waitable::new(&name, e, stop))?;
+    let h = insert(Kind::Event, Waitable::new(&name, e, stop, segment))?;
     // SAFETY: checked by `out` first.
     unsafe { put(out_ptr, h as *mut shmkit_event) };
     Ok(())
@@ -437,6 +564,40 @@ pub unsafe extern "C" fn shmkit_event_open(
 ) -> shmkit_status {
     // SAFETY: the caller's pointers, per the header's conventions.
     unsafe { open_named("shmkit_event_open", name, event, Event::open, event_out) }
+}
+
+/// Initialises a new event at `offset` (a multiple of 8) of segment `shm`, taking
+/// `SHMKIT_SYNC_SIZE_IN_SEGMENT` bytes, and opens it; `flags` as for
+/// `shmkit_event_create`. Do this once, before other processes
+/// `shmkit_event_open_in` it. The handle keeps the segment open.
+#[no_mangle]
+pub extern "C" fn shmkit_event_init_in(
+    shm: *mut crate::segment::shmkit_shm,
+    offset: u64,
+    flags: u32,
+    event: *mut *mut shmkit_event,
+) -> shmkit_status {
+    run("shmkit_event_init_in", || {
+        let seg = segment_and_out(shm, event, "event")?;
+        let (mode, set) = event_flags(flags)?;
+        let e = Event::init_in(&seg, offset, mode, set)?;
+        event_out_in(event, e, Some(seg))
+    })
+}
+
+/// Opens the event at `offset` of segment `shm` (see `shmkit_event_init_in`).
+/// The handle keeps the segment open.
+#[no_mangle]
+pub extern "C" fn shmkit_event_open_in(
+    shm: *mut crate::segment::shmkit_shm,
+    offset: u64,
+    event: *mut *mut shmkit_event,
+) -> shmkit_status {
+    run("shmkit_event_open_in", || {
+        let seg = segment_and_out(shm, event, "event")?;
+        let e = Event::open_in(&seg, offset)?;
+        event_out_in(event, e, Some(seg))
+    })
 }
 
 /// Sets the event.
