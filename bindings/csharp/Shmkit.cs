@@ -388,6 +388,28 @@ namespace Shmkit
             }
         }
 
+        /// <summary>Bytes a <see cref="NamedMutex"/>, <see cref="NamedSemaphore"/> or
+        /// <see cref="NamedEvent"/> takes inside a segment (InitIn/OpenIn; offsets are
+        /// multiples of 8).</summary>
+        public const ulong SyncObjectSize = NativeMethods.SHMKIT_SYNC_SIZE_IN_SEGMENT;
+
+        /// <summary>Runs a C call that takes this segment's handle, holding a reference on it
+        /// meanwhile (a Dispose on another thread cannot close it under the call).</summary>
+        internal void With(Func<IntPtr, shmkit_status> call)
+        {
+            var handle = AddRef();
+            shmkit_status s;
+            try
+            {
+                s = call(handle.DangerousGetHandle());
+            }
+            finally
+            {
+                handle.DangerousRelease();
+            }
+            Interop.Check(s);
+        }
+
         /// <summary>Copies bytes at <paramref name="offset"/> into <paramref name="into"/>.</summary>
         public void Read(ulong offset, Span<byte> into)
         {
@@ -628,6 +650,35 @@ namespace Shmkit
             return new NamedMutex((IntPtr)h);
         }
 
+        /// <summary>Initialises a new, unlocked mutex at <paramref name="offset"/> (a multiple
+        /// of 8) of <paramref name="shm"/>, taking <see cref="SharedMemory.SyncObjectSize"/>
+        /// bytes, and opens it. Do this once, when the segment is made, before other processes
+        /// <see cref="OpenIn"/> it: initialising over a mutex in use breaks it.</summary>
+        /// <remarks>A mutex in a segment lives as long as the segment: in a persistent segment
+        /// a holder's death is reported (<see cref="MutexLock.OwnerDied"/>) even to a process
+        /// that opens it after every other user has gone, which a named mutex (temporary: it
+        /// goes with its last user, and its owner's death with it) cannot do. The NamedMutex
+        /// keeps the segment mapped while it is open, even if <paramref name="shm"/> is
+        /// disposed first.</remarks>
+        public static NamedMutex InitIn(SharedMemory shm, ulong offset)
+        {
+            shmkit_mutex* h = null;
+            Segment(shm).With(p => { shmkit_mutex* m; var s = NativeMethods.shmkit_mutex_init_in((shmkit_shm*)p, offset, &m); h = m; return s; });
+            return new NamedMutex((IntPtr)h);
+        }
+
+        /// <summary>Opens the mutex at <paramref name="offset"/> of <paramref name="shm"/> (made
+        /// there by <see cref="InitIn"/>, in this or another process). ShmkitException Corrupt if
+        /// no shmkit object was initialised there, Mismatch if another kind was.</summary>
+        public static NamedMutex OpenIn(SharedMemory shm, ulong offset)
+        {
+            shmkit_mutex* h = null;
+            Segment(shm).With(p => { shmkit_mutex* m; var s = NativeMethods.shmkit_mutex_open_in((shmkit_shm*)p, offset, &m); h = m; return s; });
+            return new NamedMutex((IntPtr)h);
+        }
+
+        internal static SharedMemory Segment(SharedMemory shm) => shm ?? throw new ArgumentNullException(nameof(shm));
+
         /// <summary>Locks, waiting up to timeout (null: forever); ShmkitException Timeout after
         /// (TimeSpan.Zero: WouldBlock at once if it is held). Busy: this NamedMutex already
         /// holds it. ObjectDisposedException if the mutex is disposed (from another thread)
@@ -692,6 +743,26 @@ namespace Shmkit
         {
             shmkit_semaphore* h;
             fixed (byte* n = Interop.Utf8(name)) Interop.Check(NativeMethods.shmkit_semaphore_open(n, &h));
+            return new NamedSemaphore((IntPtr)h);
+        }
+
+        /// <summary>Initialises a new semaphore with count <paramref name="initial"/> and maximum
+        /// <paramref name="max"/> at <paramref name="offset"/> (a multiple of 8) of
+        /// <paramref name="shm"/>, taking <see cref="SharedMemory.SyncObjectSize"/> bytes, and
+        /// opens it. Do this once, before other processes <see cref="OpenIn"/> it. Its count
+        /// lives as long as the segment; it keeps the segment mapped while open.</summary>
+        public static NamedSemaphore InitIn(SharedMemory shm, ulong offset, uint initial, uint max = MaxCount)
+        {
+            shmkit_semaphore* h = null;
+            NamedMutex.Segment(shm).With(p => { shmkit_semaphore* m; var s = NativeMethods.shmkit_semaphore_init_in((shmkit_shm*)p, offset, initial, max, &m); h = m; return s; });
+            return new NamedSemaphore((IntPtr)h);
+        }
+
+        /// <summary>Opens the semaphore at <paramref name="offset"/> of <paramref name="shm"/> (see <see cref="InitIn"/>).</summary>
+        public static NamedSemaphore OpenIn(SharedMemory shm, ulong offset)
+        {
+            shmkit_semaphore* h = null;
+            NamedMutex.Segment(shm).With(p => { shmkit_semaphore* m; var s = NativeMethods.shmkit_semaphore_open_in((shmkit_shm*)p, offset, &m); h = m; return s; });
             return new NamedSemaphore((IntPtr)h);
         }
 
@@ -763,6 +834,25 @@ namespace Shmkit
         {
             shmkit_event* h;
             fixed (byte* n = Interop.Utf8(name)) Interop.Check(NativeMethods.shmkit_event_open(n, &h));
+            return new NamedEvent((IntPtr)h);
+        }
+
+        /// <summary>Initialises a new event at <paramref name="offset"/> (a multiple of 8) of
+        /// <paramref name="shm"/>, taking <see cref="SharedMemory.SyncObjectSize"/> bytes, and
+        /// opens it. Do this once, before other processes <see cref="OpenIn"/> it. It keeps
+        /// the segment mapped while open.</summary>
+        public static NamedEvent InitIn(SharedMemory shm, ulong offset, bool autoReset = false, bool initiallySet = false)
+        {
+            shmkit_event* h = null;
+            NamedMutex.Segment(shm).With(p => { shmkit_event* m; var s = NativeMethods.shmkit_event_init_in((shmkit_shm*)p, offset, Flags(autoReset, initiallySet), &m); h = m; return s; });
+            return new NamedEvent((IntPtr)h);
+        }
+
+        /// <summary>Opens the event at <paramref name="offset"/> of <paramref name="shm"/> (see <see cref="InitIn"/>).</summary>
+        public static NamedEvent OpenIn(SharedMemory shm, ulong offset)
+        {
+            shmkit_event* h = null;
+            NamedMutex.Segment(shm).With(p => { shmkit_event* m; var s = NativeMethods.shmkit_event_open_in((shmkit_shm*)p, offset, &m); h = m; return s; });
             return new NamedEvent((IntPtr)h);
         }
 

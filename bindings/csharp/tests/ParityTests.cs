@@ -473,8 +473,116 @@ static class ParityTests
         }
     }
 
+
+    // ---- item 2: a mutex, semaphore and event inside a segment
+
+    static void SyncInSegment()
+    {
+        var name = Name("in-seg");
+        NamedMutex m;
+        NamedSemaphore sem;
+        NamedEvent ev;
+        using (var shm = SharedMemory.Create(name, 4096))
+        {
+            m = NamedMutex.InitIn(shm, 0);
+            sem = NamedSemaphore.InitIn(shm, SharedMemory.SyncObjectSize, 1, 3);
+            ev = NamedEvent.InitIn(shm, 2 * SharedMemory.SyncObjectSize, initiallySet: true);
+            var e = Throws<ShmkitException>("OpenIn where nothing was initialised", () => NamedMutex.OpenIn(shm, 1024).Dispose());
+            Assert(e.Status == Status.Corrupt, "expected Corrupt, got " + e.Status);
+            e = Throws<ShmkitException>("a mutex opened where a semaphore is", () => NamedMutex.OpenIn(shm, SharedMemory.SyncObjectSize).Dispose());
+            Assert(e.Status == Status.Mismatch, "expected Mismatch, got " + e.Status);
+        }
+        // The segment's SharedMemory is disposed: the objects keep it mapped.
+        using (m)
+        using (sem)
+        using (ev)
+        using (var shm = SharedMemory.Open(name))
+        using (var m2 = NamedMutex.OpenIn(shm, 0))
+        using (var sem2 = NamedSemaphore.OpenIn(shm, SharedMemory.SyncObjectSize))
+        using (var ev2 = NamedEvent.OpenIn(shm, 2 * SharedMemory.SyncObjectSize))
+        {
+            using (m.Lock(TimeSpan.FromSeconds(5)))
+                Assert(m2.TryLock() == null, "the mutex in the segment, held through one handle, was free through another");
+            using (var l = m2.TryLock()) Assert(l != null, "not free after unlock");
+            Assert(sem2.Count == 1 && sem.Wait(TimeSpan.Zero) && sem2.Count == 0, "the semaphore's count is not shared");
+            Assert(ev2.IsSet, "the event was initialised set");
+        }
+    }
+
+    /// <summary>Runs this program as a child with args; returns it (stdout redirected).</summary>
+    static Process Child(params string[] args)
+    {
+        var self = typeof(ParityTests).Assembly.Location;
+        var info = new ProcessStartInfo("mono", "\"" + self + "\" " + string.Join(" ", args.Select(a => "\"" + a + "\"")))
+        {
+            UseShellExecute = false,
+            RedirectStandardOutput = true,
+        };
+        return Process.Start(info);
+    }
+
+    /// <summary>Child: locks the mutex at offset 0 of persistent segment name, half-updates
+    /// the data after it, says "locked" and sleeps until killed.</summary>
+    static int HoldInSegment(string name)
+    {
+        var shm = SharedMemory.Open(name);
+        var m = NamedMutex.OpenIn(shm, 0);
+        var held = m.Lock(TimeSpan.FromSeconds(10));
+        shm.Write(SharedMemory.SyncObjectSize, Encoding.ASCII.GetBytes("half"));
+        Console.WriteLine("locked");
+        Console.Out.Flush();
+        Thread.Sleep(60000);
+        GC.KeepAlive(held);
+        return 1;
+    }
+
+    /// <summary>Child: opens the segment and its mutex afresh and locks it; says "owner-died"
+    /// or "clean".</summary>
+    static int LockInSegment(string name)
+    {
+        using (var shm = SharedMemory.Open(name))
+        using (var m = NamedMutex.OpenIn(shm, 0))
+        using (var l = m.Lock(TimeSpan.FromSeconds(10)))
+        {
+            Console.WriteLine(l.OwnerDied ? "owner-died" : "clean");
+            if (l.OwnerDied) l.MarkConsistent();
+        }
+        return 0;
+    }
+
+    static void OwnerDeathInPersistentSegment()
+    {
+        var name = Name("persist");
+        // Made and left: no process has the segment or the mutex open in between.
+        using (var shm = SharedMemory.Create(name, 4096, persistent: true))
+        using (NamedMutex.InitIn(shm, 0)) { }
+        var holder = Child("hold-in", name);
+        try
+        {
+            var line = holder.StandardOutput.ReadLine();
+            Assert(line == "locked", "the holder said: " + line);
+        }
+        finally
+        {
+            holder.Kill();   // SIGKILL: no unlock, no cleanup
+            holder.WaitForExit();
+        }
+        // A killed process cannot remove its liveness token.
+        foreach (var f in System.IO.Directory.GetFiles("/dev/shm", "shmkit-live." + holder.Id + ".*")) System.IO.File.Delete(f);
+        var later = Child("lock-in", name);
+        var said = later.StandardOutput.ReadToEnd().Trim();
+        later.WaitForExit();
+        Assert(said == "owner-died", "a process started after the holder was killed locked the mutex in the persistent segment and saw: '" + said + "', expected owner-died");
+        var again = Child("lock-in", name);
+        said = again.StandardOutput.ReadToEnd().Trim();
+        again.WaitForExit();
+        Assert(said == "clean", "after MarkConsistent the next locker saw: " + said);
+    }
+
     static int Main(string[] args)
     {
+        if (args.Length == 2 && args[0] == "hold-in") return HoldInSegment(args[1]);
+        if (args.Length == 2 && args[0] == "lock-in") return LockInSegment(args[1]);
         if (args.Length > 1)
         {
             Console.Error.WriteLine("usage: ParityTests.exe [NAME_PREFIX]");
@@ -498,6 +606,8 @@ static class ParityTests
         Run("Subscriber.ReceiveWith lends a message, Receive() copies one", SubscriberReceiveWith);
         Run("RpcClient.Call into a buffer (BufferTooSmall, LastReply), CallWith; RpcServer.Receive/Reply", RpcBuffers);
         Run("PosixSemaphore across two handles, Remove; the Win32 adapters say Unsupported on Linux", Adapters);
+        Run("NamedMutex/NamedSemaphore/NamedEvent InitIn/OpenIn a segment, shared across handles, kept mapped after the SharedMemory is disposed; Corrupt, Mismatch", SyncInSegment);
+        Run("a mutex in a persistent segment: its holder (a C# process) SIGKILLed, a process started afterwards opens segment and mutex and gets OwnerDied", OwnerDeathInPersistentSegment);
         Cleanup();
         Console.WriteLine($"{passed} passed, {failed} failed");
         Console.Out.Flush();
