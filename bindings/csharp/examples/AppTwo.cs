@@ -1,7 +1,11 @@
 // "App Two": prints each message received on shmkit channel NAME as a line, until
 // every sender is gone (Disconnected) — or none came within the timeout.
 //
-//   mono AppTwo.exe NAME [TIMEOUT_SECONDS]
+// Start it before AppOne.
+//
+//   mcs -nologo -r:target/cs/Shmkit.dll -r:System.Core -out:target/cs/AppTwo.exe bindings/csharp/examples/AppTwo.cs
+//   (Shmkit.dll and LD_LIBRARY_PATH: docs/languages/csharp.md, "Your first message")
+//   mono target/cs/AppTwo.exe NAME [TIMEOUT_SECONDS]   (default 30)
 using System;
 using System.Text;
 using Shmkit;

@@ -7,7 +7,9 @@
 // Windows, a raw segment is a named section: MemoryMappedFile.OpenExisting(name)
 // opens it directly.
 //
-//   mono MmfInterop.exe NAME   (creates raw segment /NAME; leaves it for the caller to check and remove)
+//   mcs -nologo -r:target/cs/Shmkit.dll -r:System.Core -out:target/cs/MmfInterop.exe bindings/csharp/examples/MmfInterop.cs
+//   (Shmkit.dll and LD_LIBRARY_PATH: docs/languages/csharp.md, "Your first message")
+//   mono target/cs/MmfInterop.exe NAME   (creates raw segment /NAME; leaves it for the caller to check and remove)
 using System;
 using System.IO;
 using System.IO.MemoryMappedFiles;
