@@ -59,11 +59,13 @@ namespace Shmkit.Native
         /// </summary>
         internal const uint SHMKIT_CHANNEL_HISTORY = 4;
         /// <summary>
-        ///  Channel flag: fail with `SHMKIT_ERR_ALREADY_EXISTS` unless this creates it.
+        ///  Channel flag: fail with `SHMKIT_ERR_ALREADY_EXISTS` unless this creates it
+        ///  (not with `SHMKIT_CHANNEL_OPEN_EXISTING`: `SHMKIT_ERR_INVALID_ARGUMENT`).
         /// </summary>
         internal const uint SHMKIT_CHANNEL_CREATE_NEW = 8;
         /// <summary>
-        ///  Channel flag: fail with `SHMKIT_ERR_NOT_FOUND` unless it exists.
+        ///  Channel flag: fail with `SHMKIT_ERR_NOT_FOUND` unless it exists (not with
+        ///  `SHMKIT_CHANNEL_CREATE_NEW`).
         /// </summary>
         internal const uint SHMKIT_CHANNEL_OPEN_EXISTING = 16;
 
@@ -305,7 +307,8 @@ namespace Shmkit.Native
 
         /// <summary>
         ///  Takes one unit, waiting up to `timeout_ms` (negative: forever; 0: not at all,
-        ///  `SHMKIT_ERR_TIMEOUT` if none is free).
+        ///  `SHMKIT_ERR_WOULD_BLOCK` if none is free; `SHMKIT_ERR_TIMEOUT` when a
+        ///  positive timeout passes).
         /// </summary>
         [DllImport(__DllName, EntryPoint = "shmkit_semaphore_wait", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern shmkit_status shmkit_semaphore_wait(shmkit_semaphore* sem, long timeout_ms);
@@ -383,7 +386,8 @@ namespace Shmkit.Native
         internal static extern shmkit_status shmkit_event_is_set(shmkit_event* @event, bool* is_set);
 
         /// <summary>
-        ///  Waits until the event is set, up to `timeout_ms` (negative: forever).
+        ///  Waits until the event is set, up to `timeout_ms` (negative: forever; 0: not
+        ///  at all, `SHMKIT_ERR_WOULD_BLOCK` if it is not set).
         /// </summary>
         [DllImport(__DllName, EntryPoint = "shmkit_event_wait", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern shmkit_status shmkit_event_wait(shmkit_event* @event, long timeout_ms);
@@ -618,7 +622,7 @@ namespace Shmkit.Native
 
         /// <summary>
         ///  Receives the next message into `buf`, setting `*len`, waiting up to
-        ///  `timeout_ms` (negative: forever; 0: `SHMKIT_ERR_TIMEOUT` if nothing is new).
+        ///  `timeout_ms` (negative: forever; 0: `SHMKIT_ERR_WOULD_BLOCK` if nothing is new).
         ///  `SHMKIT_ERR_LAGGED`: this subscriber fell behind and `*missed` (may be NULL)
         ///  messages were overwritten; call again for the oldest one still held.
         ///  `SHMKIT_ERR_BUFFER_TOO_SMALL`: `*len` says how long the message is; the next
@@ -643,7 +647,9 @@ namespace Shmkit.Native
         internal static extern shmkit_status shmkit_subscriber_close(shmkit_subscriber* subscriber);
 
         /// <summary>
-        ///  Serves request/response channel `name` (one server per name).
+        ///  Serves request/response channel `name` (one server per name:
+        ///  `SHMKIT_ERR_OCCUPIED`, naming the bound server's process, while another is
+        ///  bound).
         /// </summary>
         [DllImport(__DllName, EntryPoint = "shmkit_rpc_server_bind", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern shmkit_status shmkit_rpc_server_bind(byte* name, shmkit_rpc_server** server);
@@ -678,7 +684,9 @@ namespace Shmkit.Native
 
         /// <summary>
         ///  Sends a request of `request_len` bytes and receives the reply into `buf`,
-        ///  setting `*len`, waiting up to `timeout_ms` (negative: forever).
+        ///  setting `*len`, waiting up to `timeout_ms` (negative: forever; the request
+        ///  is sent first, so 0 gives `SHMKIT_ERR_TIMEOUT` unless the reply is there at
+        ///  once: the request went out, the call did not just "try once").
         ///  `SHMKIT_ERR_BUFFER_TOO_SMALL`: `*len` says how long the reply is; fetch it
         ///  with `shmkit_rpc_client_last_reply`.
         /// </summary>
@@ -849,7 +857,11 @@ namespace Shmkit.Native
         /// </summary>
         public ulong max_message;
         /// <summary>
-        ///  Senders (queue) or subscribers (broadcast) admitted.
+        ///  How many processes may hold the shared end at once: for a queue, the
+        ///  senders (Rust's `max_senders`; **default 1: a queue admits ONE sender**
+        ///  and a second gets `SHMKIT_ERR_OCCUPIED` until the first closes; up to
+        ///  1023); for a broadcast channel, the subscribers (Rust's
+        ///  `max_subscribers`, default 64). Set when the channel is created.
         /// </summary>
         public uint max_peers;
         /// <summary>

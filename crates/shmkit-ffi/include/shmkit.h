@@ -25,7 +25,13 @@
  * - A buffer too small for a message gives SHMKIT_ERR_BUFFER_TOO_SMALL and sets
  *   the length output to the size needed; the message is not lost.
  * - Timeouts are milliseconds: negative (SHMKIT_FOREVER) waits forever, 0 does
- *   not wait.
+ *   not wait: it tries once, and "nothing now" is SHMKIT_ERR_WOULD_BLOCK for
+ *   every call (send, receive, lock, semaphore and event waits); a positive
+ *   timeout that passes is SHMKIT_ERR_TIMEOUT. (An RPC call sends its request
+ *   first, so its timeout, 0 included, ends in SHMKIT_ERR_TIMEOUT.)
+ * - A queue admits ONE sender unless `max_peers` in its
+ *   `shmkit_channel_options` says more (Rust: `max_senders`); a second sender
+ *   gets SHMKIT_ERR_OCCUPIED while the first is connected.
  * - Every handle may be used from any thread. The calls on one channel handle
  *   (sender, receiver, publisher, subscriber, RPC client or server) run one at
  *   a time: a call waits for the calls before it within its own timeout (the
@@ -63,10 +69,12 @@
 // Channel flag (broadcast): keep messages for subscribers that join later.
 #define SHMKIT_CHANNEL_HISTORY 4
 
-// Channel flag: fail with `SHMKIT_ERR_ALREADY_EXISTS` unless this creates it.
+// Channel flag: fail with `SHMKIT_ERR_ALREADY_EXISTS` unless this creates it
+// (not with `SHMKIT_CHANNEL_OPEN_EXISTING`: `SHMKIT_ERR_INVALID_ARGUMENT`).
 #define SHMKIT_CHANNEL_CREATE_NEW 8
 
-// Channel flag: fail with `SHMKIT_ERR_NOT_FOUND` unless it exists.
+// Channel flag: fail with `SHMKIT_ERR_NOT_FOUND` unless it exists (not with
+// `SHMKIT_CHANNEL_CREATE_NEW`).
 #define SHMKIT_CHANNEL_OPEN_EXISTING 16
 
 // `flags` bit: the segment stays until removed (default: it goes away when the
@@ -219,7 +227,11 @@ typedef struct {
   uint64_t capacity;
   // Longest message a queue accepts (default 1 GiB).
   uint64_t max_message;
-  // Senders (queue) or subscribers (broadcast) admitted.
+  // How many processes may hold the shared end at once: for a queue, the
+  // senders (Rust's `max_senders`; **default 1: a queue admits ONE sender**
+  // and a second gets `SHMKIT_ERR_OCCUPIED` until the first closes; up to
+  // 1023); for a broadcast channel, the subscribers (Rust's
+  // `max_subscribers`, default 64). Set when the channel is created.
   uint32_t max_peers;
   // `SHMKIT_CHANNEL_*` bits.
   uint32_t flags;
@@ -289,7 +301,7 @@ shmkit_status shmkit_subscriber_connect(const char *name,
                                         shmkit_subscriber **subscriber);
 
 // Receives the next message into `buf`, setting `*len`, waiting up to
-// `timeout_ms` (negative: forever; 0: `SHMKIT_ERR_TIMEOUT` if nothing is new).
+// `timeout_ms` (negative: forever; 0: `SHMKIT_ERR_WOULD_BLOCK` if nothing is new).
 // `SHMKIT_ERR_LAGGED`: this subscriber fell behind and `*missed` (may be NULL)
 // messages were overwritten; call again for the oldest one still held.
 // `SHMKIT_ERR_BUFFER_TOO_SMALL`: `*len` says how long the message is; the next
@@ -453,7 +465,9 @@ shmkit_status shmkit_posix_semaphore_remove(const char *os_name);
 // Closes the handle (`sem_close`).
 shmkit_status shmkit_posix_semaphore_close(shmkit_posix_semaphore *sem);
 
-// Serves request/response channel `name` (one server per name).
+// Serves request/response channel `name` (one server per name:
+// `SHMKIT_ERR_OCCUPIED`, naming the bound server's process, while another is
+// bound).
 shmkit_status shmkit_rpc_server_bind(const char *name, shmkit_rpc_server **server);
 
 // Receives the next request into `buf`, setting `*len`, waiting up to
@@ -477,7 +491,9 @@ shmkit_status shmkit_rpc_server_close(shmkit_rpc_server *server);
 shmkit_status shmkit_rpc_client_connect(const char *name, shmkit_rpc_client **client);
 
 // Sends a request of `request_len` bytes and receives the reply into `buf`,
-// setting `*len`, waiting up to `timeout_ms` (negative: forever).
+// setting `*len`, waiting up to `timeout_ms` (negative: forever; the request
+// is sent first, so 0 gives `SHMKIT_ERR_TIMEOUT` unless the reply is there at
+// once: the request went out, the call did not just "try once").
 // `SHMKIT_ERR_BUFFER_TOO_SMALL`: `*len` says how long the reply is; fetch it
 // with `shmkit_rpc_client_last_reply`.
 shmkit_status shmkit_rpc_client_call(shmkit_rpc_client *client,
@@ -652,7 +668,8 @@ shmkit_status shmkit_semaphore_init_in(shmkit_shm *shm,
 shmkit_status shmkit_semaphore_open_in(shmkit_shm *shm, uint64_t offset, shmkit_semaphore **sem);
 
 // Takes one unit, waiting up to `timeout_ms` (negative: forever; 0: not at all,
-// `SHMKIT_ERR_TIMEOUT` if none is free).
+// `SHMKIT_ERR_WOULD_BLOCK` if none is free; `SHMKIT_ERR_TIMEOUT` when a
+// positive timeout passes).
 shmkit_status shmkit_semaphore_wait(shmkit_semaphore *sem, int64_t timeout_ms);
 
 // Adds `n` units; `*previous` (may be NULL) gets the count before.
@@ -697,7 +714,8 @@ shmkit_status shmkit_event_reset(shmkit_event *event);
 // Whether the event is set now.
 shmkit_status shmkit_event_is_set(shmkit_event *event, bool *is_set);
 
-// Waits until the event is set, up to `timeout_ms` (negative: forever).
+// Waits until the event is set, up to `timeout_ms` (negative: forever; 0: not
+// at all, `SHMKIT_ERR_WOULD_BLOCK` if it is not set).
 shmkit_status shmkit_event_wait(shmkit_event *event, int64_t timeout_ms);
 
 // Closes the handle. A wait blocked on this handle on another thread returns

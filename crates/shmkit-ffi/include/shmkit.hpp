@@ -7,8 +7,17 @@
 //   of normal flow return std::optional or bool instead (try_recv, try_lock).
 // - Byte arguments take shmkit::bytes / shmkit::mutable_bytes, made from any
 //   contiguous container of bytes (std::string, std::string_view, std::vector,
-//   std::array, std::span in C++20) or a pointer and a length.
-// - Timeouts are std::chrono durations; shmkit::forever waits forever.
+//   std::array, std::span in C++20), a plain array (`char buf[64]`) or a pointer
+//   and a length.
+// - Timeouts are std::chrono durations; shmkit::forever waits forever, 0 tries
+//   once. Waits that return bool return false for "not now" (0) and for a
+//   timeout that passed.
+// - An exception thrown by a callback (recv_with, rpc_client::call's) is
+//   rethrown, unchanged, once the C call has returned.
+// - Mutexes, semaphores and events live either under a name (create/open: they
+//   go away with their last user) or inside a segment (init_in/open_in: they
+//   live as long as the segment, so a persistent segment keeps an owner's death
+//   for a process that starts later).
 //
 // Link with the shmkit_ffi library (libshmkit_ffi.so/.a, shmkit_ffi.dll).
 #ifndef SHMKIT_HPP
@@ -20,6 +29,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <exception>
 #include <functional>
 #include <optional>
 #include <stdexcept>
@@ -77,6 +87,9 @@ struct mutable_bytes {
     template <class C, class = std::enable_if_t<detail::is_byte_container<C>::value &&
                                                  !std::is_const_v<std::remove_pointer_t<decltype(std::declval<C &>().data())>>>>
     mutable_bytes(C &c) : mutable_bytes(c.data(), c.size()) {}
+    /// A plain array of bytes (`char buf[64]`, `std::uint8_t buf[64]`): all N.
+    template <class T, std::size_t N, class = std::enable_if_t<sizeof(T) == 1 && !std::is_const_v<T>>>
+    mutable_bytes(T (&a)[N]) : mutable_bytes(a, N) {}
 };
 
 using milliseconds = std::chrono::milliseconds;
@@ -126,13 +139,36 @@ private:
     std::atomic<bool> closed_{false};
 };
 
+/// A C++ callback handed through the C ABI, and the exception it threw (an
+/// exception must not cross C frames: call_fn catches it, the C call returns
+/// SHMKIT_ERR_CALLBACK, and finish() rethrows the original).
+template <class F> struct callback {
+    F &f;
+    std::exception_ptr thrown{};
+    void *user() { return this; }
+    /// After the C call: rethrows the callback's exception, else checks `s`.
+    void finish(shmkit_status s) {
+        if (thrown) std::rethrow_exception(thrown);
+        check(s);
+    }
+};
+
 template <class F> std::int32_t call_fn(const std::uint8_t *d, std::size_t n, void *user) {
+    auto *cb = static_cast<callback<F> *>(user);
     try {
-        (*static_cast<F *>(user))(bytes(d, n));
+        cb->f(bytes(d, n));
         return 0;
     } catch (...) {
+        cb->thrown = std::current_exception();
         return 1;
     }
+}
+
+/// A wait's result: true done, false "not now" (timeout 0) or timed out.
+inline bool waited(shmkit_status s) {
+    if (s == SHMKIT_ERR_TIMEOUT || s == SHMKIT_ERR_WOULD_BLOCK) return false;
+    check(s);
+    return true;
 }
 } // namespace detail
 
@@ -188,6 +224,8 @@ public:
     void write(std::uint64_t offset, bytes in) const {
         detail::check(shmkit_shm_write(h_.get(), offset, in.data, in.size));
     }
+    /// The C handle, for shmkit.h functions (owned by this object).
+    shmkit_shm *c_handle() const noexcept { return h_.get(); }
 
     /// Closes now, from any thread: a call blocked on this object on another
     /// thread throws shmkit::error SHMKIT_ERR_CLOSED, and later calls throw
@@ -229,6 +267,20 @@ public:
     static mutex create(const std::string &name) { return make(shmkit_mutex_create, name); }
     static mutex open(const std::string &name) { return make(shmkit_mutex_open, name); }
     static mutex create_or_open(const std::string &name) { return make(shmkit_mutex_create_or_open, name); }
+    /// Initialises a new mutex at `offset` (a multiple of 8) of `segment`, taking
+    /// SHMKIT_SYNC_SIZE_IN_SEGMENT bytes; once, before others open_in it. It lives
+    /// as long as the segment (the mutex keeps the segment mapped).
+    static mutex init_in(const shm &segment, std::uint64_t offset) {
+        shmkit_mutex *h;
+        detail::check(shmkit_mutex_init_in(segment.c_handle(), offset, &h));
+        return mutex(h);
+    }
+    /// Opens the mutex at `offset` of `segment` (see init_in).
+    static mutex open_in(const shm &segment, std::uint64_t offset) {
+        shmkit_mutex *h;
+        detail::check(shmkit_mutex_open_in(segment.c_handle(), offset, &h));
+        return mutex(h);
+    }
 
     /// Locks, waiting up to `timeout` (throws shmkit::error SHMKIT_ERR_TIMEOUT after).
     shmkit::lock lock(milliseconds timeout = forever) {
@@ -280,12 +332,29 @@ public:
         detail::check(shmkit_semaphore_open(name.c_str(), &h));
         return semaphore(h);
     }
-    /// Takes one unit; false if `timeout` passed first.
+    /// A new semaphore at `offset` of `segment` (see mutex::init_in).
+    static semaphore init_in(const shm &segment, std::uint64_t offset, std::uint32_t initial, std::uint32_t max) {
+        shmkit_semaphore *h;
+        detail::check(shmkit_semaphore_init_in(segment.c_handle(), offset, initial, max, &h));
+        return semaphore(h);
+    }
+    /// Opens the semaphore at `offset` of `segment`.
+    static semaphore open_in(const shm &segment, std::uint64_t offset) {
+        shmkit_semaphore *h;
+        detail::check(shmkit_semaphore_open_in(segment.c_handle(), offset, &h));
+        return semaphore(h);
+    }
+    /// Takes one unit; false if none was free (timeout 0) or `timeout` passed.
     bool wait(milliseconds timeout = forever) {
-        shmkit_status s = shmkit_semaphore_wait(h_.get(), detail::ms(timeout));
-        if (s == SHMKIT_ERR_TIMEOUT) return false;
-        detail::check(s);
-        return true;
+        return detail::waited(shmkit_semaphore_wait(h_.get(), detail::ms(timeout)));
+    }
+    /// Takes one unit if one is free now.
+    bool try_wait() { return wait(milliseconds(0)); }
+    /// The current count (it may change at once).
+    std::uint32_t count() const {
+        std::uint32_t n;
+        detail::check(shmkit_semaphore_count(h_.get(), &n));
+        return n;
     }
     /// Adds `n` units; returns the count before.
     std::uint32_t release(std::uint32_t n = 1) {
@@ -307,18 +376,44 @@ private:
 /// A named event.
 class event {
 public:
+    /// `flags`: SHMKIT_EVENT_AUTO_RESET, SHMKIT_EVENT_INITIALLY_SET.
+    static event create(const std::string &name, std::uint32_t flags = 0) {
+        shmkit_event *h;
+        detail::check(shmkit_event_create(name.c_str(), flags, &h));
+        return event(h);
+    }
+    static event open(const std::string &name) {
+        shmkit_event *h;
+        detail::check(shmkit_event_open(name.c_str(), &h));
+        return event(h);
+    }
     static event create_or_open(const std::string &name, std::uint32_t flags = 0) {
         shmkit_event *h;
         detail::check(shmkit_event_create_or_open(name.c_str(), flags, &h));
         return event(h);
     }
+    /// A new event at `offset` of `segment` (see mutex::init_in).
+    static event init_in(const shm &segment, std::uint64_t offset, std::uint32_t flags = 0) {
+        shmkit_event *h;
+        detail::check(shmkit_event_init_in(segment.c_handle(), offset, flags, &h));
+        return event(h);
+    }
+    /// Opens the event at `offset` of `segment`.
+    static event open_in(const shm &segment, std::uint64_t offset) {
+        shmkit_event *h;
+        detail::check(shmkit_event_open_in(segment.c_handle(), offset, &h));
+        return event(h);
+    }
     void set() { detail::check(shmkit_event_set(h_.get())); }
     void reset() { detail::check(shmkit_event_reset(h_.get())); }
+    bool is_set() const {
+        bool b;
+        detail::check(shmkit_event_is_set(h_.get(), &b));
+        return b;
+    }
+    /// Waits until set; false if not set now (timeout 0) or `timeout` passed.
     bool wait(milliseconds timeout = forever) {
-        shmkit_status s = shmkit_event_wait(h_.get(), detail::ms(timeout));
-        if (s == SHMKIT_ERR_TIMEOUT) return false;
-        detail::check(s);
-        return true;
+        return detail::waited(shmkit_event_wait(h_.get(), detail::ms(timeout)));
     }
 
     /// Closes now, from any thread: a call blocked on this object on another
@@ -335,6 +430,8 @@ private:
 struct channel_options {
     std::uint64_t capacity = 0;
     std::uint64_t max_message = 0;
+    /// Queue: how many senders (Rust's max_senders; 0 = default 1: a queue
+    /// admits ONE sender). Broadcast: how many subscribers (default 64).
     std::uint32_t max_peers = 0;
     std::uint32_t flags = 0;
     const shmkit_channel_options *c() const { return reinterpret_cast<const shmkit_channel_options *>(this); }
@@ -414,10 +511,12 @@ public:
         recv_with([&](bytes m) { out.assign(m.data, m.data + m.size); }, timeout);
         return out;
     }
-    /// Lends the next message to `f(shmkit::bytes)` without copying it.
+    /// Lends the next message to `f(shmkit::bytes)` without copying it. An
+    /// exception `f` throws is rethrown here (the message is consumed).
     template <class F> void recv_with(F &&f, milliseconds timeout = forever) {
         using Fn = std::remove_reference_t<F>;
-        detail::check(shmkit_receiver_recv_with(h_.get(), &detail::call_fn<Fn>, &f, detail::ms(timeout)));
+        detail::callback<Fn> cb{f};
+        cb.finish(shmkit_receiver_recv_with(h_.get(), &detail::call_fn<Fn>, cb.user(), detail::ms(timeout)));
     }
 
     /// Closes now, from any thread: a call blocked on this object on another
@@ -466,6 +565,17 @@ public:
         if (s != SHMKIT_OK) throw error(s, shmkit_last_error()).with_count(s == SHMKIT_ERR_LAGGED ? missed : len);
         return len;
     }
+    /// Lends the next message to `f(shmkit::bytes)` without copying it; an
+    /// exception `f` throws is rethrown here.
+    template <class F> void recv_with(F &&f, milliseconds timeout = forever) {
+        using Fn = std::remove_reference_t<F>;
+        detail::callback<Fn> cb{f};
+        std::uint64_t missed = 0;
+        shmkit_status s =
+            shmkit_subscriber_recv_with(h_.get(), &detail::call_fn<Fn>, cb.user(), detail::ms(timeout), &missed);
+        if (cb.thrown) std::rethrow_exception(cb.thrown);
+        if (s != SHMKIT_OK) throw error(s, shmkit_last_error()).with_count(missed);
+    }
 
     /// Closes now, from any thread: a call blocked on this object on another
     /// thread throws shmkit::error SHMKIT_ERR_CLOSED, and later calls throw
@@ -488,9 +598,16 @@ public:
     std::vector<std::uint8_t> call(bytes request, milliseconds timeout = forever) {
         std::vector<std::uint8_t> out;
         auto keep = [&](bytes m) { out.assign(m.data, m.data + m.size); };
-        detail::check(shmkit_rpc_client_call_with(h_.get(), request.data, request.size,
-                                                  &detail::call_fn<decltype(keep)>, &keep, detail::ms(timeout)));
+        call_with(request, keep, timeout);
         return out;
+    }
+    /// Sends `request` and lends the reply to `f(shmkit::bytes)` without a copy;
+    /// an exception `f` throws is rethrown here.
+    template <class F> void call_with(bytes request, F &&f, milliseconds timeout = forever) {
+        using Fn = std::remove_reference_t<F>;
+        detail::callback<Fn> cb{f};
+        cb.finish(shmkit_rpc_client_call_with(h_.get(), request.data, request.size, &detail::call_fn<Fn>,
+                                              cb.user(), detail::ms(timeout)));
     }
 
     /// Closes now, from any thread: a call blocked on this object on another
@@ -536,6 +653,112 @@ private:
     explicit rpc_server(shmkit_rpc_server *h) : h_(h) {}
     detail::handle<shmkit_rpc_server, shmkit_rpc_server_close> h_;
 };
+
+/// A POSIX named semaphore (`sem_open`), to meet programs that use one; Unix
+/// only (elsewhere its calls throw SHMKIT_ERR_UNSUPPORTED).
+class posix_semaphore {
+public:
+    /// Creates (`exclusive`: fail if it exists) or opens `os_name` ("/name").
+    static posix_semaphore create(const std::string &os_name, std::uint32_t initial, bool exclusive = false) {
+        shmkit_posix_semaphore *h;
+        detail::check(shmkit_posix_semaphore_create(os_name.c_str(), initial, exclusive, &h));
+        return posix_semaphore(h);
+    }
+    static posix_semaphore open(const std::string &os_name) {
+        shmkit_posix_semaphore *h;
+        detail::check(shmkit_posix_semaphore_open(os_name.c_str(), &h));
+        return posix_semaphore(h);
+    }
+    /// `sem_unlink`.
+    static void remove(const std::string &os_name) { detail::check(shmkit_posix_semaphore_remove(os_name.c_str())); }
+    /// `sem_wait`; false if none was free (timeout 0) or `timeout` passed.
+    bool wait(milliseconds timeout = forever) {
+        return detail::waited(shmkit_posix_semaphore_wait(h_.get(), detail::ms(timeout)));
+    }
+    /// `sem_post`.
+    void post() { detail::check(shmkit_posix_semaphore_post(h_.get())); }
+    void close() { h_.close(); }
+
+private:
+    explicit posix_semaphore(shmkit_posix_semaphore *h) : h_(h) {}
+    detail::handle<shmkit_posix_semaphore, shmkit_posix_semaphore_close> h_;
+};
+
+/// Win32 named objects (CreateSemaphore, CreateMutex, CreateEvent), to meet
+/// programs that use them; Windows only (elsewhere SHMKIT_ERR_UNSUPPORTED).
+namespace native {
+
+class semaphore {
+public:
+    /// Creates (`exclusive`: fail if it exists) or opens `os_name`.
+    static semaphore create(const std::string &os_name, std::uint32_t initial, std::uint32_t max,
+                            bool exclusive = false) {
+        shmkit_native_semaphore *h;
+        detail::check(shmkit_native_semaphore_create(os_name.c_str(), initial, max, exclusive, &h));
+        return semaphore(h);
+    }
+    static semaphore open(const std::string &os_name) {
+        shmkit_native_semaphore *h;
+        detail::check(shmkit_native_semaphore_open(os_name.c_str(), &h));
+        return semaphore(h);
+    }
+    bool wait(milliseconds timeout = forever) {
+        return detail::waited(shmkit_native_semaphore_wait(h_.get(), detail::ms(timeout)));
+    }
+    /// Adds `n` units; returns the count before.
+    std::uint32_t release(std::uint32_t n = 1) {
+        std::uint32_t before;
+        detail::check(shmkit_native_semaphore_release(h_.get(), n, &before));
+        return before;
+    }
+    void close() { h_.close(); }
+
+private:
+    explicit semaphore(shmkit_native_semaphore *h) : h_(h) {}
+    detail::handle<shmkit_native_semaphore, shmkit_native_semaphore_close> h_;
+};
+
+/// A Win32 mutex: lock and unlock on the same thread (Win32's rule).
+class mutex {
+public:
+    static mutex create(const std::string &os_name, bool exclusive = false) {
+        shmkit_native_mutex *h;
+        detail::check(shmkit_native_mutex_create(os_name.c_str(), exclusive, &h));
+        return mutex(h);
+    }
+    /// Locks; false if not free now (timeout 0) or `timeout` passed. Throws
+    /// SHMKIT_ERR_OWNER_DIED (the lock is held: its last holder died).
+    bool lock(milliseconds timeout = forever) {
+        return detail::waited(shmkit_native_mutex_lock(h_.get(), detail::ms(timeout)));
+    }
+    void unlock() { detail::check(shmkit_native_mutex_unlock(h_.get())); }
+    void close() { h_.close(); }
+
+private:
+    explicit mutex(shmkit_native_mutex *h) : h_(h) {}
+    detail::handle<shmkit_native_mutex, shmkit_native_mutex_close> h_;
+};
+
+class event {
+public:
+    /// `flags` as for shmkit::event::create.
+    static event create(const std::string &os_name, std::uint32_t flags = 0, bool exclusive = false) {
+        shmkit_native_event *h;
+        detail::check(shmkit_native_event_create(os_name.c_str(), flags, exclusive, &h));
+        return event(h);
+    }
+    void set() { detail::check(shmkit_native_event_set(h_.get())); }
+    bool wait(milliseconds timeout = forever) {
+        return detail::waited(shmkit_native_event_wait(h_.get(), detail::ms(timeout)));
+    }
+    void close() { h_.close(); }
+
+private:
+    explicit event(shmkit_native_event *h) : h_(h) {}
+    detail::handle<shmkit_native_event, shmkit_native_event_close> h_;
+};
+
+} // namespace native
 
 } // namespace shmkit
 

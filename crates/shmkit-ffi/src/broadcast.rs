@@ -4,7 +4,7 @@ use crate::args::{bytes, bytes_mut, out, put, text};
 use crate::calls::{Serial, Wait};
 use crate::channel::{callback_result, channel_options, shmkit_channel_options, shmkit_message_fn};
 use crate::handle::{get, insert, remove, Kind};
-use crate::status::{run, shmkit_status, shmkit_status::*, Failure};
+use crate::status::{once, run, shmkit_status, shmkit_status::*, Failure};
 use shmkit::channel::{Publisher, Subscriber};
 use shmkit::Error;
 use std::ffi::{c_char, c_void};
@@ -125,7 +125,7 @@ fn lag(e: Error, missed: *mut u64) -> Failure {
 }
 
 /// Receives the next message into `buf`, setting `*len`, waiting up to
-/// `timeout_ms` (negative: forever; 0: `SHMKIT_ERR_TIMEOUT` if nothing is new).
+/// `timeout_ms` (negative: forever; 0: `SHMKIT_ERR_WOULD_BLOCK` if nothing is new).
 /// `SHMKIT_ERR_LAGGED`: this subscriber fell behind and `*missed` (may be NULL)
 /// messages were overwritten; call again for the oldest one still held.
 /// `SHMKIT_ERR_BUFFER_TOO_SMALL`: `*len` says how long the message is; the next
@@ -145,7 +145,7 @@ pub unsafe extern "C" fn shmkit_subscriber_recv(
         let entry = get::<SubscriberEntry>(subscriber as usize, Kind::Subscriber)?;
         // SAFETY: `capacity` writable bytes per the header's conventions.
         let buf = unsafe { bytes_mut("buf", buf, capacity) }?;
-        let mut s = entry.0.enter(wait, SHMKIT_ERR_TIMEOUT)?;
+        let mut s = entry.0.enter(wait, SHMKIT_ERR_WOULD_BLOCK)?;
         let too_small = |n: usize| {
             Failure::new(
                 SHMKIT_ERR_BUFFER_TOO_SMALL,
@@ -171,7 +171,7 @@ pub unsafe extern "C" fn shmkit_subscriber_recv(
                 Err(m.to_vec())
             }
         })
-        .map_err(|e| lag(e, missed))?;
+        .map_err(|e| lag(once(timeout_ms)(e), missed))?;
         match got {
             Ok(n) => {
                 // SAFETY: checked by `out`.
@@ -205,13 +205,13 @@ pub unsafe extern "C" fn shmkit_subscriber_recv_with(
         };
         let wait = Wait::from_ms(timeout_ms);
         let entry = get::<SubscriberEntry>(subscriber as usize, Kind::Subscriber)?;
-        let mut s = entry.0.enter(wait, SHMKIT_ERR_TIMEOUT)?;
+        let mut s = entry.0.enter(wait, SHMKIT_ERR_WOULD_BLOCK)?;
         // SAFETY: the caller's callback gets the message, valid for the call.
         let call = |m: &[u8]| unsafe { f(m.as_ptr(), m.len(), user_data) };
         if let Some(msg) = s.pending.take() {
             return callback_result(call(&msg));
         }
-        let code = recv_with(&mut s, wait, call).map_err(|e| lag(e, missed))?;
+        let code = recv_with(&mut s, wait, call).map_err(|e| lag(once(timeout_ms)(e), missed))?;
         callback_result(code)
     })
 }

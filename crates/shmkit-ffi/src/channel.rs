@@ -28,7 +28,11 @@ pub struct shmkit_channel_options {
     pub capacity: u64,
     /// Longest message a queue accepts (default 1 GiB).
     pub max_message: u64,
-    /// Senders (queue) or subscribers (broadcast) admitted.
+    /// How many processes may hold the shared end at once: for a queue, the
+    /// senders (Rust's `max_senders`; **default 1: a queue admits ONE sender**
+    /// and a second gets `SHMKIT_ERR_OCCUPIED` until the first closes; up to
+    /// 1023); for a broadcast channel, the subscribers (Rust's
+    /// `max_subscribers`, default 64). Set when the channel is created.
     pub max_peers: u32,
     /// `SHMKIT_CHANNEL_*` bits.
     pub flags: u32,
@@ -40,9 +44,11 @@ pub const SHMKIT_CHANNEL_PERSISTENT: u32 = 1;
 pub const SHMKIT_CHANNEL_BUSY_POLL: u32 = 2;
 /// Channel flag (broadcast): keep messages for subscribers that join later.
 pub const SHMKIT_CHANNEL_HISTORY: u32 = 4;
-/// Channel flag: fail with `SHMKIT_ERR_ALREADY_EXISTS` unless this creates it.
+/// Channel flag: fail with `SHMKIT_ERR_ALREADY_EXISTS` unless this creates it
+/// (not with `SHMKIT_CHANNEL_OPEN_EXISTING`: `SHMKIT_ERR_INVALID_ARGUMENT`).
 pub const SHMKIT_CHANNEL_CREATE_NEW: u32 = 8;
-/// Channel flag: fail with `SHMKIT_ERR_NOT_FOUND` unless it exists.
+/// Channel flag: fail with `SHMKIT_ERR_NOT_FOUND` unless it exists (not with
+/// `SHMKIT_CHANNEL_CREATE_NEW`).
 pub const SHMKIT_CHANNEL_OPEN_EXISTING: u32 = 16;
 
 /// Receives a message without a copy: `data` points into shared memory (or the
@@ -78,6 +84,14 @@ pub(crate) unsafe fn channel_options(
         return Err(Failure::new(
             SHMKIT_ERR_INVALID_ARGUMENT,
             format!("unknown channel flags {:#x}", o.flags & !known),
+        ));
+    }
+    let both = SHMKIT_CHANNEL_CREATE_NEW | SHMKIT_CHANNEL_OPEN_EXISTING;
+    if o.flags & both == both {
+        return Err(Failure::new(
+            SHMKIT_ERR_INVALID_ARGUMENT,
+            "flags SHMKIT_CHANNEL_CREATE_NEW and SHMKIT_CHANNEL_OPEN_EXISTING together: \
+             nothing can satisfy both (pass one, or neither to create or open)",
         ));
     }
     let mut c = ChannelOptions::new();

@@ -4,7 +4,7 @@
 
 use crate::args::{out, put, text, timeout};
 use crate::handle::{get, insert, remove, Kind};
-use crate::status::{run, shmkit_status, shmkit_status::*, Failure};
+use crate::status::{once, run, shmkit_status, shmkit_status::*, Failure};
 use std::ffi::c_char;
 
 /// A Win32 named semaphore (`CreateSemaphore`), by its exact name.
@@ -146,7 +146,7 @@ pub extern "C" fn shmkit_native_semaphore_wait(
         #[cfg(windows)]
         {
             match timeout(timeout_ms) {
-                Some(t) => Ok(s.wait_timeout(t)?),
+                Some(t) => Ok(s.wait_timeout(t).map_err(once(timeout_ms))?),
                 None => Ok(s.wait()?),
             }
         }
@@ -249,7 +249,7 @@ pub extern "C" fn shmkit_native_mutex_lock(
                         died = true;
                         Ok(g)
                     }
-                    Err(LockError::Failed(e)) => Err(e),
+                    Err(LockError::Failed(e)) => Err(once(timeout_ms)(e)),
                 }
             })?;
             let mut slot = entry.held.lock().unwrap_or_else(|p| p.into_inner());
@@ -379,7 +379,7 @@ pub extern "C" fn shmkit_native_event_wait(
         #[cfg(windows)]
         {
             match timeout(timeout_ms) {
-                Some(t) => Ok(e.wait_timeout(t)?),
+                Some(t) => Ok(e.wait_timeout(t).map_err(once(timeout_ms))?),
                 None => Ok(e.wait()?),
             }
         }
@@ -467,7 +467,7 @@ pub extern "C" fn shmkit_posix_semaphore_wait(
         #[cfg(unix)]
         {
             match timeout(timeout_ms) {
-                Some(t) => Ok(s.wait_timeout(t)?),
+                Some(t) => Ok(s.wait_timeout(t).map_err(once(timeout_ms))?),
                 None => Ok(s.wait()?),
             }
         }

@@ -4,7 +4,7 @@ use crate::args::{bytes, bytes_mut, out, put, text};
 use crate::calls::{Serial, Wait};
 use crate::channel::{callback_result, shmkit_message_fn};
 use crate::handle::{get, insert, remove, Kind};
-use crate::status::{run, shmkit_status, shmkit_status::*, Failure};
+use crate::status::{once, run, shmkit_status, shmkit_status::*, Failure};
 use shmkit::channel::{Request, RpcClient, RpcServer};
 use shmkit::Error;
 use std::ffi::{c_char, c_void};
@@ -53,7 +53,9 @@ fn copy_out(data: &[u8], buf: &mut [u8], len: *mut usize) -> Result<(), Failure>
     Ok(())
 }
 
-/// Serves request/response channel `name` (one server per name).
+/// Serves request/response channel `name` (one server per name:
+/// `SHMKIT_ERR_OCCUPIED`, naming the bound server's process, while another is
+/// bound).
 #[no_mangle]
 pub unsafe extern "C" fn shmkit_rpc_server_bind(
     name: *const c_char,
@@ -63,7 +65,18 @@ pub unsafe extern "C" fn shmkit_rpc_server_bind(
         out("server", server)?;
         // SAFETY: a C string per the header's conventions.
         let name = unsafe { text("name", name) }?;
-        let server_ = RpcServer::bind(name)?;
+        let server_ = RpcServer::bind(name).map_err(|e| match e {
+            // The core names the slot it could not take ("no free receiver
+            // slot"); what a C user needs to hear is that a server is bound.
+            Error::Occupied { object, reason, .. } => Failure::new(
+                SHMKIT_ERR_OCCUPIED,
+                format!(
+                    "{object}: another RPC server is bound to this name ({reason}); \
+                     one server per name"
+                ),
+            ),
+            e => e.into(),
+        })?;
         let stop = server_.interrupter();
         let state = ServerState {
             server: server_,
@@ -97,10 +110,10 @@ pub unsafe extern "C" fn shmkit_rpc_server_recv(
         let entry = get::<ServerEntry>(server as usize, Kind::RpcServer)?;
         // SAFETY: `capacity` writable bytes per the header's conventions.
         let buf = unsafe { bytes_mut("buf", buf, capacity) }?;
-        let mut s = entry.0.enter(wait, SHMKIT_ERR_TIMEOUT)?;
+        let mut s = entry.0.enter(wait, SHMKIT_ERR_WOULD_BLOCK)?;
         if !matches!(s.current, Some((_, false))) {
             let request = match wait.left() {
-                Some(t) => s.server.recv_timeout(t)?,
+                Some(t) => s.server.recv_timeout(t).map_err(once(timeout_ms))?,
                 None => s.server.recv()?,
             };
             s.current = Some((request, false));
@@ -178,7 +191,9 @@ pub unsafe extern "C" fn shmkit_rpc_client_connect(
 }
 
 /// Sends a request of `request_len` bytes and receives the reply into `buf`,
-/// setting `*len`, waiting up to `timeout_ms` (negative: forever).
+/// setting `*len`, waiting up to `timeout_ms` (negative: forever; the request
+/// is sent first, so 0 gives `SHMKIT_ERR_TIMEOUT` unless the reply is there at
+/// once: the request went out, the call did not just "try once").
 /// `SHMKIT_ERR_BUFFER_TOO_SMALL`: `*len` says how long the reply is; fetch it
 /// with `shmkit_rpc_client_last_reply`.
 #[no_mangle]
@@ -202,7 +217,7 @@ pub unsafe extern "C" fn shmkit_rpc_client_call(
                 bytes_mut("buf", buf, capacity)?,
             )
         };
-        let mut c = entry.0.enter(wait, SHMKIT_ERR_TIMEOUT)?;
+        let mut c = entry.0.enter(wait, SHMKIT_ERR_WOULD_BLOCK)?;
         c.reply = None;
         let t = wait.left().unwrap_or(FOREVER);
         let got = c.client.call_with_timeout(request, t, |r| {
@@ -270,7 +285,7 @@ pub unsafe extern "C" fn shmkit_rpc_client_call_with(
         let entry = get::<ClientEntry>(client as usize, Kind::RpcClient)?;
         // SAFETY: `request_len` readable bytes per the header's conventions.
         let request = unsafe { bytes("request", request, request_len) }?;
-        let mut c = entry.0.enter(wait, SHMKIT_ERR_TIMEOUT)?;
+        let mut c = entry.0.enter(wait, SHMKIT_ERR_WOULD_BLOCK)?;
         let t = wait.left().unwrap_or(FOREVER);
         // SAFETY: the caller's callback gets the reply, valid for the call.
         let code = c

@@ -224,6 +224,17 @@ impl From<Error> for Failure {
 
 pub(crate) type Outcome = Result<(), Failure>;
 
+/// The one rule for timeout 0 (the header's conventions): it tries once and
+/// reports "nothing now" as `SHMKIT_ERR_WOULD_BLOCK`, as the queues' calls do,
+/// also where the core's call is a timed wait that gives up with `Timeout`
+/// (subscribers, RPC servers, semaphores, events). Use as `.map_err(once(ms))`.
+pub(crate) fn once(timeout_ms: i64) -> impl FnOnce(Error) -> Error {
+    move |e| match e {
+        Error::Timeout { object, op, .. } if timeout_ms == 0 => Error::WouldBlock { object, op },
+        e => e,
+    }
+}
+
 /// Sets this thread's last error, if the thread still has one (not in a
 /// destructor run after its thread-local storage was destroyed). Never panics.
 fn set_last_error(message: &str) {

@@ -3,7 +3,7 @@
 use crate::args::{out, put, text, timeout};
 use crate::calls::{this_thread, Gate};
 use crate::handle::{get, insert, remove, Kind};
-use crate::status::{run, shmkit_status, shmkit_status::*, Failure};
+use crate::status::{once, run, shmkit_status, shmkit_status::*, Failure};
 use shmkit::sync::{ArcMutexGuard, Event, EventMode, LockError, Mutex, Semaphore};
 use shmkit::{Interrupter, Shm};
 use std::ffi::c_char;
@@ -433,7 +433,8 @@ pub extern "C" fn shmkit_semaphore_open_in(
 }
 
 /// Takes one unit, waiting up to `timeout_ms` (negative: forever; 0: not at all,
-/// `SHMKIT_ERR_TIMEOUT` if none is free).
+/// `SHMKIT_ERR_WOULD_BLOCK` if none is free; `SHMKIT_ERR_TIMEOUT` when a
+/// positive timeout passes).
 #[no_mangle]
 pub extern "C" fn shmkit_semaphore_wait(
     sem: *mut shmkit_semaphore,
@@ -443,7 +444,7 @@ pub extern "C" fn shmkit_semaphore_wait(
         let s = get::<Waitable<Semaphore>>(sem as usize, Kind::Semaphore)?;
         let _call = s.gate.enter()?;
         match timeout(timeout_ms) {
-            Some(t) => Ok(s.object.wait_timeout(t)?),
+            Some(t) => Ok(s.object.wait_timeout(t).map_err(once(timeout_ms))?),
             None => Ok(s.object.wait()?),
         }
     })
@@ -637,14 +638,15 @@ pub unsafe extern "C" fn shmkit_event_is_set(
     })
 }
 
-/// Waits until the event is set, up to `timeout_ms` (negative: forever).
+/// Waits until the event is set, up to `timeout_ms` (negative: forever; 0: not
+/// at all, `SHMKIT_ERR_WOULD_BLOCK` if it is not set).
 #[no_mangle]
 pub extern "C" fn shmkit_event_wait(event: *mut shmkit_event, timeout_ms: i64) -> shmkit_status {
     run("shmkit_event_wait", || {
         let e = get::<Waitable<Event>>(event as usize, Kind::Event)?;
         let _call = e.gate.enter()?;
         match timeout(timeout_ms) {
-            Some(t) => Ok(e.object.wait_timeout(t)?),
+            Some(t) => Ok(e.object.wait_timeout(t).map_err(once(timeout_ms))?),
             None => Ok(e.object.wait()?),
         }
     })

@@ -223,6 +223,10 @@ static void channels(void) {
     unsigned sum = 0;
 
     opts.capacity = 4096;
+    opts.flags = SHMKIT_CHANNEL_CREATE_NEW | SHMKIT_CHANNEL_OPEN_EXISTING;
+    EXPECT(shmkit_receiver_connect(name, &opts, &rx), SHMKIT_ERR_INVALID_ARGUMENT,
+           "SHMKIT_CHANNEL_CREATE_NEW and SHMKIT_CHANNEL_OPEN_EXISTING");
+    opts.flags = 0;
     OK(shmkit_receiver_connect(name, &opts, &rx));
     opts.capacity = 8192;
     EXPECT(shmkit_sender_connect(name, &opts, &tx), SHMKIT_ERR_MISMATCH, "capacity");
@@ -257,6 +261,8 @@ static void broadcast(void) {
     opts.capacity = 4096;
     OK(shmkit_publisher_connect(name, &opts, &pub));
     OK(shmkit_subscriber_connect(name, NULL, &sub));
+    EXPECT(shmkit_subscriber_recv(sub, (uint8_t *)buf, sizeof buf, &len, 0, &missed),
+           SHMKIT_ERR_WOULD_BLOCK, "would block");
     OK(shmkit_publisher_publish(pub, (const uint8_t *)"tick", 4));
     EXPECT(shmkit_subscriber_recv(sub, (uint8_t *)small, sizeof small, &len, 1000, &missed),
            SHMKIT_ERR_BUFFER_TOO_SMALL, "4 bytes");
@@ -299,7 +305,9 @@ static void sync_objects(void) {
 
     OK(shmkit_semaphore_create(unique("sem"), 1, 2, &s));
     OK(shmkit_semaphore_wait(s, 0));
-    EXPECT(shmkit_semaphore_wait(s, 0), SHMKIT_ERR_TIMEOUT, "");
+    /* Timeout 0 tries once: WOULD_BLOCK, as for queues (issue 23, item 5). */
+    EXPECT(shmkit_semaphore_wait(s, 0), SHMKIT_ERR_WOULD_BLOCK, "would block");
+    EXPECT(shmkit_semaphore_wait(s, 10), SHMKIT_ERR_TIMEOUT, "timed out");
     OK(shmkit_semaphore_release(s, 2, &prev));
     CHECK(prev == 0);
     EXPECT(shmkit_semaphore_release(s, 1, NULL), SHMKIT_ERR_ABOVE_MAXIMUM, "maximum");
@@ -311,6 +319,7 @@ static void sync_objects(void) {
     OK(shmkit_event_is_set(e, &set));
     CHECK(set);
     OK(shmkit_event_wait(e, 0));
+    EXPECT(shmkit_event_wait(e, 0), SHMKIT_ERR_WOULD_BLOCK, "would block");
     EXPECT(shmkit_event_wait(e, 10), SHMKIT_ERR_TIMEOUT, "");
     OK(shmkit_event_set(e));
     OK(shmkit_event_wait(e, 1000));
@@ -335,6 +344,7 @@ static void sync_objects(void) {
         OK(shmkit_posix_semaphore_create(pname, 0, true, &ps));
         OK(shmkit_posix_semaphore_post(ps));
         OK(shmkit_posix_semaphore_wait(ps, 100));
+        EXPECT(shmkit_posix_semaphore_wait(ps, 0), SHMKIT_ERR_WOULD_BLOCK, "");
         EXPECT(shmkit_posix_semaphore_wait(ps, 10), SHMKIT_ERR_TIMEOUT, "");
         OK(shmkit_posix_semaphore_close(ps));
         OK(shmkit_posix_semaphore_remove(pname));
@@ -349,7 +359,14 @@ static void rpc(void) {
     char buf[64];
     size_t len;
 
+    shmkit_rpc_server *second;
+    char pid[32];
     OK(shmkit_rpc_server_bind(name, &srv));
+    snprintf(pid, sizeof pid, "process %d", (int)getpid());
+    EXPECT(shmkit_rpc_server_bind(name, &second), SHMKIT_ERR_OCCUPIED, "another RPC server is bound");
+    CHECK(strstr(shmkit_last_error(), pid) != NULL && !strstr(shmkit_last_error(), "slot"));
+    EXPECT(shmkit_rpc_server_recv(srv, (uint8_t *)buf, sizeof buf, &len, 0), SHMKIT_ERR_WOULD_BLOCK,
+           "would block");
     OK(shmkit_rpc_client_connect(name, &cli));
     EXPECT(shmkit_rpc_server_reply(srv, (const uint8_t *)"x", 1), SHMKIT_ERR_INVALID_ARGUMENT, "no request");
     /* No server thread here: the call times out, the request stays for the server. */
