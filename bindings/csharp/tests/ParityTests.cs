@@ -474,6 +474,30 @@ static class ParityTests
     }
 
 
+
+    /// <summary>TimeSpan.Zero is "do not wait" everywhere: WouldBlock, or false for Wait.</summary>
+    static void ZeroTimeoutIsWouldBlock()
+    {
+        var name = Name("zero");
+        using (var sub = Subscriber.Connect(name))
+        using (var pub = Publisher.Connect(name))
+        {
+            var e = Throws<ShmkitException>("Subscriber.Receive(TimeSpan.Zero) with nothing new", () => sub.Receive(new byte[16], TimeSpan.Zero));
+            Assert(e.Status == Status.WouldBlock, "Subscriber.Receive(TimeSpan.Zero): " + e.Status);
+        }
+        using (var sem = NamedSemaphore.Create(Name("zero-sem"), 0, 1))
+            Assert(!sem.Wait(TimeSpan.Zero), "NamedSemaphore.Wait(TimeSpan.Zero) at count 0");
+        using (var ev = NamedEvent.Create(Name("zero-ev")))
+            Assert(!ev.Wait(TimeSpan.Zero), "NamedEvent.Wait(TimeSpan.Zero) unset");
+    }
+
+    static void CreateNewWithOpenExistingRefused()
+    {
+        var name = Name("both-flags");
+        var e = Throws<ShmkitException>("ChannelFlags.CreateNew | OpenExisting", () => Receiver.Connect(name, new ChannelOptions { Flags = ChannelFlags.CreateNew | ChannelFlags.OpenExisting }).Dispose());
+        Assert(e.Status == Status.InvalidArgument, "expected InvalidArgument, got " + e.Status + ": " + e.Message);
+    }
+
     // ---- item 2: a mutex, semaphore and event inside a segment
 
     static void SyncInSegment()
@@ -606,6 +630,8 @@ static class ParityTests
         Run("Subscriber.ReceiveWith lends a message, Receive() copies one", SubscriberReceiveWith);
         Run("RpcClient.Call into a buffer (BufferTooSmall, LastReply), CallWith; RpcServer.Receive/Reply", RpcBuffers);
         Run("PosixSemaphore across two handles, Remove; the Win32 adapters say Unsupported on Linux", Adapters);
+        Run("TimeSpan.Zero does not wait, everywhere: Subscriber.Receive WouldBlock, NamedSemaphore/NamedEvent.Wait false", ZeroTimeoutIsWouldBlock);
+        Run("ChannelFlags.CreateNew | OpenExisting together is refused (InvalidArgument)", CreateNewWithOpenExistingRefused);
         Run("NamedMutex/NamedSemaphore/NamedEvent InitIn/OpenIn a segment, shared across handles, kept mapped after the SharedMemory is disposed; Corrupt, Mismatch", SyncInSegment);
         Run("a mutex in a persistent segment: its holder (a C# process) SIGKILLed, a process started afterwards opens segment and mutex and gets OwnerDied", OwnerDeathInPersistentSegment);
         Cleanup();
