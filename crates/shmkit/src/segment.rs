@@ -109,6 +109,27 @@ impl SegmentKind {
     }
 }
 
+impl SegmentKind {
+    /// The kind in a sentence ("is a plain shared-memory segment …, not a
+    /// shmkit channel"): `Display`
+    /// gives the short names `shmkit ls` prints.
+    fn described(self) -> String {
+        match self {
+            SegmentKind::Bytes => {
+                "plain shared-memory segment (not made as a shmkit object)".into()
+            }
+            SegmentKind::FileName => "mapped-file record".into(),
+            SegmentKind::Mutex => "shmkit mutex".into(),
+            SegmentKind::Semaphore => "shmkit semaphore".into(),
+            SegmentKind::Event => "shmkit event".into(),
+            SegmentKind::Channel => "shmkit channel".into(),
+            SegmentKind::Unknown(c) => {
+                format!("segment of unknown kind {c} (from a newer shmkit?)")
+            }
+        }
+    }
+}
+
 impl std::fmt::Display for SegmentKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -454,8 +475,8 @@ fn validate(
         if h.kind != kind.code() {
             return Err(Error::WrongKind {
                 object: spec_name.into(),
-                found: SegmentKind::from_code(h.kind).to_string(),
-                expected: kind.to_string(),
+                found: SegmentKind::from_code(h.kind).described(),
+                expected: kind.described(),
             });
         }
     }
@@ -733,7 +754,10 @@ mod tests {
             (Box::new(|h| h.data_size = 5000), "data size 5000"),
             (Box::new(|h| h.data_size = 0), "data size 0"),
             (Box::new(|h| h.name_len = 9999), "name length 9999"),
-            (Box::new(|h| h.kind = 2), "is a file-name, not a bytes"),
+            (
+                Box::new(|h| h.kind = 2),
+                "is a mapped-file record, not a plain shared-memory segment",
+            ),
         ];
         for (mutate, expect) in cases {
             let mut h = good();

@@ -464,7 +464,11 @@ mod unix_only {
         let good = std::fs::read(&path).unwrap();
         let cases: [(usize, &[u8], &str); 4] = [
             (8, &9u32.to_le_bytes(), "unsupported layout version 9"),
-            (12, &2u32.to_le_bytes(), "is a file-name, not a bytes"),
+            (
+                12,
+                &2u32.to_le_bytes(),
+                "is a mapped-file record, not a plain shared-memory segment",
+            ),
             (24, &1u64.to_le_bytes(), "header says 1 bytes"),
             (16, &77u32.to_le_bytes(), "unknown state 77"),
         ];
@@ -692,4 +696,21 @@ fn overlapping_copies_within_one_segment_move_like_memmove() {
     let dst = unsafe { std::slice::from_raw_parts_mut(shm.as_ptr().add(2) as *mut u8, 8) };
     shm.read_at(0, dst).unwrap();
     assert_eq!(shm.read_vec(0, 10).unwrap(), b"aaaabcdefg");
+}
+
+#[test]
+fn opening_a_segment_as_another_kind_says_what_it_is_in_words() {
+    let name = TestName::new("kind-words");
+    let _shm = ShmOptions::new().size(4096).create(name.as_str()).unwrap();
+    let e = shmkit::channel::ChannelOptions::new()
+        .open_existing()
+        .receiver(name.as_str())
+        .unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains(
+            "is a plain shared-memory segment (not made as a shmkit object), not a shmkit channel"
+        ),
+        "{text}"
+    );
 }

@@ -382,7 +382,11 @@ fn the_wrong_kind_under_a_name_is_refused() {
     let _s = Semaphore::create(sem.as_str(), 0, 1).unwrap();
     let e = Mutex::<()>::open(sem.as_str()).unwrap_err();
     assert!(matches!(e, Error::WrongKind { .. }), "{e}");
-    assert!(e.to_string().contains("is a semaphore, not a mutex"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("is a shmkit semaphore, not a shmkit mutex"),
+        "{e}"
+    );
     assert!(matches!(
         Event::open(sem.as_str()),
         Err(Error::WrongKind { .. })
