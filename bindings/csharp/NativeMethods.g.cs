@@ -201,6 +201,17 @@ namespace Shmkit.Native
         internal static extern shmkit_status shmkit_mutex_open(byte* name, shmkit_mutex** mutex);
 
         /// <summary>
+        ///  Opens mutex `name`, creating it if needed, **persistent**: it stays, with its
+        ///  state, after its last user closes it (until `shmkit_shm_remove(name)`), so a
+        ///  process that starts after an owner died holding it still gets
+        ///  `SHMKIT_ERR_OWNER_DIED` from its first lock. (A temporary mutex would be gone
+        ///  once nobody had it open. A mutex inside a persistent segment,
+        ///  `shmkit_mutex_init_in`, does the same beside the data it guards.)
+        /// </summary>
+        [DllImport(__DllName, EntryPoint = "shmkit_mutex_create_or_open_persistent", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern shmkit_status shmkit_mutex_create_or_open_persistent(byte* name, shmkit_mutex** mutex);
+
+        /// <summary>
         ///  Opens mutex `name`, creating it if needed.
         /// </summary>
         [DllImport(__DllName, EntryPoint = "shmkit_mutex_create_or_open", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]

@@ -642,6 +642,17 @@ namespace Shmkit
             return new NamedMutex((IntPtr)h);
         }
 
+        /// <summary>Opens mutex <paramref name="name"/>, creating it if needed, persistent: it
+        /// stays with its state after its last user closes it (until
+        /// <c>SharedMemory.Remove(name)</c>), so a process that starts after an owner died
+        /// holding it still gets OwnerDied from its first lock.</summary>
+        public static NamedMutex CreateOrOpenPersistent(string name)
+        {
+            shmkit_mutex* h;
+            fixed (byte* n = Interop.Utf8(name)) Interop.Check(NativeMethods.shmkit_mutex_create_or_open_persistent(n, &h));
+            return new NamedMutex((IntPtr)h);
+        }
+
         /// <summary>Opens existing mutex <paramref name="name"/>.</summary>
         public static NamedMutex Open(string name)
         {

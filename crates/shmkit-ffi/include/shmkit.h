@@ -591,6 +591,14 @@ shmkit_status shmkit_mutex_create(const char *name, shmkit_mutex **mutex);
 // Opens mutex `name`.
 shmkit_status shmkit_mutex_open(const char *name, shmkit_mutex **mutex);
 
+// Opens mutex `name`, creating it if needed, **persistent**: it stays, with its
+// state, after its last user closes it (until `shmkit_shm_remove(name)`), so a
+// process that starts after an owner died holding it still gets
+// `SHMKIT_ERR_OWNER_DIED` from its first lock. (A temporary mutex would be gone
+// once nobody had it open. A mutex inside a persistent segment,
+// `shmkit_mutex_init_in`, does the same beside the data it guards.)
+shmkit_status shmkit_mutex_create_or_open_persistent(const char *name, shmkit_mutex **mutex);
+
 // Opens mutex `name`, creating it if needed.
 shmkit_status shmkit_mutex_create_or_open(const char *name, shmkit_mutex **mutex);
 

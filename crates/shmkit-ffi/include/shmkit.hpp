@@ -267,6 +267,12 @@ public:
     static mutex create(const std::string &name) { return make(shmkit_mutex_create, name); }
     static mutex open(const std::string &name) { return make(shmkit_mutex_open, name); }
     static mutex create_or_open(const std::string &name) { return make(shmkit_mutex_create_or_open, name); }
+    /// Opens or creates a persistent named mutex: it stays, with its state, after
+    /// its last user closes it (until shm::remove(name)), so a process that starts
+    /// after an owner died still sees owner_died().
+    static mutex create_or_open_persistent(const std::string &name) {
+        return make(shmkit_mutex_create_or_open_persistent, name);
+    }
     /// Initialises a new mutex at `offset` (a multiple of 8) of `segment`, taking
     /// SHMKIT_SYNC_SIZE_IN_SEGMENT bytes; once, before others open_in it. It lives
     /// as long as the segment (the mutex keeps the segment mapped).

@@ -132,6 +132,29 @@ pub unsafe extern "C" fn shmkit_mutex_open(
     }
 }
 
+/// Opens mutex `name`, creating it if needed, **persistent**: it stays, with its
+/// state, after its last user closes it (until `shmkit_shm_remove(name)`), so a
+/// process that starts after an owner died holding it still gets
+/// `SHMKIT_ERR_OWNER_DIED` from its first lock. (A temporary mutex would be gone
+/// once nobody had it open. A mutex inside a persistent segment,
+/// `shmkit_mutex_init_in`, does the same beside the data it guards.)
+#[no_mangle]
+pub unsafe extern "C" fn shmkit_mutex_create_or_open_persistent(
+    name: *const c_char,
+    mutex: *mut *mut shmkit_mutex,
+) -> shmkit_status {
+    // SAFETY: the caller's pointers, per the header's conventions.
+    unsafe {
+        open_named(
+            "shmkit_mutex_create_or_open_persistent",
+            name,
+            mutex,
+            |n| Mutex::create_or_open_persistent(n, ()),
+            mutex_out,
+        )
+    }
+}
+
 /// Opens mutex `name`, creating it if needed.
 #[no_mangle]
 pub unsafe extern "C" fn shmkit_mutex_create_or_open(

@@ -21,6 +21,13 @@ fn child_entry() {
     let Some(args) = role() else { return };
     let a = |i: usize| args[i].as_str();
     match a(0) {
+        "persistent-holder" => {
+            let m = Mutex::<u64>::create_or_open_persistent(a(1), 0).unwrap();
+            let mut g = m.lock().unwrap();
+            *g = 1; // half-way through an update
+            say("locked");
+            hear();
+        }
         "count" => {
             let m = Mutex::<u64>::open(a(1)).unwrap();
             let n: u64 = a(2).parse().unwrap();
@@ -773,4 +780,28 @@ fn a_lock_holder_in_another_pid_namespace_is_judged_by_the_kernel() {
         other => panic!("the dead holder was not detected: {other:?}"),
     }
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn a_persistent_mutex_reports_its_dead_owner_to_a_process_that_starts_later() {
+    let name = TestName::new("persistent-mutex");
+    // Nobody else has the mutex open while its owner dies.
+    let mut holder = spawn(ENTRY, "persistent-holder", &[name.as_str()]);
+    assert_eq!(holder.expect_line(), "locked");
+    holder.kill();
+    let m = Mutex::<u64>::open(name.as_str()).expect("a persistent mutex outlives its users");
+    match m.lock_timeout(Duration::from_secs(5)) {
+        Err(LockError::OwnerDied(g)) => assert_eq!(*g, 1, "the half-updated value"),
+        Ok(_) => panic!("the owner's death was forgotten"),
+        Err(LockError::Failed(e)) => panic!("{e}"),
+    }
+    // Reported again until marked consistent, also to the next process.
+    drop(m);
+    let m = Mutex::<u64>::create_or_open_persistent(name.as_str(), 0).unwrap();
+    assert!(!m.created());
+    match m.lock() {
+        Err(LockError::OwnerDied(mut g)) => g.mark_consistent(),
+        _ => panic!("the inconsistent state was not kept"),
+    }
+    assert!(m.lock().is_ok());
 }

@@ -54,15 +54,22 @@ static void named_mutex(char *out, size_t n, const char *seg) {
     snprintf(out, n, "%s-named", seg);
 }
 
+static void persistent_mutex(char *out, size_t n, const char *seg) {
+    snprintf(out, n, "%s-kept", seg);
+}
+
 /* Makes the segment and its objects, locks, half-writes, says so on `fd` and
  * waits to be killed. */
 static int holder(const char *seg, int fd) {
     shmkit_shm *shm = NULL;
-    shmkit_mutex *m = NULL, *named = NULL;
+    shmkit_mutex *m = NULL, *named = NULL, *kept = NULL;
     shmkit_semaphore *sem = NULL;
     shmkit_event *ev = NULL;
-    char name[128];
+    char name[128], kept_name[128];
     named_mutex(name, sizeof name, seg);
+    persistent_mutex(kept_name, sizeof kept_name, seg);
+    if (shmkit_mutex_create_or_open_persistent(kept_name, &kept) != SHMKIT_OK) die("persistent");
+    if (shmkit_mutex_lock(kept, SHMKIT_FOREVER) != SHMKIT_OK) die("lock persistent");
     if (shmkit_shm_create(seg, SEG_SIZE, SHMKIT_PERSISTENT, &shm) != SHMKIT_OK) die("create");
     if (shmkit_mutex_init_in(shm, MUTEX_AT, &m) != SHMKIT_OK) die("mutex_init_in");
     if (shmkit_semaphore_init_in(shm, SEM_AT, 0, 10, &sem) != SHMKIT_OK) die("sem_init_in");
@@ -88,14 +95,25 @@ static int holder(const char *seg, int fd) {
 /* A process that starts after the holder died. */
 static int later(const char *seg) {
     shmkit_shm *shm = NULL;
-    shmkit_mutex *m = NULL, *named = NULL;
+    shmkit_mutex *m = NULL, *named = NULL, *kept = NULL;
     shmkit_semaphore *sem = NULL;
     shmkit_event *ev = NULL;
-    char name[128];
+    char name[128], kept_name[128];
     named_mutex(name, sizeof name, seg);
+    persistent_mutex(kept_name, sizeof kept_name, seg);
 
     check(shmkit_mutex_open(name, &named) == SHMKIT_ERR_NOT_FOUND,
           "the named (temporary) mutex went with its last user: NOT_FOUND");
+    check(shmkit_mutex_create_or_open_persistent(kept_name, &kept) == SHMKIT_OK,
+          "the named persistent mutex is still there");
+    check(kept && shmkit_mutex_lock(kept, 5000) == SHMKIT_ERR_OWNER_DIED,
+          "the named persistent mutex reports OWNER_DIED");
+    if (kept) {
+        shmkit_mutex_mark_consistent(kept);
+        shmkit_mutex_unlock(kept);
+        shmkit_mutex_close(kept);
+    }
+    check(shmkit_shm_remove(kept_name) == SHMKIT_OK, "a persistent mutex is removed by name");
 
     check(shmkit_shm_open(seg, SHMKIT_ACCESS_READ_WRITE, &shm) == SHMKIT_OK,
           "the persistent segment is still there");

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::segment::Lifetime;
 use crate::shm::Shm;
 
 use super::protocol::{event_set, event_try_wait};
@@ -56,7 +57,12 @@ impl Event {
     /// Temporary: it goes away when the last process using it closes it.
     pub fn create(name: &str, mode: EventMode, initially_set: bool) -> Result<Event> {
         Ok(Event {
-            shared: Shared::create_named(name, &Self::init(mode, initially_set), false)?,
+            shared: Shared::create_named(
+                name,
+                &Self::init(mode, initially_set),
+                false,
+                Lifetime::Temporary,
+            )?,
         })
     }
 
@@ -71,7 +77,12 @@ impl Event {
     /// refused with [`Error::Mismatch`].
     pub fn create_or_open(name: &str, mode: EventMode, initially_set: bool) -> Result<Event> {
         let event = Event {
-            shared: Shared::create_named(name, &Self::init(mode, initially_set), true)?,
+            shared: Shared::create_named(
+                name,
+                &Self::init(mode, initially_set),
+                true,
+                Lifetime::Temporary,
+            )?,
         };
         let found = event.mode()?;
         if !event.created() && found != mode {

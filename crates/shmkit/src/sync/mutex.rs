@@ -12,6 +12,7 @@ use bytemuck::Pod;
 
 use crate::error::{Error, Result};
 use crate::fingerprint::Fingerprint;
+use crate::segment::Lifetime;
 use crate::shm::Shm;
 
 use super::owner::{me, owner_alive};
@@ -210,7 +211,12 @@ impl<T: Pod> Mutex<T> {
     /// the last process using it closes it.
     pub fn create(name: &str, value: T) -> Result<Mutex<T>> {
         Self::value_size()?;
-        Self::wrap(Shared::create_named(name, &Self::init(&value), false)?)
+        Self::wrap(Shared::create_named(
+            name,
+            &Self::init(&value),
+            false,
+            Lifetime::Temporary,
+        )?)
     }
 
     /// Creates a named mutex guarding `value`, already locked by this process,
@@ -242,7 +248,12 @@ impl<T: Pod> Mutex<T> {
             param_c: me.start_time,
             ..Self::init(&value)
         };
-        let mutex = Self::wrap(Shared::create_named(name, &init, false)?)?;
+        let mutex = Self::wrap(Shared::create_named(
+            name,
+            &init,
+            false,
+            Lifetime::Temporary,
+        )?)?;
         mutex.initially_held.store(true, SeqCst);
         Ok(mutex)
     }
@@ -268,7 +279,43 @@ impl<T: Pod> Mutex<T> {
     /// [`created`](Self::created) tells which happened.
     pub fn create_or_open(name: &str, value: T) -> Result<Mutex<T>> {
         Self::value_size()?;
-        Self::wrap(Shared::create_named(name, &Self::init(&value), true)?)
+        Self::wrap(Shared::create_named(
+            name,
+            &Self::init(&value),
+            true,
+            Lifetime::Temporary,
+        )?)
+    }
+
+    /// Opens the named mutex, or creates it guarding `value`, **persistent**: it
+    /// stays (with its state) when its last user closes it, until
+    /// [`Shm::remove`](crate::Shm::remove). So a process that starts after the
+    /// owner died (nobody else having it open meanwhile) still finds it, and its
+    /// first lock reports [`LockError::OwnerDied`]; a temporary mutex would be
+    /// gone, and a fresh one report nothing. (A mutex inside a persistent segment,
+    /// [`init_in`](Self::init_in), does the same beside the data it guards.)
+    ///
+    /// ```
+    /// use shmkit::sync::Mutex;
+    /// # fn main() -> shmkit::Result<()> {
+    /// # let name = format!("doc-mutex-persistent-{}", std::process::id());
+    /// let m = Mutex::create_or_open_persistent(&name, 0u64)?;
+    /// *m.lock()? += 1;
+    /// drop(m);
+    /// // Still there, with its value, after its last user closed it.
+    /// assert_eq!(*Mutex::<u64>::open(&name)?.lock()?, 1);
+    /// shmkit::Shm::remove(&name)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn create_or_open_persistent(name: &str, value: T) -> Result<Mutex<T>> {
+        Self::value_size()?;
+        let init = Self::init(&value);
+        Self::wrap(Shared::create_named(
+            name,
+            &init,
+            true,
+            Lifetime::Persistent,
+        )?)
     }
 
     /// Bytes a mutex guarding a `T` takes inside a segment.

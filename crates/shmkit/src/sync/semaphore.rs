@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::segment::Lifetime;
 use crate::shm::Shm;
 
 use super::protocol::{semaphore_release, semaphore_try_acquire, Attempt, ReleaseError};
@@ -66,7 +67,7 @@ impl Semaphore {
     pub fn create(name: &str, initial: u32, max: u32) -> Result<Semaphore> {
         let init = Self::init(initial, max, name)?;
         Ok(Semaphore {
-            shared: Shared::create_named(name, &init, false)?,
+            shared: Shared::create_named(name, &init, false, Lifetime::Temporary)?,
         })
     }
 
@@ -82,7 +83,7 @@ impl Semaphore {
     pub fn create_or_open(name: &str, initial: u32, max: u32) -> Result<Semaphore> {
         let init = Self::init(initial, max, name)?;
         let sem = Semaphore {
-            shared: Shared::create_named(name, &init, true)?,
+            shared: Shared::create_named(name, &init, true, Lifetime::Temporary)?,
         };
         let found = sem.max_count()?;
         if !sem.created() && found != max {

@@ -138,10 +138,17 @@ fn block_ptr(mapping: &Mapping) -> Result<NonNull<StateBlock>> {
 impl Shared {
     /// Creates a named object: a segment of the kind's type holding the block
     /// (and `extra` bytes after it), initialised before anyone can open it.
-    pub(crate) fn create_named(name: &str, init: &Init, open: bool) -> Result<Shared> {
+    /// `lifetime`: temporary objects go with their last user; persistent ones stay
+    /// until removed (`Shm::remove`), and with them their state (a dead owner).
+    pub(crate) fn create_named(
+        name: &str,
+        init: &Init,
+        open: bool,
+        lifetime: Lifetime,
+    ) -> Result<Shared> {
         let opts = ShmOptions::new()
             .size(STATE_SIZE + init.value.len() as u64)
-            .lifetime(Lifetime::Temporary);
+            .lifetime(lifetime);
         let write = |bytes: &mut [u8]| -> std::result::Result<(), String> {
             // SAFETY: the segment layer hands out page-aligned data of the size
             // requested above, STATE_SIZE + value length.
