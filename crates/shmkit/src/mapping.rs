@@ -221,11 +221,10 @@ impl Mapping {
 
     /// Copies `buf.len()` bytes from window offset `at`, which `check` accepted.
     fn copy_out(&self, at: usize, buf: &mut [u8]) {
-        // SAFETY: check() proved at..at+len lies inside the window, which lies
-        // inside the live mapping; buf is writable for its length. buf may lie in
-        // this very mapping (a binding hands out pointers into it: a C caller can
-        // pass `shmkit_shm_data() + n`, Python a memoryview of the segment), so
-        // the copy is one that allows overlap.
+        // buf may lie in this very mapping (bindings hand out pointers into it: C
+        // `shmkit_shm_data() + n`, a Python memoryview), so the copy allows overlap.
+        // SAFETY: check() proved at..at+len lies inside the window, inside the live
+        // mapping; buf is writable for its length.
         unsafe { std::ptr::copy(self.as_ptr().add(at), buf.as_mut_ptr(), buf.len()) };
     }
 

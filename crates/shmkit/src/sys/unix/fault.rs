@@ -388,11 +388,11 @@ impl Found {
     /// Puts private zero pages with the mapping's protection over the whole
     /// mapping. Only under a claim.
     fn replace(&self) -> bool {
-        // SAFETY: [start, start + len) is a mapping shmkit made and still
-        // owns: its guard is registered and, while we hold the claim, cannot
-        // leave the table, which it does before the range is unmapped.
-        // Replacing its pages with anonymous memory keeps every address in it
-        // valid. mmap is async-signal-safe.
+        // [start, start + len) is a mapping shmkit made and still owns: its guard
+        // is registered and, while we hold the claim, cannot leave the table,
+        // which it does before the range is unmapped.
+        // SAFETY: so replacing its pages with anonymous memory keeps every
+        // address in it valid; mmap is async-signal-safe.
         let replaced = unsafe {
             libc::mmap(
                 self.start as *mut libc::c_void,
