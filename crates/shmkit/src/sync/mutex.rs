@@ -210,13 +210,13 @@ impl<T: Pod> Mutex<T> {
     /// [`Error::AlreadyExists`] if the name is taken. Temporary: it goes away when
     /// the last process using it closes it.
     pub fn create(name: &str, value: T) -> Result<Mutex<T>> {
+        Self::named(name, &Self::init(&value), false, Lifetime::Temporary)
+    }
+
+    /// Creates (or, with `open`, opens) the named mutex whose state `init` says.
+    fn named(name: &str, init: &Init, open: bool, lifetime: Lifetime) -> Result<Mutex<T>> {
         Self::value_size()?;
-        Self::wrap(Shared::create_named(
-            name,
-            &Self::init(&value),
-            false,
-            Lifetime::Temporary,
-        )?)
+        Self::wrap(Shared::create_named(name, init, open, lifetime)?)
     }
 
     /// Creates a named mutex guarding `value`, already locked by this process,
@@ -240,7 +240,6 @@ impl<T: Pod> Mutex<T> {
     /// # Ok(()) }
     /// ```
     pub fn create_locked(name: &str, value: T) -> Result<Mutex<T>> {
-        Self::value_size()?;
         let me = me();
         let init = Init {
             word: me.pid,
@@ -248,12 +247,7 @@ impl<T: Pod> Mutex<T> {
             param_c: me.start_time,
             ..Self::init(&value)
         };
-        let mutex = Self::wrap(Shared::create_named(
-            name,
-            &init,
-            false,
-            Lifetime::Temporary,
-        )?)?;
+        let mutex = Self::named(name, &init, false, Lifetime::Temporary)?;
         mutex.initially_held.store(true, SeqCst);
         Ok(mutex)
     }
@@ -278,13 +272,7 @@ impl<T: Pod> Mutex<T> {
     /// Opens the named mutex, or creates it guarding `value`.
     /// [`created`](Self::created) tells which happened.
     pub fn create_or_open(name: &str, value: T) -> Result<Mutex<T>> {
-        Self::value_size()?;
-        Self::wrap(Shared::create_named(
-            name,
-            &Self::init(&value),
-            true,
-            Lifetime::Temporary,
-        )?)
+        Self::named(name, &Self::init(&value), true, Lifetime::Temporary)
     }
 
     /// Opens the named mutex, or creates it guarding `value`, **persistent**: it
@@ -308,14 +296,7 @@ impl<T: Pod> Mutex<T> {
     /// # Ok(()) }
     /// ```
     pub fn create_or_open_persistent(name: &str, value: T) -> Result<Mutex<T>> {
-        Self::value_size()?;
-        let init = Self::init(&value);
-        Self::wrap(Shared::create_named(
-            name,
-            &init,
-            true,
-            Lifetime::Persistent,
-        )?)
+        Self::named(name, &Self::init(&value), true, Lifetime::Persistent)
     }
 
     /// Bytes a mutex guarding a `T` takes inside a segment.
