@@ -15,9 +15,10 @@
 //! look at the flag and its sleep notices within [`POLL`] instead.
 
 use std::fmt;
-use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::task::Waker;
 use std::time::Duration;
 
 /// How late, at worst, an interrupted wait on a mutex, semaphore or event ends
@@ -48,6 +49,14 @@ pub struct Interrupter {
 }
 
 impl Interrupter {
+    /// A switch of its own, not tied to an object: for a
+    /// [`WaitSet`](crate::WaitSet) or a program's own shutdown flag.
+    pub fn new() -> Interrupter {
+        Interrupter {
+            state: Arc::default(),
+        }
+    }
+
     /// Ends the calls blocked on the object now and makes later blocking calls
     /// return [`Error::Interrupted`](crate::Error::Interrupted) at once, until
     /// [`clear`](Self::clear). A call that finds its answer without waiting
@@ -64,6 +73,12 @@ impl Interrupter {
     /// Whether the interrupter is raised.
     pub fn is_interrupted(&self) -> bool {
         self.state.raised()
+    }
+}
+
+impl Default for Interrupter {
+    fn default() -> Interrupter {
+        Interrupter::new()
     }
 }
 
@@ -100,6 +115,12 @@ impl InterruptSlot {
     pub(crate) fn get(&self) -> Option<&Interrupt> {
         self.0.get().map(|a| &**a)
     }
+
+    /// The shared state, if anyone ever asked for an interrupter.
+    #[inline]
+    pub(crate) fn get_arc(&self) -> Option<&Arc<Interrupt>> {
+        self.0.get()
+    }
 }
 
 /// The flag and the sleepers to wake when it is raised.
@@ -107,6 +128,10 @@ impl InterruptSlot {
 pub(crate) struct Interrupt {
     flag: AtomicBool,
     sleepers: Mutex<Sleepers>,
+    /// Tasks and wait sets waiting on the object without a thread: woken by
+    /// [`raise`](Self::raise) through their wakers.
+    wakers: Mutex<Vec<(u64, Waker)>>,
+    next_waker: AtomicU64,
 }
 
 impl fmt::Debug for Interrupt {
@@ -159,12 +184,34 @@ impl Interrupt {
 
     fn raise(&self) {
         self.flag.store(true, SeqCst);
+        for (_, waker) in self.wakers().iter() {
+            waker.wake_by_ref();
+        }
         let sleepers = self.sleepers();
         for (target, _) in sleepers.entries.iter().flatten() {
             // SAFETY: a registered target's sleeper is still inside its wait (it
             // deregisters under this lock before leaving), so its word and wake
             // channel are alive; `wake` was made for their types.
             unsafe { (target.wake)(target) };
+        }
+    }
+
+    fn wakers(&self) -> std::sync::MutexGuard<'_, Vec<(u64, Waker)>> {
+        self.wakers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a waker to call when the flag is raised; returns the key for
+    /// [`remove_waker`](Self::remove_waker).
+    pub(crate) fn add_waker(&self, waker: &Waker) -> u64 {
+        let key = self.next_waker.fetch_add(1, SeqCst);
+        self.wakers().push((key, waker.clone()));
+        key
+    }
+
+    pub(crate) fn remove_waker(&self, key: u64) {
+        let mut wakers = self.wakers();
+        if let Some(i) = wakers.iter().position(|(k, _)| *k == key) {
+            wakers.swap_remove(i);
         }
     }
 

@@ -42,6 +42,7 @@ compile_error!(
 );
 
 mod access;
+mod block_on;
 pub mod channel;
 mod error;
 mod file;
@@ -52,17 +53,21 @@ pub mod fuzzing;
 mod interrupt;
 mod mapping;
 mod name;
+mod notifier;
+mod readiness;
 mod segment;
 mod shm;
 pub mod sync;
 mod sys;
 
 pub use access::{Access, Advice};
+pub use block_on::block_on;
 pub use error::{Error, ObjectName, Result};
 pub use file::{MappedFile, MappedFileOptions};
 pub use interrupt::Interrupter;
 pub use mapping::Mapping;
 pub use name::{Namespace, MAX_NAME_LEN};
+pub use notifier::Notifier;
 pub use segment::{InitState, Lifetime, SegmentInfo, SegmentKind, HEADER_BLOCK, LAYOUT_VERSION};
 pub use shm::{Shm, ShmOptions};
 

@@ -15,13 +15,14 @@
 use std::collections::VecDeque;
 use std::sync::atomic::fence;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::layout::*;
-use super::memory::{Asked, ChannelMem, Config, Peer};
+use super::memory::{Asked, ChannelMem, Config, Peer, CHECK_EVERY};
 use super::wait::{spin_of, Deadline};
 use super::{ChannelOptions, WaitMode, DEFAULT_CAPACITY, DEFAULT_MAX_SUBSCRIBERS};
-use crate::error::{Error, Result};
+use crate::error::{Error, ObjectName, Result};
+use crate::readiness::{AsyncWait, Bell, Bells, OpFuture, Watched};
 
 /// Attaches to a broadcast channel; a subscriber (`read_only_ring`) maps the
 /// ring read-only.
@@ -210,6 +211,12 @@ impl Drop for Publisher {
 /// publisher's claim, so a lapped subscriber never sees a torn message.
 #[derive(Debug)]
 pub struct Subscriber {
+    /// The wait of `poll_recv_with` and the stream, kept between polls.
+    /// Declared first: it points into `mem` and must go before it.
+    waiting: AsyncWait,
+    /// When an async receive first found nothing (the publisher's death is
+    /// looked for every CHECK_EVERY after that).
+    empty_since: Option<Instant>,
     mem: ChannelMem,
     slot: u32,
     pos: u64,
@@ -252,6 +259,8 @@ impl Subscriber {
             }
         };
         let mut sub = Subscriber {
+            waiting: AsyncWait::default(),
+            empty_since: None,
             mem,
             slot,
             pos: head,
@@ -534,6 +543,112 @@ fn publisher_gone(mem: &ChannelMem, check_alive: bool) -> Option<Error> {
         Peer::Never | Peer::Attached(_) => return None,
     };
     Some(mem.disconnected(reason))
+}
+
+/// Awaiting messages: the same receive, without a thread.
+impl Subscriber {
+    /// [`recv`](Self::recv) as a future: waits without a thread. Cancel safe:
+    /// dropping the future before it completes skips nothing; the next call
+    /// gets the message this one would have.
+    pub fn recv_async(&mut self) -> impl std::future::Future<Output = Result<Vec<u8>>> + Send + '_ {
+        OpFuture::new(self, "receive", |sub: &mut &mut Subscriber| {
+            sub.try_recv_noticing_death(|b| b.to_vec())
+        })
+    }
+
+    /// Polls for the next message and lends it to `f`; `Pending` registers
+    /// `cx`'s waker (kept in the subscriber until a later poll completes).
+    /// For hand-written futures and event-loop bindings.
+    pub fn poll_recv_with<R>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> std::task::Poll<Result<R>> {
+        let mut wait = std::mem::take(&mut self.waiting);
+        let mut f = Some(f);
+        let polled = crate::readiness::poll_op(&mut wait, self, cx, "receive", |sub| {
+            sub.try_recv_noticing_death(|b| (f.take().expect("called once per message"))(b))
+        });
+        self.waiting = wait;
+        polled
+    }
+
+    /// Gives back the wait a `Pending` [`poll_recv_with`](Self::poll_recv_with)
+    /// registered.
+    pub fn cancel_poll(&mut self) {
+        self.waiting.finish();
+    }
+
+    /// `try_recv_with`, and once in every CHECK_EVERY of finding nothing, a
+    /// look at whether the publisher died (what a blocking receive does while
+    /// it sleeps).
+    fn try_recv_noticing_death<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        let mut f = Some(f);
+        let mut take = |sub: &mut Subscriber| {
+            sub.recv_with_until(Deadline::Now, |b| (f.take().expect("called once"))(b))
+        };
+        match take(self) {
+            Err(e) if e.is_would_block() => {
+                let since = *self.empty_since.get_or_insert_with(Instant::now);
+                if since.elapsed() < CHECK_EVERY {
+                    return Err(e);
+                }
+                self.empty_since = Some(Instant::now());
+                let Some(gone) = publisher_gone(&self.mem, true) else {
+                    return Err(e);
+                };
+                // What it published before it died is still delivered.
+                match take(self) {
+                    Err(again) if again.is_would_block() => Err(gone),
+                    other => other,
+                }
+            }
+            other => {
+                self.empty_since = None;
+                other
+            }
+        }
+    }
+}
+
+/// The subscriber as a stream of messages: each item is what
+/// [`recv`](Subscriber::recv) would return ([`Error::Lagged`] included); the
+/// stream ends after the publisher is found gone.
+impl futures_core::Stream for Subscriber {
+    type Item = Result<Vec<u8>>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Vec<u8>>>> {
+        match self.get_mut().poll_recv_with(cx, <[u8]>::to_vec) {
+            std::task::Poll::Ready(Err(e)) if e.is_disconnected() => std::task::Poll::Ready(None),
+            other => other.map(Some),
+        }
+    }
+}
+
+impl Watched for Subscriber {
+    fn bells(&self) -> Bells<'_> {
+        let d = self.mem.data_bell();
+        [
+            Some(Bell {
+                word: d.signal,
+                waiters: d.waiters,
+                park: d.park,
+            }),
+            None,
+        ]
+    }
+    fn interrupt(&self) -> Option<&std::sync::Arc<crate::interrupt::Interrupt>> {
+        self.mem.interrupt_slot().get_arc()
+    }
+    fn recheck(&self) -> Option<Duration> {
+        Some(CHECK_EVERY)
+    }
+    fn object(&self) -> &ObjectName {
+        self.mem.name()
+    }
 }
 
 impl Drop for Subscriber {

@@ -9,9 +9,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
+use super::memory::CHECK_EVERY;
 use super::wait::Deadline;
 use super::{ChannelOptions, Receiver, Sender};
-use crate::error::{Error, Result};
+use crate::error::{Error, ObjectName, Result};
+use crate::readiness::{Bells, OpFuture, Watched};
 
 /// How many clients a server admits at once.
 pub const RPC_MAX_CLIENTS: u32 = 64;
@@ -237,6 +239,223 @@ fn ours<R, F: FnOnce(&[u8]) -> R>(
             return None;
         }
         f.take().map(|f| f(&reply[8..]))
+    }
+}
+
+/// Serving without a thread.
+impl RpcServer {
+    /// [`recv`](Self::recv) as a future. Cancel safe: a request is taken only
+    /// in the poll that completes the future.
+    ///
+    /// ```
+    /// use shmkit::channel::{RpcClient, RpcServer};
+    /// # fn main() -> shmkit::Result<()> {
+    /// # let name = format!("doc-rpc-async-{}", std::process::id());
+    /// let mut server = RpcServer::bind(&name)?;
+    /// let mut client = RpcClient::connect(&name)?;
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| shmkit::block_on(client.call_async(b"ping")));
+    ///     shmkit::block_on(async {
+    ///         let request = server.recv_async().await?;
+    ///         assert_eq!(request.payload(), b"ping");
+    ///         server.reply_async(&request, b"pong").await
+    ///     })
+    /// })?;
+    /// # Ok(()) }
+    /// ```
+    pub fn recv_async(&mut self) -> impl std::future::Future<Output = Result<Request>> + Send + '_ {
+        let object = self.requests.object_name();
+        let taking = self.requests.recv_with_async(decode_request);
+        async move {
+            taking
+                .await?
+                .map_err(|reason| Error::Decode { object, reason })
+        }
+    }
+
+    /// [`reply`](Self::reply) as a future: waits for room in the client's reply
+    /// queue without a thread, at most the [reply timeout](Self::set_reply_timeout)
+    /// (checked every 50 ms), then [`Error::Timeout`] and the reply is dropped.
+    /// Cancel safe: the reply is sent whole in the poll that completes the
+    /// future, or not at all.
+    pub async fn reply_async(&mut self, request: &Request, payload: &[u8]) -> Result<()> {
+        {
+            let msg = &mut self.scratch;
+            msg.clear();
+            msg.extend_from_slice(&request.id.to_le_bytes());
+            msg.extend_from_slice(payload);
+            let reply_to = request.reply_to.as_str();
+            if !self.replies.contains_key(reply_to) {
+                self.replies.retain(|_, tx| tx.receiver_connected());
+                let tx = ChannelOptions::new().open_existing().sender(reply_to)?;
+                self.replies.insert(reply_to.to_owned(), tx);
+            }
+            let tx = self.replies.get_mut(reply_to).expect("inserted above");
+            let object = tx.name().into();
+            let timeout = self.reply_timeout;
+            let deadline = Instant::now().checked_add(timeout);
+            let sent = tx.send_async(msg);
+            let sent = TimeBound {
+                inner: Box::pin(sent),
+                deadline,
+            }
+            .await
+            .unwrap_or(Err(Error::Timeout {
+                object,
+                op: "deliver a reply (the client's reply queue stayed full)",
+                after: timeout,
+            }));
+            if sent.is_err() {
+                self.replies.remove(reply_to);
+            }
+            sent
+        }
+    }
+}
+
+impl RpcServer {
+    /// Polls for the next request (as [`recv_async`](Self::recv_async) does);
+    /// `Pending` registers `cx`'s waker, kept in the server until a later poll
+    /// completes. For event-loop bindings.
+    pub fn poll_recv(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<Request>> {
+        let object = self.requests.object_name();
+        self.requests
+            .poll_recv_with(cx, decode_request)
+            .map(|r| r?.map_err(|reason| Error::Decode { object, reason }))
+    }
+}
+
+impl RpcClient {
+    /// Polls for the reply to `call` (sent with [`start_call`](Self::start_call))
+    /// and lends it to `f`; `Pending` registers `cx`'s waker. Late replies to
+    /// earlier calls are dropped on the way; [`Error::Disconnected`] once the
+    /// server is found gone. For event-loop bindings.
+    pub fn poll_reply_with<R>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        call: PendingCall,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> std::task::Poll<Result<R>> {
+        let mut f = Some(f);
+        loop {
+            match self.replies.poll_recv_with(cx, ours(call.0, &mut f)) {
+                std::task::Poll::Ready(Ok(Some(reply))) => {
+                    return std::task::Poll::Ready(Ok(reply))
+                }
+                // A late reply to an earlier call: look again.
+                std::task::Poll::Ready(Ok(None)) => continue,
+                std::task::Poll::Ready(Err(e)) => return std::task::Poll::Ready(Err(e)),
+                std::task::Poll::Pending => {
+                    if !self.requests.receiver_connected() {
+                        self.replies.cancel_poll();
+                        return std::task::Poll::Ready(Err(Error::Disconnected {
+                            object: self.requests.name().into(),
+                            reason: "the server is not running".into(),
+                        }));
+                    }
+                    return std::task::Poll::Pending;
+                }
+            }
+        }
+    }
+}
+
+/// A future given up at a deadline, noticed when it is polled (a sender's
+/// wait is polled at least every 50 ms).
+struct TimeBound<F> {
+    inner: std::pin::Pin<Box<F>>,
+    deadline: Option<Instant>,
+}
+
+impl<F: std::future::Future> std::future::Future for TimeBound<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<F::Output>> {
+        if let std::task::Poll::Ready(out) = self.inner.as_mut().poll(cx) {
+            return std::task::Poll::Ready(Some(out));
+        }
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return std::task::Poll::Ready(None);
+        }
+        std::task::Poll::Pending
+    }
+}
+
+/// Calling without a thread.
+impl RpcClient {
+    /// [`call`](Self::call) as a future: sends the request (waiting for room
+    /// without a thread; requests up to the request queue's one-record limit)
+    /// and awaits the reply. [`Error::Disconnected`] if the server stops or
+    /// dies before answering.
+    ///
+    /// Cancel safety: dropped before the request went out, nothing was sent;
+    /// dropped after, the server still answers and the next call discards that
+    /// reply (as it does a reply to a call that timed out).
+    pub async fn call_async(&mut self, payload: &[u8]) -> Result<Vec<u8>> {
+        {
+            let id = self.next_id;
+            self.next_id += 1;
+            let msg = &mut self.scratch;
+            msg.clear();
+            msg.extend_from_slice(&id.to_le_bytes());
+            msg.extend_from_slice(&(self.reply_name.len() as u16).to_le_bytes());
+            msg.extend_from_slice(self.reply_name.as_bytes());
+            msg.extend_from_slice(payload);
+            self.requests.send_async(msg).await?;
+            let mut waiting_since: Option<Instant> = None;
+            OpFuture::new(self, "receive a reply", move |c: &mut &mut RpcClient| {
+                c.try_reply(id, &mut waiting_since)
+            })
+            .await
+        }
+    }
+
+    /// The reply to call `id` if it is there (late replies to earlier calls
+    /// are dropped on the way); `WouldBlock` if not yet, `Disconnected` once
+    /// the server is found gone (looked at every CHECK_EVERY of waiting).
+    fn try_reply(&mut self, id: u64, waiting_since: &mut Option<Instant>) -> Result<Vec<u8>> {
+        let mut f = Some(<[u8]>::to_vec);
+        loop {
+            match self.replies.try_recv_with(ours(id, &mut f)) {
+                Ok(Some(reply)) => return Ok(reply),
+                Ok(None) => continue,
+                Err(e) if e.is_would_block() => {
+                    let since = *waiting_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= CHECK_EVERY {
+                        *waiting_since = Some(Instant::now());
+                        if !self.requests.receiver_connected() {
+                            return Err(Error::Disconnected {
+                                object: self.requests.name().into(),
+                                reason: "the server is not running".into(),
+                            });
+                        }
+                    }
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Watched for RpcClient {
+    fn bells(&self) -> Bells<'_> {
+        self.replies.bells()
+    }
+    fn interrupt(&self) -> Option<&std::sync::Arc<crate::interrupt::Interrupt>> {
+        self.replies.interrupt()
+    }
+    fn recheck(&self) -> Option<Duration> {
+        Some(CHECK_EVERY)
+    }
+    fn object(&self) -> &ObjectName {
+        self.replies.object()
     }
 }
 

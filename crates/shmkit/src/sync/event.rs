@@ -8,8 +8,9 @@ use crate::error::{Error, Result};
 use crate::segment::Lifetime;
 use crate::shm::Shm;
 
-use super::protocol::{event_set, event_try_wait};
-use super::state::{Init, Kind, Shared, STATE_SIZE};
+use super::protocol::{event_set, event_try_wait, Attempt};
+use super::state::{watched_via_shared, Init, Kind, Shared, STATE_SIZE};
+use crate::readiness::OpFuture;
 
 /// How an [`Event`] behaves once set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -197,6 +198,27 @@ impl Event {
             .corrupt(format!("event word {v} (only 0 and 1 are valid)"))
     }
 }
+
+impl Event {
+    /// [`wait`](Self::wait) as a future: waits without a thread until the
+    /// event is set (taking the signal of an auto-reset event). Cancel safe: an
+    /// auto-reset signal is taken only in the poll that completes the future.
+    pub fn wait_async(&self) -> impl std::future::Future<Output = Result<()>> + Send + '_ {
+        OpFuture::new(self, "see the event set", |e: &mut &Event| {
+            let manual = e.manual()?;
+            match event_try_wait(&e.shared.block().word, manual) {
+                Attempt::Done(Ok(())) => Ok(()),
+                Attempt::Done(Err(v)) => Err(e.corrupt_word(v)),
+                Attempt::Sleep(_) => Err(Error::WouldBlock {
+                    object: e.shared.name().clone(),
+                    op: "see the event set",
+                }),
+            }
+        })
+    }
+}
+
+watched_via_shared!(Event, None);
 
 impl fmt::Debug for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -17,7 +17,8 @@ use crate::shm::Shm;
 
 use super::owner::{me, owner_alive};
 use super::protocol::{mutex_try_lock, mutex_unlock, Attempt};
-use super::state::{Init, Kind, Shared, STATE_SIZE};
+use super::state::{watched_via_shared, Init, Kind, Shared, STATE_SIZE};
+use crate::readiness::OpFuture;
 
 /// Set while the data may be inconsistent: an owner died (or panicked) holding
 /// the lock and nobody has called [`MutexGuard::mark_consistent`] since.
@@ -477,6 +478,53 @@ impl<T: Pod> Mutex<T> {
         Ok(guard)
     }
 }
+
+/// Awaiting the lock, without a thread.
+impl<T: Pod> Mutex<T> {
+    /// [`lock`](Self::lock) as a future. Cancel safe: the lock is taken only in
+    /// the poll that completes the future; dropping it earlier leaves the
+    /// mutex as it was. A dead owner is taken over as by `lock` (noticed within
+    /// about 20 ms): [`LockError::OwnerDied`].
+    ///
+    /// The guard is not `Send` (the lock belongs to this process and is
+    /// released where it was taken); to hold the lock across an `.await` in a
+    /// multi-threaded runtime use [`lock_arc_async`](Self::lock_arc_async).
+    pub fn lock_async(
+        &self,
+    ) -> impl std::future::Future<Output = LockResult<MutexGuard<'_, T>>> + '_ {
+        let taking = OpFuture::new(self, "lock", |m: &mut &Mutex<T>| {
+            let m: &Mutex<T> = m;
+            lift_lock(m.try_lock())
+        });
+        async move { taking.await.unwrap_or_else(|e| Err(LockError::Failed(e))) }
+    }
+
+    /// [`lock_arc`](Self::lock_arc) as a future: an owned guard that may be
+    /// held across `.await`s on any thread. Cancel safe as
+    /// [`lock_async`](Self::lock_async).
+    pub fn lock_arc_async(
+        self: &Arc<Self>,
+    ) -> impl std::future::Future<Output = LockResult<ArcMutexGuard<T>>> + Send + 'static
+    where
+        T: Send + Sync,
+    {
+        let taking = OpFuture::new(self.clone(), "lock", |m: &mut Arc<Mutex<T>>| {
+            lift_lock(m.try_lock_arc())
+        });
+        async move { taking.await.unwrap_or_else(|e| Err(LockError::Failed(e))) }
+    }
+}
+
+/// A try-lock's result for the async wait: "would block" is the error that
+/// makes it wait; everything else (taken, owner died, failed) is the answer.
+fn lift_lock<G>(r: LockResult<G>) -> Result<LockResult<G>> {
+    match r {
+        Err(LockError::Failed(e)) if e.is_would_block() => Err(e),
+        other => Ok(other),
+    }
+}
+
+watched_via_shared!(Mutex<T>, Some(OWNER_CHECK), T: Pod);
 
 impl<T: Pod> Drop for Mutex<T> {
     /// A mutex created locked whose guard was never taken is unlocked here, as

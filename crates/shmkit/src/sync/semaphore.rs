@@ -9,7 +9,8 @@ use crate::segment::Lifetime;
 use crate::shm::Shm;
 
 use super::protocol::{semaphore_release, semaphore_try_acquire, Attempt, ReleaseError};
-use super::state::{Init, Kind, Shared, STATE_SIZE};
+use super::state::{watched_via_shared, Init, Kind, Shared, STATE_SIZE};
+use crate::readiness::OpFuture;
 
 /// The largest maximum count, the same as Windows' (`LONG` counts).
 pub const SEMAPHORE_MAX: u32 = i32::MAX as u32;
@@ -216,6 +217,35 @@ impl Semaphore {
             .corrupt(format!("count {count} is above the maximum {max}"))
     }
 }
+
+impl Semaphore {
+    /// [`wait`](Self::wait) as a future: takes one unit, waiting without a
+    /// thread. Cancel safe: a unit is taken only in the poll that completes the
+    /// future; dropping it earlier takes nothing.
+    ///
+    /// ```
+    /// # fn main() -> shmkit::Result<()> {
+    /// # let name = format!("doc-sem-async-{}", std::process::id());
+    /// let sem = shmkit::sync::Semaphore::create(&name, 0, 1)?;
+    /// sem.release(1)?;
+    /// shmkit::block_on(sem.wait_async())?;
+    /// assert_eq!(sem.count(), 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn wait_async(&self) -> impl std::future::Future<Output = Result<()>> + Send + '_ {
+        OpFuture::new(self, "take a unit", |s: &mut &Semaphore| {
+            match s.try_wait()? {
+                true => Ok(()),
+                false => Err(Error::WouldBlock {
+                    object: s.shared.name().clone(),
+                    op: "take a unit",
+                }),
+            }
+        })
+    }
+}
+
+watched_via_shared!(Semaphore, None);
 
 impl fmt::Debug for Semaphore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -98,6 +98,29 @@ pub(crate) struct Init<'a> {
     pub value: &'a [u8],
 }
 
+/// The [`Watched`](crate::readiness::Watched) parts of a synchronisation object:
+/// its word, interrupt and name; `$recheck` is how often a waiting task tries
+/// again without a wake-up.
+macro_rules! watched_via_shared {
+    ($ty:ty, $recheck:expr $(, $gen:ident: $bound:path)?) => {
+        impl$(<$gen: $bound>)? crate::readiness::Watched for $ty {
+            fn bells(&self) -> crate::readiness::Bells<'_> {
+                [Some(self.shared.bell()), None]
+            }
+            fn interrupt(&self) -> Option<&std::sync::Arc<crate::interrupt::Interrupt>> {
+                self.shared.interrupt.get_arc()
+            }
+            fn recheck(&self) -> Option<std::time::Duration> {
+                $recheck
+            }
+            fn object(&self) -> &crate::error::ObjectName {
+                self.shared.name()
+            }
+        }
+    };
+}
+pub(crate) use watched_via_shared;
+
 /// Keeps the memory a state block lives in mapped.
 #[derive(Debug)]
 enum Backing {
@@ -316,6 +339,16 @@ impl Shared {
             .as_ptr()
             .cast::<u8>()
             .wrapping_add(STATE_SIZE as usize)
+    }
+
+    /// The word, its waiter count and wake channel, for a wait without a thread.
+    pub(crate) fn bell(&self) -> crate::readiness::Bell<'_> {
+        let b = self.block();
+        crate::readiness::Bell {
+            word: &b.word,
+            waiters: &b.waiters,
+            park: &self.wake,
+        }
     }
 
     /// The word, waiter count and wake channel, ready for the protocol.

@@ -10,6 +10,7 @@ use crate::channel::memory::{ChannelMem, Peer, CHECK_EVERY};
 use crate::channel::wait::{spin_of, Deadline};
 use crate::channel::{ChannelOptions, WaitMode};
 use crate::error::{Error, ObjectName, Result};
+use crate::readiness::{AsyncWait, Bell, Bells, OpFuture, Watched};
 
 /// The receiving end of a queue channel; one per channel.
 ///
@@ -18,6 +19,9 @@ use crate::error::{Error, ObjectName, Result};
 /// never read out of bounds or loop forever.
 #[derive(Debug)]
 pub struct Receiver {
+    /// The wait of `poll_recv` and the stream, kept between polls. Declared
+    /// first: it points into `mem` and must go before it.
+    waiting: AsyncWait,
     mem: ChannelMem,
     state: ReadState,
     spin: Option<Duration>,
@@ -485,6 +489,7 @@ impl Receiver {
             mem.lost().fetch_add(lost, SeqCst);
         }
         Ok(Receiver {
+            waiting: AsyncWait::default(),
             mem,
             state: ReadState {
                 tail,
@@ -739,6 +744,119 @@ impl Receiver {
         }
         state.abandon(mem);
         Err(gone.expect("set on every path here"))
+    }
+}
+
+/// Awaiting messages: the same receive, without a thread.
+impl Receiver {
+    /// [`recv`](Self::recv) as a future: waits without a thread (any executor:
+    /// tokio, smol, async-std, a [`WaitSet`](crate::WaitSet)).
+    ///
+    /// Cancel safety: dropping the future before it completes takes nothing
+    /// from the queue; the message it would have received stays for the next
+    /// call. So it can be a branch of `tokio::select!`.
+    ///
+    /// ```
+    /// # use shmkit::channel::{Receiver, Sender};
+    /// # fn main() -> shmkit::Result<()> {
+    /// # let name = format!("doc-recv-async-{}", std::process::id());
+    /// let mut rx = Receiver::connect(&name)?;
+    /// let mut tx = Sender::connect(&name)?;
+    /// tx.send(b"ping")?;
+    /// let msg = shmkit::block_on(rx.recv_async())?;
+    /// assert_eq!(msg, b"ping");
+    /// # Ok(()) }
+    /// ```
+    pub fn recv_async(&mut self) -> impl std::future::Future<Output = Result<Vec<u8>>> + Send + '_ {
+        OpFuture::new(self, "receive", |rx: &mut &mut Receiver| rx.try_recv())
+    }
+
+    /// [`recv_into`](Self::recv_into) as a future; cancel safe as
+    /// [`recv_async`](Self::recv_async) is.
+    pub fn recv_into_async<'a>(
+        &'a mut self,
+        buf: &'a mut [u8],
+    ) -> impl std::future::Future<Output = Result<usize>> + Send + 'a {
+        OpFuture::new(self, "receive", move |rx: &mut &mut Receiver| {
+            rx.try_recv_into(buf)
+        })
+    }
+
+    /// [`recv_with`](Self::recv_with) as a future: `f` runs inside the poll
+    /// that takes the message. Cancel safe as [`recv_async`](Self::recv_async).
+    pub fn recv_with_async<'a, R: 'a>(
+        &'a mut self,
+        f: impl FnOnce(&[u8]) -> R + Send + Unpin + 'a,
+    ) -> impl std::future::Future<Output = Result<R>> + Send + 'a {
+        let mut f = Some(f);
+        OpFuture::new(self, "receive", move |rx: &mut &mut Receiver| {
+            rx.try_recv_with(|b| (f.take().expect("called once per message"))(b))
+        })
+    }
+
+    /// Polls for the next message and lends it to `f`: `Ready` with what `f`
+    /// returned (or an error), or `Pending` with `cx`'s waker registered to be
+    /// called when the channel changes. For hand-written futures and event-loop
+    /// bindings; the wait this registers is kept in the receiver until a later
+    /// poll completes it or the receiver is dropped.
+    pub fn poll_recv_with<R>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> std::task::Poll<Result<R>> {
+        let mut wait = std::mem::take(&mut self.waiting);
+        let mut f = Some(f);
+        let polled = crate::readiness::poll_op(&mut wait, self, cx, "receive", |rx| {
+            rx.try_recv_with(|b| (f.take().expect("called once per message"))(b))
+        });
+        self.waiting = wait;
+        polled
+    }
+
+    /// Gives back the wait a `Pending` [`poll_recv_with`](Self::poll_recv_with)
+    /// registered (senders stop paying for waking this receiver).
+    pub fn cancel_poll(&mut self) {
+        self.waiting.finish();
+    }
+}
+
+/// The receiver as a stream of messages: each item is what
+/// [`recv`](Receiver::recv) would return; the stream ends after the channel is
+/// found [`Disconnected`](Error::Disconnected) (that error is not an item).
+impl futures_core::Stream for Receiver {
+    type Item = Result<Vec<u8>>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Vec<u8>>>> {
+        match self.get_mut().poll_recv_with(cx, <[u8]>::to_vec) {
+            std::task::Poll::Ready(Err(e)) if e.is_disconnected() => std::task::Poll::Ready(None),
+            other => other.map(Some),
+        }
+    }
+}
+
+impl Watched for Receiver {
+    fn bells(&self) -> Bells<'_> {
+        let d = self.mem.data_bell();
+        [
+            Some(Bell {
+                word: d.signal,
+                waiters: d.waiters,
+                park: d.park,
+            }),
+            None,
+        ]
+    }
+    fn interrupt(&self) -> Option<&std::sync::Arc<crate::interrupt::Interrupt>> {
+        self.mem.interrupt_slot().get_arc()
+    }
+    fn recheck(&self) -> Option<Duration> {
+        (!self.wait_for_senders).then_some(CHECK_EVERY)
+    }
+    fn object(&self) -> &ObjectName {
+        self.mem.name()
     }
 }
 

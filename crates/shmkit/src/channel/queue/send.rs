@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 
 use super::open_queue;
 use crate::channel::layout::*;
-use crate::channel::memory::{ChannelMem, Peer};
+use crate::channel::memory::{ChannelMem, Peer, CHECK_EVERY};
 use crate::channel::wait::{spin_of, Deadline};
 use crate::channel::{ChannelOptions, WaitMode};
-use crate::error::{Error, Result};
+use crate::error::{Error, ObjectName, Result};
+use crate::readiness::{AsyncWait, Bell, Bells, OpFuture, Watched};
 use crate::sync::protocol::Stop;
 use crate::sync::{LockError, Mutex, MutexGuard};
 
@@ -41,6 +42,12 @@ use crate::sync::{LockError, Mutex, MutexGuard};
 /// ```
 #[derive(Debug)]
 pub struct Sender {
+    /// The wait of `poll_send`, kept between polls. Declared first: it points
+    /// into `mem` and must go before it.
+    waiting: AsyncWait,
+    /// When an async send first found no room (the receiver's death is looked
+    /// for every CHECK_EVERY after that).
+    full_since: Option<Instant>,
     mem: ChannelMem,
     cursor: WriteCursor,
     slot: u32,
@@ -306,6 +313,8 @@ impl Sender {
             None => Some(max_record(mem.capacity).min(mem.max_message)),
         };
         Ok(Sender {
+            waiting: AsyncWait::default(),
+            full_since: None,
             mem,
             cursor,
             slot,
@@ -712,6 +721,96 @@ fn lock<'a>(
     };
     *cursor = WriteCursor::load(mem, died)?;
     Ok(Some(guard))
+}
+
+/// Awaiting room: the same send, without a thread.
+impl Sender {
+    /// [`send`](Self::send) as a future: waits for room without a thread. For
+    /// messages up to [`max_record`](Self::max_record) (one record; longer ones
+    /// are [`Error::TooLong`] here: send them with [`send`](Self::send) from a
+    /// blocking task).
+    ///
+    /// Cancel safety: a message is written whole in the poll that finds room,
+    /// or not at all; dropping the future before it completes sends nothing.
+    /// A receiver that closes or dies while the sender waits ends the wait with
+    /// [`Error::Disconnected`] (a death within about 50 ms).
+    pub fn send_async<'a>(
+        &'a mut self,
+        msg: &'a [u8],
+    ) -> impl std::future::Future<Output = Result<()>> + Send + 'a {
+        OpFuture::new(self, "send", move |tx: &mut &mut Sender| {
+            tx.try_send_noticing_death(msg)
+        })
+    }
+
+    /// Polls to send `msg` (as [`send_async`](Self::send_async) does): `Ready`
+    /// once sent (or failed), `Pending` with `cx`'s waker registered for when
+    /// room may have come (the wait is kept in the sender until a later poll
+    /// completes). For hand-written futures and event-loop bindings.
+    pub fn poll_send(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        msg: &[u8],
+    ) -> std::task::Poll<Result<()>> {
+        let mut wait = std::mem::take(&mut self.waiting);
+        let polled = crate::readiness::poll_op(&mut wait, self, cx, "send", |tx| {
+            tx.try_send_noticing_death(msg)
+        });
+        self.waiting = wait;
+        polled
+    }
+
+    /// Gives back the wait a `Pending` [`poll_send`](Self::poll_send)
+    /// registered.
+    pub fn cancel_poll(&mut self) {
+        self.waiting.finish();
+    }
+
+    /// `try_send`, and once in every CHECK_EVERY of finding no room, a look at
+    /// whether the receiver died (what a blocking send does while it sleeps).
+    fn try_send_noticing_death(&mut self, msg: &[u8]) -> Result<()> {
+        match self.try_send(msg) {
+            Err(e) if e.is_would_block() => {
+                let since = *self.full_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= CHECK_EVERY {
+                    self.full_since = Some(Instant::now());
+                    if let Some(gone) = receiver_gone(&self.mem, true) {
+                        return Err(gone);
+                    }
+                }
+                Err(e)
+            }
+            sent => {
+                self.full_since = None;
+                sent
+            }
+        }
+    }
+}
+
+impl Watched for Sender {
+    fn bells(&self) -> Bells<'_> {
+        let s = self.mem.space_bell();
+        [
+            Some(Bell {
+                word: s.signal,
+                waiters: s.waiters,
+                park: s.park,
+            }),
+            // Other senders hold the producer lock only briefly, but a send
+            // that found it taken waits for its release too.
+            self.lock.as_ref().and_then(|l| l.bells()[0]),
+        ]
+    }
+    fn interrupt(&self) -> Option<&std::sync::Arc<crate::interrupt::Interrupt>> {
+        self.mem.interrupt_slot().get_arc()
+    }
+    fn recheck(&self) -> Option<Duration> {
+        Some(CHECK_EVERY)
+    }
+    fn object(&self) -> &ObjectName {
+        self.mem.name()
+    }
 }
 
 impl Drop for Sender {

@@ -17,11 +17,13 @@ mod fault;
 #[cfg(target_os = "linux")]
 mod liveness;
 mod posix_sem;
+mod reactor;
 mod wait;
 pub(crate) use fault::{FaultFlag, FaultGuard};
 #[cfg(target_os = "linux")]
 pub(crate) use liveness::reap_dead_tokens;
 pub(crate) use posix_sem::PosixSem;
+pub(crate) use reactor::{watch, Watch};
 pub(crate) use wait::WakeChannel;
 
 use std::ffi::CString;

@@ -194,6 +194,11 @@ impl WakeChannel {
         }
     }
 
+    /// The semaphore's handle, for a registered wait.
+    pub(crate) fn handle(&self) -> windows_sys::Win32::Foundation::HANDLE {
+        self.0.raw()
+    }
+
     /// Wakes up to `n` sleepers.
     pub(crate) fn wake(&self, _word: &AtomicU32, n: u32) {
         let n = n.clamp(1, i32::MAX as u32) as i32;

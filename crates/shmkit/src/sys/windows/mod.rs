@@ -6,7 +6,9 @@
 //! name is open, and `shm_unlink` deletes it.
 
 mod kernel;
+mod reactor;
 pub(crate) use kernel::{KernelKind, KernelObject, WaitOutcome, WakeChannel};
+pub(crate) use reactor::{watch, Watch};
 
 use std::fs::{File, OpenOptions};
 use std::io;

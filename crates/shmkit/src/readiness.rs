@@ -1,0 +1,249 @@
+//! Waiting without blocking a thread: what the `*_async` methods, [`WaitSet`]
+//! and the bindings' pollable handles are built on.
+//!
+//! A wait here keeps the protocol of a blocking wait (`sync/protocol.rs`) but
+//! spreads it over polls: read the word (a doorbell's signal, a lock word), try
+//! the operation without waiting, and if it would block, register in the word's
+//! waiter count (then try once more: a waker that changed the word before seeing
+//! the registration did not wake anyone) and hand the word and the value seen to
+//! the reactor (`sys::watch`), which calls the task's [`Waker`] when the word
+//! changes. The waking side is unchanged: it pays a system call only when the
+//! waiter count says someone waits, blocking thread or task alike.
+//!
+//! Nothing is taken until an attempt succeeds, inside one poll: a future dropped
+//! between polls gives its place in the waiter count back and has consumed
+//! nothing. That is the whole cancellation-safety argument for every
+//! `*_async` method.
+//!
+//! [`WaitSet`]: crate::WaitSet
+
+use std::ptr::NonNull;
+use std::sync::atomic::AtomicU32;
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, ObjectName, Result};
+use crate::interrupt::Interrupt;
+use crate::sys::{self, WakeChannel};
+
+/// A word to watch, the waiter count to register in, and its wake channel.
+#[derive(Clone, Copy)]
+pub(crate) struct Bell<'a> {
+    pub word: &'a AtomicU32,
+    pub waiters: &'a AtomicU32,
+    pub park: &'a WakeChannel,
+}
+
+/// The words one operation waits on: at most two (a many-sender channel's
+/// sender waits for room and for the producer lock).
+pub(crate) type Bells<'a> = [Option<Bell<'a>>; 2];
+
+/// An object a task or wait set can wait on without a thread.
+pub(crate) trait Watched {
+    /// What to watch while the object's operation would block.
+    fn bells(&self) -> Bells<'_>;
+    /// Raised from another thread: the wait ends with [`Error::Interrupted`].
+    fn interrupt(&self) -> Option<&Arc<Interrupt>>;
+    /// How long a waiting task may go without trying again when nothing rings:
+    /// the operation itself notices a dead peer or owner when tried.
+    fn recheck(&self) -> Option<Duration>;
+    /// For errors.
+    fn object(&self) -> &ObjectName;
+}
+
+/// The values the bells' words held before an attempt.
+pub(crate) type Seen = [u32; 2];
+
+pub(crate) fn seen(bells: &Bells<'_>) -> Seen {
+    let mut seen = [0; 2];
+    for (s, b) in seen.iter_mut().zip(bells) {
+        if let Some(b) = b {
+            *s = b.word.load(SeqCst);
+        }
+    }
+    seen
+}
+
+/// One wait in progress, kept between polls: the waiter counts it holds a place
+/// in, the reactor's watches, and its interrupt registration. Dropped or
+/// [`finish`](Self::finish)ed, it gives all of them back.
+///
+/// Holds pointers into the watched object's mapping: it must be finished (or
+/// dropped) before that object is, which the futures ensure by borrowing the
+/// object and the objects by declaring it before their mapping.
+#[derive(Default)]
+pub(crate) struct AsyncWait {
+    places: [Option<NonNull<AtomicU32>>; 2],
+    watches: Vec<sys::Watch>,
+    interrupt: Option<(Arc<Interrupt>, u64)>,
+}
+
+// SAFETY: the pointers are to atomics in shared memory (Sync), only used to give
+// a place back; the rest is Send + Sync.
+unsafe impl Send for AsyncWait {}
+// SAFETY: as for Send; `&AsyncWait` reads nothing through the pointers.
+unsafe impl Sync for AsyncWait {}
+
+impl std::fmt::Debug for AsyncWait {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncWait")
+            .field("registered", &self.places.iter().any(Option::is_some))
+            .finish_non_exhaustive()
+    }
+}
+
+impl AsyncWait {
+    /// Whether the wait holds a place in a waiter count.
+    pub(crate) fn registered(&self) -> bool {
+        self.places.iter().any(Option::is_some)
+    }
+
+    /// Gives every place and watch back.
+    pub(crate) fn finish(&mut self) {
+        self.watches.clear();
+        if let Some((interrupt, key)) = self.interrupt.take() {
+            interrupt.remove_waker(key);
+        }
+        for place in &mut self.places {
+            if let Some(p) = place.take() {
+                // SAFETY: registered from a live object that this wait's holder
+                // keeps alive until after it is finished (see the type's docs).
+                unsafe { p.as_ref() }.fetch_sub(1, SeqCst);
+            }
+        }
+    }
+
+    /// After an attempt that would block: registers (first time: `true`, try
+    /// again now) or hands the words to the reactor with `cx`'s waker
+    /// (`false`: wait for the waker).
+    pub(crate) fn arm<O: Watched + ?Sized>(
+        &mut self,
+        cx: &Context<'_>,
+        obj: &O,
+        seen: Seen,
+    ) -> bool {
+        let bells = obj.bells();
+        if !self.registered() {
+            for (place, bell) in self.places.iter_mut().zip(&bells) {
+                if let Some(b) = bell {
+                    b.waiters.fetch_add(1, SeqCst);
+                    *place = Some(NonNull::from(b.waiters));
+                }
+            }
+            return true;
+        }
+        let recheck = obj.recheck().and_then(|d| Instant::now().checked_add(d));
+        self.watches.clear();
+        for (bell, seen) in bells.iter().zip(seen) {
+            if let Some(b) = bell {
+                self.watches
+                    .push(sys::watch(b.word, seen, b.park, cx.waker(), recheck));
+            }
+        }
+        match (&self.interrupt, obj.interrupt()) {
+            (Some((mine, _)), Some(now)) if Arc::ptr_eq(mine, now) => {}
+            (_, Some(now)) => {
+                if let Some((old, key)) = self.interrupt.take() {
+                    old.remove_waker(key);
+                }
+                let key = now.add_waker(cx.waker());
+                self.interrupt = Some((now.clone(), key));
+            }
+            (_, None) => {}
+        }
+        false
+    }
+}
+
+impl Drop for AsyncWait {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// One poll of an operation on `obj`: tries it (`try_op`, which must not wait
+/// and must report "would wait" as [`Error::WouldBlock`]); when it would block,
+/// arms `wait` and returns `Pending`. `op` names the operation in an
+/// [`Error::Interrupted`].
+pub(crate) fn poll_op<O: Watched + ?Sized, T>(
+    wait: &mut AsyncWait,
+    obj: &mut O,
+    cx: &mut Context<'_>,
+    op: &'static str,
+    mut try_op: impl FnMut(&mut O) -> Result<T>,
+) -> Poll<Result<T>> {
+    loop {
+        let seen = seen(&obj.bells());
+        match try_op(obj) {
+            Err(e) if e.is_would_block() => {}
+            done => {
+                wait.finish();
+                return Poll::Ready(done);
+            }
+        }
+        if obj.interrupt().is_some_and(|i| i.raised()) {
+            wait.finish();
+            return Poll::Ready(Err(Error::Interrupted {
+                object: obj.object().clone(),
+                op,
+            }));
+        }
+        if !wait.arm(cx, &*obj, seen) {
+            return Poll::Pending;
+        }
+    }
+}
+
+/// A future running [`poll_op`] on an object it holds (by reference, usually)
+/// until the operation is done; dropped early, it gives its wait back and has
+/// taken nothing.
+pub(crate) struct OpFuture<O, F> {
+    obj: O,
+    wait: AsyncWait,
+    op: &'static str,
+    try_op: F,
+}
+
+impl<O: Watched, T, F: FnMut(&mut O) -> Result<T> + Unpin> OpFuture<O, F> {
+    pub(crate) fn new(obj: O, op: &'static str, try_op: F) -> Self {
+        OpFuture {
+            obj,
+            wait: AsyncWait::default(),
+            op,
+            try_op,
+        }
+    }
+}
+
+impl<O: Watched + Unpin, T, F: FnMut(&mut O) -> Result<T> + Unpin> std::future::Future
+    for OpFuture<O, F>
+{
+    type Output = Result<T>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        let this = self.get_mut();
+        poll_op(&mut this.wait, &mut this.obj, cx, this.op, &mut this.try_op)
+    }
+}
+
+macro_rules! forward_watched {
+    ($($ref:ty),*) => {$(
+        impl<T: Watched + ?Sized> Watched for $ref {
+            fn bells(&self) -> Bells<'_> {
+                (**self).bells()
+            }
+            fn interrupt(&self) -> Option<&Arc<Interrupt>> {
+                (**self).interrupt()
+            }
+            fn recheck(&self) -> Option<Duration> {
+                (**self).recheck()
+            }
+            fn object(&self) -> &ObjectName {
+                (**self).object()
+            }
+        }
+    )*};
+}
+forward_watched!(&T, &mut T, Arc<T>);

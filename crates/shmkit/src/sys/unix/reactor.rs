@@ -1,0 +1,305 @@
+//! Watching words in shared memory for a change on behalf of tasks, wait sets
+//! and pollable handles, without a thread per waiter and without changing what
+//! the waking side does.
+//!
+//! A waker (a sender ringing a doorbell, an unlock) bumps the word and calls
+//! `FUTEX_WAKE` on it only when a waiter is registered in the word's waiter
+//! count: exactly what it does for a thread blocked in `futex(2)`. Here the
+//! sleeper is one reactor thread per [`PER_SHARD`] watched words, blocked in
+//! `futex_waitv(2)` (Linux 5.16) on all of them plus a private control word that
+//! new watches bump. When a word changes (or a watch's recheck time comes), the
+//! reactor calls the watch's [`Waker`]: a task's, a wait set's, or one that makes
+//! an eventfd readable. So a sender still makes no system call when nobody
+//! waits, and a process with a thousand idle awaiting tasks has eight sleeping
+//! threads.
+//!
+//! Without `futex_waitv` (older Linux kernels, macOS, FreeBSD) the reactor looks
+//! at its words every [`FALLBACK_NAP`] instead: correct, slower to notice, and
+//! not free when idle.
+
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::{AtomicBool, AtomicU32};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+use super::WakeChannel;
+
+/// Words one reactor thread watches: `futex_waitv` takes at most 128, one of
+/// which is the control word.
+const PER_SHARD: usize = 127;
+
+/// How often the fallback reactor looks at its words.
+const FALLBACK_NAP: Duration = Duration::from_millis(1);
+
+/// A registered interest in one word; removed when dropped (if it has not fired).
+#[derive(Debug)]
+pub(crate) struct Watch {
+    shard: Arc<Shard>,
+    id: u64,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let mut table = self.shard.table();
+        if let Some(i) = table.entries.iter().position(|e| e.id == self.id) {
+            table.entries.swap_remove(i);
+        }
+    }
+}
+
+/// Calls `waker` once `word` no longer holds `expected`, or at `recheck`,
+/// whichever is first. The word must stay mapped until the watch is dropped.
+pub(crate) fn watch(
+    word: &AtomicU32,
+    expected: u32,
+    _park: &WakeChannel,
+    waker: &Waker,
+    recheck: Option<Instant>,
+) -> Watch {
+    let shard = shard_with_room();
+    let id = {
+        let mut table = shard.table();
+        table.next_id += 1;
+        let id = table.next_id;
+        table.entries.push(Entry {
+            id,
+            word: word as *const AtomicU32 as usize,
+            expected,
+            waker: waker.clone(),
+            recheck,
+        });
+        id
+    };
+    // Make the reactor thread look at its table again.
+    shard.control.fetch_add(1, SeqCst);
+    futex_wake_private(&shard.control);
+    Watch { shard, id }
+}
+
+struct Entry {
+    id: u64,
+    /// Address of the word; valid while the entry is in the table (the watch is
+    /// removed before the word's mapping goes).
+    word: usize,
+    expected: u32,
+    waker: Waker,
+    recheck: Option<Instant>,
+}
+
+#[derive(Default)]
+struct Table {
+    entries: Vec<Entry>,
+    next_id: u64,
+}
+
+#[derive(Default)]
+struct Shard {
+    table: Mutex<Table>,
+    /// Bumped whenever the table gains an entry: part of every `futex_waitv`.
+    control: AtomicU32,
+}
+
+impl std::fmt::Debug for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shard").finish_non_exhaustive()
+    }
+}
+
+impl Shard {
+    fn table(&self) -> MutexGuard<'_, Table> {
+        // Every change is a push or a remove: a poisoned table is consistent.
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The reactor shards of this process. A forked child starts with none (the
+/// threads were not copied).
+struct Shards {
+    pid: u32,
+    shards: Vec<Arc<Shard>>,
+}
+
+fn shard_with_room() -> Arc<Shard> {
+    static SHARDS: OnceLock<Mutex<Shards>> = OnceLock::new();
+    let shards = SHARDS.get_or_init(|| {
+        Mutex::new(Shards {
+            pid: std::process::id(),
+            shards: Vec::new(),
+        })
+    });
+    let mut shards = shards.lock().unwrap_or_else(|e| e.into_inner());
+    let pid = std::process::id();
+    if shards.pid != pid {
+        // Forked: the parent's reactor threads do not run here. Their tables
+        // are left as they are (leaked), their wakers never called.
+        shards.pid = pid;
+        std::mem::forget(std::mem::take(&mut shards.shards));
+    }
+    if let Some(s) = shards
+        .shards
+        .iter()
+        .find(|s| s.table().entries.len() < PER_SHARD)
+    {
+        return s.clone();
+    }
+    let shard = Arc::new(Shard::default());
+    let run = shard.clone();
+    std::thread::Builder::new()
+        .name("shmkit-reactor".into())
+        .spawn(move || reactor(&run))
+        .expect("cannot start shmkit's reactor thread");
+    shards.shards.push(shard.clone());
+    shard
+}
+
+/// The reactor thread: wakes the watches whose word changed or whose recheck
+/// time came, then sleeps on all the others and the control word.
+fn reactor(shard: &Shard) {
+    let mut waitv: Vec<FutexWaitv> = Vec::with_capacity(PER_SHARD + 1);
+    let mut fired: Vec<Waker> = Vec::new();
+    loop {
+        let control = shard.control.load(SeqCst);
+        let mut next_recheck: Option<Instant> = None;
+        waitv.clear();
+        {
+            let mut table = shard.table();
+            let now = Instant::now();
+            table.entries.retain_mut(|e| {
+                // SAFETY: an entry's word stays mapped while it is in the table.
+                let word = unsafe { &*(e.word as *const AtomicU32) };
+                let due = e.recheck.is_some_and(|r| r <= now);
+                if due || word.load(SeqCst) != e.expected {
+                    fired.push(e.waker.clone());
+                    return false;
+                }
+                if let Some(r) = e.recheck {
+                    next_recheck = Some(next_recheck.map_or(r, |n| n.min(r)));
+                }
+                waitv.push(FutexWaitv::shared(word, e.expected));
+                true
+            });
+        }
+        for waker in fired.drain(..) {
+            waker.wake();
+        }
+        waitv.push(FutexWaitv::private(&shard.control, control));
+        if !futex_waitv(&waitv, next_recheck) {
+            std::thread::sleep(FALLBACK_NAP);
+        }
+    }
+}
+
+/// One entry of `futex_waitv`'s array (`struct futex_waitv`).
+#[repr(C)]
+struct FutexWaitv {
+    val: u64,
+    uaddr: u64,
+    flags: u32,
+    reserved: u32,
+}
+
+/// `FUTEX2_SIZE_U32`.
+const FUTEX2_SIZE_U32: u32 = 0x02;
+/// `FUTEX2_PRIVATE`.
+const FUTEX2_PRIVATE: u32 = 128;
+
+impl FutexWaitv {
+    /// A word in shared memory: keyed by the page, so that wakes from other
+    /// processes reach it.
+    fn shared(word: &AtomicU32, expected: u32) -> FutexWaitv {
+        FutexWaitv {
+            val: expected as u64,
+            uaddr: word.as_ptr() as u64,
+            flags: FUTEX2_SIZE_U32,
+            reserved: 0,
+        }
+    }
+
+    fn private(word: &AtomicU32, expected: u32) -> FutexWaitv {
+        FutexWaitv {
+            flags: FUTEX2_SIZE_U32 | FUTEX2_PRIVATE,
+            ..FutexWaitv::shared(word, expected)
+        }
+    }
+}
+
+/// Whether `futex_waitv` is known to be missing (then the reactor naps).
+static NO_WAITV: AtomicBool = AtomicBool::new(false);
+
+/// Sleeps until one of the words differs from its value, is woken, or `until`
+/// passes. `false`: this kernel has no `futex_waitv` (the caller naps instead).
+#[cfg(target_os = "linux")]
+fn futex_waitv(waitv: &[FutexWaitv], until: Option<Instant>) -> bool {
+    if NO_WAITV.load(SeqCst) {
+        return false;
+    }
+    let ts = until.map(|at| {
+        // futex_waitv takes an absolute CLOCK_MONOTONIC time, which is the
+        // clock `Instant` reads on Linux: now on that clock plus what is left.
+        let left = at.saturating_duration_since(Instant::now());
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: a valid timespec to write into.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+        let nanos = now.tv_nsec as u64 + left.subsec_nanos() as u64;
+        libc::timespec {
+            tv_sec: now.tv_sec
+                + left.as_secs().min(i32::MAX as u64) as libc::time_t
+                + (nanos / 1_000_000_000) as libc::time_t,
+            tv_nsec: (nanos % 1_000_000_000) as libc::c_long,
+        }
+    });
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `waitv` is a valid array of `futex_waitv` entries whose words are
+    // mapped (shard entries stay mapped while listed; a word unmapped between
+    // the table scan and this call makes the kernel return EFAULT, after which
+    // the table is scanned again without it). The timeout is a valid timespec.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_futex_waitv,
+            waitv.as_ptr(),
+            waitv.len() as libc::c_uint,
+            0u32,
+            ts_ptr,
+            libc::CLOCK_MONOTONIC,
+        )
+    };
+    if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+        NO_WAITV.store(true, SeqCst);
+        return false;
+    }
+    true
+}
+
+#[cfg(not(target_os = "linux"))]
+fn futex_waitv(_waitv: &[FutexWaitv], _until: Option<Instant>) -> bool {
+    NO_WAITV.store(true, SeqCst);
+    false
+}
+
+#[cfg(target_os = "linux")]
+fn futex_wake_private(word: &AtomicU32) {
+    if NO_WAITV.load(SeqCst) {
+        return;
+    }
+    // SAFETY: the word is a live, aligned u32; FUTEX_WAKE does not touch it.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            1,
+            std::ptr::null::<libc::timespec>(),
+            std::ptr::null::<u32>(),
+            0u32,
+        );
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn futex_wake_private(_word: &AtomicU32) {}
