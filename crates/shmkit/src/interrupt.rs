@@ -57,6 +57,10 @@ impl Interrupter {
         }
     }
 
+    pub(crate) fn state(&self) -> &Arc<Interrupt> {
+        &self.state
+    }
+
     /// Ends the calls blocked on the object now and makes later blocking calls
     /// return [`Error::Interrupted`](crate::Error::Interrupted) at once, until
     /// [`clear`](Self::clear). A call that finds its answer without waiting

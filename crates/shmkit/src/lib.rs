@@ -59,6 +59,7 @@ mod segment;
 mod shm;
 pub mod sync;
 mod sys;
+mod waitset;
 
 pub use access::{Access, Advice};
 pub use block_on::block_on;
@@ -70,6 +71,7 @@ pub use name::{Namespace, MAX_NAME_LEN};
 pub use notifier::Notifier;
 pub use segment::{InitState, Lifetime, SegmentInfo, SegmentKind, HEADER_BLOCK, LAYOUT_VERSION};
 pub use shm::{Shm, ShmOptions};
+pub use waitset::{Member, WaitSet};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, ObjectName, Result};
 use crate::interrupt::Interrupt;
-use crate::sys::{self, WakeChannel};
+use crate::sys::{self, ProcessIdentity, WakeChannel};
 
 /// A word to watch, the waiter count to register in, and its wake channel.
 #[derive(Clone, Copy)]
@@ -49,8 +49,23 @@ pub(crate) trait Watched {
     /// How long a waiting task may go without trying again when nothing rings:
     /// the operation itself notices a dead peer or owner when tried.
     fn recheck(&self) -> Option<Duration>;
+    /// The processes whose death the operation is waiting to notice (with
+    /// `recheck`). If every one can be watched for its exit, the wait needs no
+    /// periodic recheck. `None`: not known, recheck.
+    fn peers(&self) -> Option<Vec<ProcessIdentity>> {
+        None
+    }
     /// For errors.
     fn object(&self) -> &ObjectName;
+}
+
+/// An object a [`WaitSet`](crate::WaitSet) can wait on: it can tell, without
+/// taking anything, whether its operation would do something now.
+pub(crate) trait Ready: Watched + Sync {
+    /// Whether an attempt would not block now: something to take, room, a
+    /// free lock, or an error to report (a closed peer). `deep` also checks
+    /// that peers live (costs a look at each).
+    fn ready_now(&self, deep: bool) -> bool;
 }
 
 /// The values the bells' words held before an attempt.
@@ -77,6 +92,8 @@ pub(crate) fn seen(bells: &Bells<'_>) -> Seen {
 pub(crate) struct AsyncWait {
     places: [Option<NonNull<AtomicU32>>; 2],
     watches: Vec<sys::Watch>,
+    /// Peers watched for their exit, kept from one arming to the next.
+    exits: Vec<sys::ExitWatch>,
     interrupt: Option<(Arc<Interrupt>, u64)>,
 }
 
@@ -103,6 +120,7 @@ impl AsyncWait {
     /// Gives every place and watch back.
     pub(crate) fn finish(&mut self) {
         self.watches.clear();
+        self.exits.clear();
         if let Some((interrupt, key)) = self.interrupt.take() {
             interrupt.remove_waker(key);
         }
@@ -134,7 +152,10 @@ impl AsyncWait {
             }
             return true;
         }
-        let recheck = obj.recheck().and_then(|d| Instant::now().checked_add(d));
+        let recheck = match obj.recheck() {
+            Some(every) if !self.watch_exits(obj.peers(), cx) => Instant::now().checked_add(every),
+            _ => None,
+        };
         self.watches.clear();
         for (bell, seen) in bells.iter().zip(seen) {
             if let Some(b) = bell {
@@ -154,6 +175,30 @@ impl AsyncWait {
             (_, None) => {}
         }
         false
+    }
+}
+
+impl AsyncWait {
+    /// Watches exactly `peers` for their exit (keeping the watches it has);
+    /// whether every one is watched, so that no periodic recheck is needed.
+    fn watch_exits(&mut self, peers: Option<Vec<ProcessIdentity>>, cx: &Context<'_>) -> bool {
+        let Some(peers) = peers else {
+            self.exits.clear();
+            return false;
+        };
+        self.exits.retain(|w| peers.contains(&w.who()));
+        let mut all = true;
+        for who in peers {
+            if let Some(w) = self.exits.iter().find(|w| w.who() == who) {
+                w.set_waker(cx.waker());
+                continue;
+            }
+            match sys::watch_exit(who, cx.waker()) {
+                Some(w) => self.exits.push(w),
+                None => all = false,
+            }
+        }
+        all
     }
 }
 
@@ -242,6 +287,9 @@ macro_rules! forward_watched {
             }
             fn object(&self) -> &ObjectName {
                 (**self).object()
+            }
+            fn peers(&self) -> Option<Vec<ProcessIdentity>> {
+                (**self).peers()
             }
         }
     )*};

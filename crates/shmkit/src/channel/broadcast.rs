@@ -79,12 +79,17 @@ impl Publisher {
         let mem = open_broadcast(name, opts, false)?;
         mem.claim_slot(0..1, "publisher")?;
         match Self::resume(&mem) {
-            Ok((head, next_seq, records)) => Ok(Publisher {
-                mem,
-                head,
-                next_seq,
-                records,
-            }),
+            Ok((head, next_seq, records)) => {
+                // Subscribers waiting without a thread watch the publisher for
+                // its exit: let them look again and see this one.
+                mem.data_bell().ring();
+                Ok(Publisher {
+                    mem,
+                    head,
+                    next_seq,
+                    records,
+                })
+            }
             Err(e) => {
                 mem.leave_slot(0);
                 Err(e)
@@ -628,6 +633,12 @@ impl futures_core::Stream for Subscriber {
     }
 }
 
+impl crate::readiness::Ready for Subscriber {
+    fn ready_now(&self, deep: bool) -> bool {
+        self.mem.head().load(SeqCst) != self.pos || publisher_gone(&self.mem, deep).is_some()
+    }
+}
+
 impl Watched for Subscriber {
     fn bells(&self) -> Bells<'_> {
         let d = self.mem.data_bell();
@@ -645,6 +656,9 @@ impl Watched for Subscriber {
     }
     fn recheck(&self) -> Option<Duration> {
         Some(CHECK_EVERY)
+    }
+    fn peers(&self) -> Option<Vec<crate::sys::ProcessIdentity>> {
+        Some(self.mem.peer_identities(0..1))
     }
     fn object(&self) -> &ObjectName {
         self.mem.name()

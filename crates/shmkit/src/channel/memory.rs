@@ -431,6 +431,22 @@ impl ChannelMem {
         let _ = word.compare_exchange(mine, slot_word(me().pid, LEFT), SeqCst, Relaxed);
     }
 
+    /// Who holds slot `i`, if an attached process does (without checking that
+    /// it lives): for watching its exit.
+    pub(crate) fn peer_identity(&self, i: u32) -> Option<ProcessIdentity> {
+        let (word, start) = self.slot(i);
+        let w = word.load(Acquire);
+        ((w >> 32) as u32 == ATTACHED).then(|| ProcessIdentity {
+            pid: w as u32,
+            start_time: start.load(Relaxed),
+        })
+    }
+
+    /// The attached processes among slots `range`, for watching their exits.
+    pub(crate) fn peer_identities(&self, range: std::ops::Range<u32>) -> Vec<ProcessIdentity> {
+        range.filter_map(|i| self.peer_identity(i)).collect()
+    }
+
     /// The state of slot `i`, checking the holder's liveness.
     pub(crate) fn peer(&self, i: u32) -> Peer {
         let (word, start) = self.slot(i);

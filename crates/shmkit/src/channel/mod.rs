@@ -58,7 +58,7 @@ mod broadcast;
 mod doorbell;
 mod info;
 pub(crate) mod layout;
-mod memory;
+pub(crate) mod memory;
 mod queue;
 mod rpc;
 mod wait;

@@ -444,6 +444,28 @@ impl RpcClient {
     }
 }
 
+impl Watched for RpcServer {
+    fn bells(&self) -> Bells<'_> {
+        self.requests.bells()
+    }
+    fn interrupt(&self) -> Option<&std::sync::Arc<crate::interrupt::Interrupt>> {
+        self.requests.interrupt()
+    }
+    fn recheck(&self) -> Option<Duration> {
+        // Waits for clients as long as it takes: nobody's death ends it.
+        None
+    }
+    fn object(&self) -> &ObjectName {
+        self.requests.object()
+    }
+}
+
+impl crate::readiness::Ready for RpcServer {
+    fn ready_now(&self, deep: bool) -> bool {
+        self.requests.ready_now(deep)
+    }
+}
+
 impl Watched for RpcClient {
     fn bells(&self) -> Bells<'_> {
         self.replies.bells()
@@ -456,6 +478,11 @@ impl Watched for RpcClient {
     }
     fn object(&self) -> &ObjectName {
         self.replies.object()
+    }
+    fn peers(&self) -> Option<Vec<crate::sys::ProcessIdentity>> {
+        // The server: its reply senders attach only with the first reply. No
+        // server now: the call fails at the next recheck (as a blocking call).
+        self.requests.peers().filter(|p| !p.is_empty())
     }
 }
 

@@ -220,6 +220,12 @@ impl Event {
 
 watched_via_shared!(Event, None);
 
+impl crate::readiness::Ready for Event {
+    fn ready_now(&self, _deep: bool) -> bool {
+        self.shared.block().word.load(SeqCst) != 0
+    }
+}
+
 impl fmt::Debug for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Event")

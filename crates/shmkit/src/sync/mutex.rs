@@ -17,7 +17,7 @@ use crate::shm::Shm;
 
 use super::owner::{me, owner_alive};
 use super::protocol::{mutex_try_lock, mutex_unlock, Attempt};
-use super::state::{watched_via_shared, Init, Kind, Shared, STATE_SIZE};
+use super::state::{Init, Kind, Shared, STATE_SIZE};
 use crate::readiness::OpFuture;
 
 /// Set while the data may be inconsistent: an owner died (or panicked) holding
@@ -524,7 +524,45 @@ fn lift_lock<G>(r: LockResult<G>) -> Result<LockResult<G>> {
     }
 }
 
-watched_via_shared!(Mutex<T>, Some(OWNER_CHECK), T: Pod);
+impl<T: Pod + Sync> crate::readiness::Ready for Mutex<T> {
+    fn ready_now(&self, deep: bool) -> bool {
+        let b = self.shared.block();
+        let owner = b.word.load(SeqCst);
+        owner == 0
+            || (deep && !owner_alive(owner, b.param_b.load(Acquire), b.param_c.load(Relaxed)))
+    }
+}
+
+impl<T: Pod> crate::readiness::Watched for Mutex<T> {
+    fn bells(&self) -> crate::readiness::Bells<'_> {
+        [Some(self.shared.bell()), None]
+    }
+    fn interrupt(&self) -> Option<&Arc<crate::interrupt::Interrupt>> {
+        self.shared.interrupt.get_arc()
+    }
+    fn recheck(&self) -> Option<Duration> {
+        Some(OWNER_CHECK)
+    }
+    fn object(&self) -> &crate::error::ObjectName {
+        self.shared.name()
+    }
+    fn peers(&self) -> Option<Vec<crate::sys::ProcessIdentity>> {
+        // The owner recorded with the lock (a word without a record yet: the
+        // owner is just taking it; look again periodically).
+        let b = self.shared.block();
+        let owner = b.word.load(SeqCst);
+        let pid = b.param_b.load(Acquire);
+        if owner == 0 {
+            return Some(Vec::new());
+        }
+        (pid == owner).then(|| {
+            vec![crate::sys::ProcessIdentity {
+                pid,
+                start_time: b.param_c.load(Relaxed),
+            }]
+        })
+    }
+}
 
 impl<T: Pod> Drop for Mutex<T> {
     /// A mutex created locked whose guard was never taken is unlocked here, as

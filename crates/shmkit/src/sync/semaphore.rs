@@ -247,6 +247,12 @@ impl Semaphore {
 
 watched_via_shared!(Semaphore, None);
 
+impl crate::readiness::Ready for Semaphore {
+    fn ready_now(&self, _deep: bool) -> bool {
+        self.count() != 0
+    }
+}
+
 impl fmt::Debug for Semaphore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Semaphore")

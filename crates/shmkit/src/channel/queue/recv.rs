@@ -488,6 +488,9 @@ impl Receiver {
         if lost != 0 {
             mem.lost().fetch_add(lost, SeqCst);
         }
+        // Senders waiting for room without a thread watch the receiver for its
+        // exit: let them look again and see this one.
+        mem.space_bell().ring();
         Ok(Receiver {
             waiting: AsyncWait::default(),
             mem,
@@ -855,8 +858,25 @@ impl Watched for Receiver {
     fn recheck(&self) -> Option<Duration> {
         (!self.wait_for_senders).then_some(CHECK_EVERY)
     }
+    fn peers(&self) -> Option<Vec<crate::sys::ProcessIdentity>> {
+        Some(self.mem.peer_identities(1..self.mem.slots))
+    }
     fn object(&self) -> &ObjectName {
         self.mem.name()
+    }
+}
+
+impl crate::readiness::Ready for Receiver {
+    fn ready_now(&self, deep: bool) -> bool {
+        let st = &self.state;
+        if st.lost != 0 || st.assembly.as_ref().is_some_and(|a| a.complete) {
+            return true;
+        }
+        let idx = st.tail & (self.mem.capacity - 1);
+        if Header::decode(self.mem.load_header(idx), st.tail) != Header::NotYet {
+            return true;
+        }
+        !self.wait_for_senders && senders_gone(&self.mem, deep).is_some()
     }
 }
 

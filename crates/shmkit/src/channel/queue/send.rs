@@ -312,6 +312,9 @@ impl Sender {
             Some(_) => None,
             None => Some(max_record(mem.capacity).min(mem.max_message)),
         };
+        // A receiver waiting without a thread watches the senders it knows of
+        // for their exit: let it look again and see this one.
+        mem.data_bell().ring();
         Ok(Sender {
             waiting: AsyncWait::default(),
             full_since: None,
@@ -788,6 +791,14 @@ impl Sender {
     }
 }
 
+impl crate::readiness::Ready for Sender {
+    fn ready_now(&self, deep: bool) -> bool {
+        let head = self.mem.head().load(SeqCst);
+        let tail = self.mem.tail().load(SeqCst);
+        head.wrapping_sub(tail) < self.mem.capacity || receiver_gone(&self.mem, deep).is_some()
+    }
+}
+
 impl Watched for Sender {
     fn bells(&self) -> Bells<'_> {
         let s = self.mem.space_bell();
@@ -807,6 +818,9 @@ impl Watched for Sender {
     }
     fn recheck(&self) -> Option<Duration> {
         Some(CHECK_EVERY)
+    }
+    fn peers(&self) -> Option<Vec<crate::sys::ProcessIdentity>> {
+        Some(self.mem.peer_identities(0..1))
     }
     fn object(&self) -> &ObjectName {
         self.mem.name()

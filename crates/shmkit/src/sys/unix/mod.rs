@@ -13,12 +13,14 @@
 //! the name after taking its shared lock, so it never keeps an object that a last
 //! user unlinked under it. The kernel drops the locks of crashed processes.
 
+mod exits;
 mod fault;
 #[cfg(target_os = "linux")]
 mod liveness;
 mod posix_sem;
 mod reactor;
 mod wait;
+pub(crate) use exits::{watch_exit, ExitWatch};
 pub(crate) use fault::{FaultFlag, FaultGuard};
 #[cfg(target_os = "linux")]
 pub(crate) use liveness::reap_dead_tokens;
@@ -613,6 +615,14 @@ pub(crate) fn process_alive(id: ProcessIdentity) -> bool {
         let r = unsafe { libc::kill(pid, 0) };
         r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
     }
+}
+
+/// The state letter and start time of process `pid` as this process's /proc
+/// shows it.
+#[cfg(target_os = "linux")]
+pub(crate) fn proc_state(pid: u32) -> Option<(char, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_proc_stat(&stat)
 }
 
 #[cfg(target_os = "linux")]

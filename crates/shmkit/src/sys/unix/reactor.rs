@@ -71,9 +71,14 @@ pub(crate) fn watch(
         });
         id
     };
-    // Make the reactor thread look at its table again.
+    // Make the reactor thread look at its table again. Its sleep compares the
+    // control word with what it read before its last scan, so it cannot start
+    // sleeping on a table without this entry; only a sleeper needs the system
+    // call (many watches made at once, by a wait set, cost one or two).
     shard.control.fetch_add(1, SeqCst);
-    futex_wake_private(&shard.control);
+    if shard.sleeping.load(SeqCst) {
+        futex_wake_private(&shard.control);
+    }
     Watch { shard, id }
 }
 
@@ -98,6 +103,8 @@ struct Shard {
     table: Mutex<Table>,
     /// Bumped whenever the table gains an entry: part of every `futex_waitv`.
     control: AtomicU32,
+    /// The reactor thread is in (or about to enter) its sleep.
+    sleeping: AtomicBool,
 }
 
 impl std::fmt::Debug for Shard {
@@ -184,9 +191,11 @@ fn reactor(shard: &Shard) {
             waker.wake();
         }
         waitv.push(FutexWaitv::private(&shard.control, control));
+        shard.sleeping.store(true, SeqCst);
         if !futex_waitv(&waitv, next_recheck) {
             std::thread::sleep(FALLBACK_NAP);
         }
+        shard.sleeping.store(false, SeqCst);
     }
 }
 

@@ -8,7 +8,7 @@
 mod kernel;
 mod reactor;
 pub(crate) use kernel::{KernelKind, KernelObject, WaitOutcome, WakeChannel};
-pub(crate) use reactor::{watch, Watch};
+pub(crate) use reactor::{watch, watch_exit, ExitWatch, Watch};
 
 use std::fs::{File, OpenOptions};
 use std::io;

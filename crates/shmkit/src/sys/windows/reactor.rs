@@ -97,3 +97,22 @@ impl Drop for Watch {
         drop(unsafe { Box::from_raw(self.waker) });
     }
 }
+
+/// Process exits are not watched on Windows yet: waiters look again
+/// periodically (their recheck), as blocking waits do.
+#[derive(Debug)]
+pub(crate) struct ExitWatch(std::convert::Infallible);
+
+impl ExitWatch {
+    pub(crate) fn who(&self) -> crate::sys::ProcessIdentity {
+        match self.0 {}
+    }
+    pub(crate) fn set_waker(&self, _waker: &Waker) {
+        match self.0 {}
+    }
+}
+
+/// Always `None` here (see [`ExitWatch`]).
+pub(crate) fn watch_exit(_who: crate::sys::ProcessIdentity, _waker: &Waker) -> Option<ExitWatch> {
+    None
+}
