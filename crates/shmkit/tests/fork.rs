@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::future::Future;
 use std::time::Duration;
 
 use common::{hear, role, say, spawn, TestName};
@@ -59,6 +60,36 @@ fn child_entry() {
             say("parent alive");
             hear();
         }
+        "await-fork-await" => {
+            // A receive pending in the reactor when the process forks; the
+            // child drops it and awaits another channel with its own reactor.
+            let mut rx_a = ChannelOptions::new().receiver(&args[1]).unwrap();
+            let waker = std::task::Waker::noop();
+            let mut pending = Box::pin(rx_a.recv_async());
+            let polled = pending
+                .as_mut()
+                .poll(&mut std::task::Context::from_waker(waker));
+            assert!(polled.is_pending());
+            // SAFETY: fork; the child goes on in Rust (the reactor threads of
+            // the parent do not exist there, which is what is tested).
+            let child = unsafe { libc::fork() };
+            if child == 0 {
+                // SAFETY: alarm only schedules SIGALRM: a child that hangs dies.
+                unsafe { libc::alarm(20) };
+                drop(pending);
+                let mut rx_b = ChannelOptions::new().receiver(&args[2]).unwrap();
+                say("child waiting");
+                let got = shmkit::block_on(rx_b.recv_async()).unwrap();
+                say(&format!("child got {}", String::from_utf8_lossy(&got)));
+                // SAFETY: leaves at once.
+                unsafe { libc::_exit(0) };
+            }
+            let mut status = 0;
+            // SAFETY: waits for our own child.
+            unsafe { libc::waitpid(child, &mut status, 0) };
+            say("parent done");
+            hear();
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -104,6 +135,19 @@ fn a_forked_child_does_not_keep_a_killed_owner_or_sender_alive() {
         e.is_disconnected(),
         "the dead sender still looks alive: {e}"
     );
+}
+
+#[test]
+fn a_forked_child_awaits_with_its_own_reactor() {
+    let (a, b) = (TestName::new("fork-aw-a"), TestName::new("fork-aw-b"));
+    let _tx_a = ChannelOptions::new().sender(a.as_str()).unwrap();
+    let mut parent = spawn(ENTRY, "await-fork-await", &[a.as_str(), b.as_str()]);
+    assert_eq!(parent.expect_line(), "child waiting");
+    let mut tx_b = ChannelOptions::new().sender(b.as_str()).unwrap();
+    tx_b.send(b"after fork").unwrap();
+    assert_eq!(parent.expect_line(), "child got after fork");
+    assert_eq!(parent.expect_line(), "parent done");
+    parent.tell("done");
 }
 
 #[test]

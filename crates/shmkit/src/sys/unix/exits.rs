@@ -68,7 +68,8 @@ pub(crate) fn watch_exit(who: ProcessIdentity, waker: &Waker) -> Option<ExitWatc
 #[cfg(target_os = "linux")]
 mod linux {
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    use std::sync::{Mutex, MutexGuard, OnceLock};
+
+    use super::super::per_process::PerProcess;
 
     use super::*;
 
@@ -82,24 +83,20 @@ mod linux {
     }
 
     struct Watcher {
-        /// The process that made the epoll set and its thread (a forked child
-        /// makes its own).
-        owner: u32,
         epoll: OwnedFd,
         watched: HashMap<(u32, u64), Watched>,
         next_key: u64,
     }
 
-    fn watcher() -> Option<MutexGuard<'static, Watcher>> {
-        static WATCHER: OnceLock<Option<Mutex<Watcher>>> = OnceLock::new();
-        let cell = WATCHER.get_or_init(|| new_watcher().map(Mutex::new));
-        let mut w = cell.as_ref()?.lock().unwrap_or_else(|e| e.into_inner());
-        if w.owner != std::process::id() {
-            // Forked: the parent's thread does not run here.
-            let fresh = new_watcher()?;
-            std::mem::forget(std::mem::replace(&mut *w, fresh));
-        }
-        Some(w)
+    /// This process's watcher (a forked child makes its own: the parent's
+    /// thread does not run there); `None` where epoll or a thread cannot be had.
+    fn with_watcher<R>(f: impl FnOnce(&mut Watcher) -> Option<R>) -> Option<R> {
+        static WATCHER: PerProcess<Option<Watcher>> = PerProcess::new();
+        let mut w = WATCHER
+            .get(new_watcher)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        f(w.as_mut()?)
     }
 
     fn new_watcher() -> Option<Watcher> {
@@ -116,7 +113,6 @@ mod linux {
             .spawn(move || run(raw))
             .ok()?;
         Some(Watcher {
-            owner: std::process::id(),
             epoll,
             watched: HashMap::new(),
             next_key: 0,
@@ -134,14 +130,15 @@ mod linux {
                 continue;
             }
             let mut fire = Vec::new();
-            if let Some(mut w) = watcher() {
+            with_watcher(|w| {
                 for e in &events[..n as usize] {
                     let (pid, start) = (e.u64 as u32, w.start_of(e.u64));
                     if let Some(gone) = w.watched.remove(&(pid, start)) {
                         fire.extend(gone.wakers.into_iter().map(|(_, waker)| waker));
                     }
                 }
-            }
+                Some(())
+            });
             for waker in fire {
                 waker.wake();
             }
@@ -163,7 +160,10 @@ mod linux {
         if who.start_time == 0 {
             return None;
         }
-        let mut w = watcher()?;
+        with_watcher(|w| add_to(w, who, waker))
+    }
+
+    fn add_to(w: &mut Watcher, who: ProcessIdentity, waker: &Waker) -> Option<u64> {
         let key = w.next_key;
         w.next_key += 1;
         if let Some(entry) = w.watched.get_mut(&(who.pid, who.start_time)) {
@@ -213,21 +213,19 @@ mod linux {
     }
 
     pub(super) fn set_waker(who: ProcessIdentity, key: u64, waker: &Waker) {
-        if let Some(mut w) = watcher() {
-            if let Some(entry) = w.watched.get_mut(&(who.pid, who.start_time)) {
-                if let Some((_, old)) = entry.wakers.iter_mut().find(|(k, _)| *k == key) {
-                    if !old.will_wake(waker) {
-                        *old = waker.clone();
-                    }
-                }
+        with_watcher(|w| {
+            let entry = w.watched.get_mut(&(who.pid, who.start_time))?;
+            let (_, old) = entry.wakers.iter_mut().find(|(k, _)| *k == key)?;
+            if !old.will_wake(waker) {
+                *old = waker.clone();
             }
-        }
+            Some(())
+        });
     }
 
     pub(super) fn remove(who: ProcessIdentity, key: u64) {
-        if let Some(mut w) = watcher() {
-            let id = (who.pid, who.start_time);
-            if let Some(entry) = w.watched.get_mut(&id) {
+        with_watcher(|w| {
+            if let Some(entry) = w.watched.get_mut(&(who.pid, who.start_time)) {
                 entry.wakers.retain(|(k, _)| *k != key);
             }
             // A descriptor without wakers is kept for the next wait on the same
@@ -235,6 +233,7 @@ mod linux {
             if w.watched.len() > KEEP_IDLE {
                 w.watched.retain(|_, e| !e.wakers.is_empty());
             }
-        }
+            Some(())
+        });
     }
 }

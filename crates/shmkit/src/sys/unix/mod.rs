@@ -17,6 +17,7 @@ mod exits;
 mod fault;
 #[cfg(target_os = "linux")]
 mod liveness;
+mod per_process;
 mod posix_sem;
 mod reactor;
 mod wait;

@@ -19,10 +19,11 @@
 
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::atomic::{AtomicBool, AtomicU32};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
+use super::per_process::{self, PerProcess};
 use super::WakeChannel;
 
 /// Words one reactor thread watches: `futex_waitv` takes at most 128, one of
@@ -37,10 +38,16 @@ const FALLBACK_NAP: Duration = Duration::from_millis(1);
 pub(crate) struct Watch {
     shard: Arc<Shard>,
     id: u64,
+    /// The fork generation that made it: a forked child leaves the parent's
+    /// shards alone (their lock may have been held at the fork).
+    generation: u32,
 }
 
 impl Drop for Watch {
     fn drop(&mut self) {
+        if self.generation != per_process::generation() {
+            return;
+        }
         let mut table = self.shard.table();
         if let Some(i) = table.entries.iter().position(|e| e.id == self.id) {
             table.entries.swap_remove(i);
@@ -79,7 +86,11 @@ pub(crate) fn watch(
     if shard.sleeping.load(SeqCst) {
         futex_wake_private(&shard.control);
     }
-    Watch { shard, id }
+    Watch {
+        shard,
+        id,
+        generation: per_process::generation(),
+    }
 }
 
 struct Entry {
@@ -120,34 +131,15 @@ impl Shard {
     }
 }
 
-/// The reactor shards of this process. A forked child starts with none (the
-/// threads were not copied).
-struct Shards {
-    pid: u32,
-    shards: Vec<Arc<Shard>>,
-}
+/// The reactor shards of this process (a forked child makes its own).
+static SHARDS: PerProcess<Vec<Arc<Shard>>> = PerProcess::new();
 
 fn shard_with_room() -> Arc<Shard> {
-    static SHARDS: OnceLock<Mutex<Shards>> = OnceLock::new();
-    let shards = SHARDS.get_or_init(|| {
-        Mutex::new(Shards {
-            pid: std::process::id(),
-            shards: Vec::new(),
-        })
-    });
-    let mut shards = shards.lock().unwrap_or_else(|e| e.into_inner());
-    let pid = std::process::id();
-    if shards.pid != pid {
-        // Forked: the parent's reactor threads do not run here. Their tables
-        // are left as they are (leaked), their wakers never called.
-        shards.pid = pid;
-        std::mem::forget(std::mem::take(&mut shards.shards));
-    }
-    if let Some(s) = shards
-        .shards
-        .iter()
-        .find(|s| s.table().entries.len() < PER_SHARD)
-    {
+    let mut shards = SHARDS
+        .get(Vec::new)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(s) = shards.iter().find(|s| s.table().entries.len() < PER_SHARD) {
         return s.clone();
     }
     let shard = Arc::new(Shard::default());
@@ -156,7 +148,7 @@ fn shard_with_room() -> Arc<Shard> {
         .name("shmkit-reactor".into())
         .spawn(move || reactor(&run))
         .expect("cannot start shmkit's reactor thread");
-    shards.shards.push(shard.clone());
+    shards.push(shard.clone());
     shard
 }
 
