@@ -156,11 +156,24 @@ impl AsyncWait {
             Some(every) if !self.watch_exits(obj.peers(), cx) => Instant::now().checked_add(every),
             _ => None,
         };
-        self.watches.clear();
-        for (bell, seen) in bells.iter().zip(seen) {
-            if let Some(b) = bell {
+        let live: Vec<(&Bell<'_>, u32)> = bells
+            .iter()
+            .zip(seen)
+            .filter_map(|(b, s)| b.as_ref().map(|b| (b, s)))
+            .collect();
+        // Polled again with nothing changed (a select! whose other branch
+        // woke): the watches stand, the reactor is not disturbed.
+        let unchanged = self.watches.len() == live.len()
+            && self
+                .watches
+                .iter()
+                .zip(&live)
+                .all(|(w, (_, s))| w.refresh(*s, cx.waker(), recheck));
+        if !unchanged {
+            self.watches.clear();
+            for (b, s) in live {
                 self.watches
-                    .push(sys::watch(b.word, seen, b.park, cx.waker(), recheck));
+                    .push(sys::watch(b.word, s, b.park, cx.waker(), recheck));
             }
         }
         match (&self.interrupt, obj.interrupt()) {

@@ -43,6 +43,37 @@ pub(crate) struct Watch {
     generation: u32,
 }
 
+impl Watch {
+    /// Keeps this watch for `expected` with `waker` and `recheck` if it has not
+    /// fired and still waits for the word to leave `expected`: no work for the
+    /// reactor thread (a task polled again for another reason re-arms for free).
+    /// `false`: make a new watch.
+    pub(crate) fn refresh(&self, expected: u32, waker: &Waker, recheck: Option<Instant>) -> bool {
+        if self.generation != per_process::generation() {
+            return false;
+        }
+        let mut table = self.shard.table();
+        let Some(e) = table.entries.iter_mut().find(|e| e.id == self.id) else {
+            return false;
+        };
+        // An earlier recheck than the reactor sleeps for would need its thread
+        // woken: make a new watch then.
+        let sooner = match (e.recheck, recheck) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some(old), Some(new)) => new < old,
+        };
+        if e.expected != expected || sooner {
+            return false;
+        }
+        e.recheck = recheck;
+        if !e.waker.will_wake(waker) {
+            e.waker = waker.clone();
+        }
+        true
+    }
+}
+
 impl Drop for Watch {
     fn drop(&mut self) {
         if self.generation != per_process::generation() {

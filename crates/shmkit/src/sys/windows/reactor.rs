@@ -80,6 +80,18 @@ pub(crate) fn watch(
     watch
 }
 
+impl Watch {
+    /// Always `false` here: a registered wait is not changed, a new one is made.
+    pub(crate) fn refresh(
+        &self,
+        _expected: u32,
+        _waker: &Waker,
+        _recheck: Option<Instant>,
+    ) -> bool {
+        false
+    }
+}
+
 unsafe extern "system" fn fire(context: *mut c_void, _timed_out: bool) {
     // SAFETY: the context is the watch's boxed waker, alive until the watch has
     // unregistered this wait and waited for this callback to return.
