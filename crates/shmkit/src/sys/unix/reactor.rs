@@ -95,20 +95,13 @@ pub(crate) fn watch(
     waker: &Waker,
     recheck: Option<Instant>,
 ) -> Watch {
-    let shard = shard_with_room();
-    let id = {
-        let mut table = shard.table();
-        table.next_id += 1;
-        let id = table.next_id;
-        table.entries.push(Entry {
-            id,
-            word: word as *const AtomicU32 as usize,
-            expected,
-            waker: waker.clone(),
-            recheck,
-        });
-        id
-    };
+    let (shard, id) = add_entry(Entry {
+        id: 0,
+        word: word as *const AtomicU32 as usize,
+        expected,
+        waker: waker.clone(),
+        recheck,
+    });
     // Make the reactor thread look at its table again. Its sleep compares the
     // control word with what it read before its last scan, so it cannot start
     // sleeping on a table without this entry; only a sleeper needs the system
@@ -165,14 +158,27 @@ impl Shard {
 /// The reactor shards of this process (a forked child makes its own).
 static SHARDS: PerProcess<Vec<Arc<Shard>>> = PerProcess::new();
 
-fn shard_with_room() -> Arc<Shard> {
+/// Puts `entry` in a shard with room (starting one if none has), under the
+/// shards' lock so that two callers cannot overfill the same shard.
+fn add_entry(mut entry: Entry) -> (Arc<Shard>, u64) {
     let mut shards = SHARDS
         .get(Vec::new)
         .lock()
         .unwrap_or_else(|e| e.into_inner());
-    if let Some(s) = shards.iter().find(|s| s.table().entries.len() < PER_SHARD) {
-        return s.clone();
-    }
+    let shard = match shards.iter().find(|s| s.table().entries.len() < PER_SHARD) {
+        Some(s) => s.clone(),
+        None => new_shard(&mut shards),
+    };
+    let mut table = shard.table();
+    table.next_id += 1;
+    entry.id = table.next_id;
+    table.entries.push(entry);
+    let id = table.next_id;
+    drop(table);
+    (shard, id)
+}
+
+fn new_shard(shards: &mut Vec<Arc<Shard>>) -> Arc<Shard> {
     let shard = Arc::new(Shard::default());
     let run = shard.clone();
     std::thread::Builder::new()
@@ -260,7 +266,8 @@ impl FutexWaitv {
 static NO_WAITV: AtomicBool = AtomicBool::new(false);
 
 /// Sleeps until one of the words differs from its value, is woken, or `until`
-/// passes. `false`: this kernel has no `futex_waitv` (the caller naps instead).
+/// passes. `false`: this kernel has no `futex_waitv`, or the call failed in a
+/// way that would repeat (the caller naps instead).
 #[cfg(target_os = "linux")]
 fn futex_waitv(waitv: &[FutexWaitv], until: Option<Instant>) -> bool {
     if NO_WAITV.load(SeqCst) {
@@ -301,11 +308,20 @@ fn futex_waitv(waitv: &[FutexWaitv], until: Option<Instant>) -> bool {
             libc::CLOCK_MONOTONIC,
         )
     };
-    if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
-        NO_WAITV.store(true, SeqCst);
-        return false;
+    if r >= 0 {
+        return true;
     }
-    true
+    match std::io::Error::last_os_error().raw_os_error() {
+        // A word changed, time is up, a signal: look again now.
+        Some(libc::EAGAIN | libc::ETIMEDOUT | libc::EINTR) => true,
+        Some(libc::ENOSYS) => {
+            NO_WAITV.store(true, SeqCst);
+            false
+        }
+        // Anything else (a word unmapped under us: EFAULT) would repeat at
+        // once: look again after a nap rather than spin.
+        _ => false,
+    }
 }
 
 #[cfg(not(target_os = "linux"))]
