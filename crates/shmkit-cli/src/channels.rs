@@ -4,12 +4,13 @@
 //! a message sent before the receiver starts waits for it; `shmkit rm` removes one.
 
 use std::io::{BufRead, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shmkit::channel::{
     inspect, ChannelInfo, ChannelKind, ChannelOptions, EndpointState, Publisher, Receiver, Sender,
+    Subscriber,
 };
-use shmkit::{Error, Lifetime};
+use shmkit::{Error, Lifetime, WaitSet};
 
 use crate::commands::CmdResult;
 use crate::size;
@@ -78,60 +79,268 @@ pub fn publish(name: &str, messages: Vec<String>, capacity: Option<u64>) -> CmdR
     Ok(())
 }
 
-fn print(out: &mut impl Write, m: &[u8]) -> CmdResult {
+/// How often a broadcast channel whose publisher left is looked at for a new
+/// one (as often as the single-channel `sub` looked before wait sets): a
+/// subscriber cannot wait for a publisher to come back, only notice it.
+const LOOK_AGAIN: Duration = Duration::from_millis(50);
+
+/// Messages taken from one channel before the next ready one gets its turn.
+const BURST: usize = 64;
+
+/// One channel `recv` or `sub` listens on.
+struct Source {
+    name: String,
+    end: End,
+    /// Set when its peers were found gone (the error that said so), cleared by
+    /// the next message.
+    gone: Option<Error>,
+    /// Whether that was said on stderr already (once per channel).
+    told: bool,
+}
+
+enum End {
+    Queue(Receiver, ChannelOptions),
+    Broadcast(Subscriber),
+    /// A queue's receiver closed to be opened again (the channel has one
+    /// receiver slot); the command ends if that fails.
+    Closed,
+}
+
+impl Source {
+    /// The next message if one is there (`None`: nothing now), without
+    /// waiting. Through the same path as an `await` (a poll with a waker that
+    /// is never called), so that a peer's death is noticed here as in a wait
+    /// set; the wait a `Pending` poll registers is given back at once.
+    fn take(&mut self) -> Option<shmkit::Result<Vec<u8>>> {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let polled = match &mut self.end {
+            End::Queue(rx, _) => {
+                let p = rx.poll_recv_with(&mut cx, <[u8]>::to_vec);
+                if p.is_pending() {
+                    rx.cancel_poll();
+                }
+                p
+            }
+            End::Broadcast(sub) => {
+                let p = sub.poll_recv_with(&mut cx, <[u8]>::to_vec);
+                if p.is_pending() {
+                    sub.cancel_poll();
+                }
+                p
+            }
+            End::Closed => return None,
+        };
+        match polled {
+            std::task::Poll::Ready(r) => Some(r),
+            std::task::Poll::Pending => None,
+        }
+    }
+
+    /// Its peers are gone: say so once, and keep listening. A queue's receiver
+    /// is opened again to wait for the next sender (it then sleeps until one
+    /// sends); a subscriber leaves the wait set and is looked at every
+    /// [`LOOK_AGAIN`].
+    fn went(&mut self, e: Error) -> CmdResult {
+        let first = !self.told;
+        self.told = true;
+        match std::mem::replace(&mut self.end, End::Closed) {
+            End::Queue(rx, opts) => {
+                if first {
+                    eprintln!("({e}; waiting for the next sender)");
+                }
+                // The channel keeps the tail: the new receiver goes on where
+                // this one stopped.
+                drop(rx);
+                let again = opts.clone().wait_for_senders(true).receiver(&self.name)?;
+                self.end = End::Queue(again, opts);
+            }
+            other => {
+                if first {
+                    eprintln!("({e}; waiting for the next publisher)");
+                }
+                self.end = other;
+            }
+        }
+        self.gone = Some(e);
+        Ok(())
+    }
+
+    /// Whether it waits in the wait set (a subscriber without a publisher
+    /// would be ready there all the time).
+    fn waits(&self) -> bool {
+        match self.end {
+            End::Queue(..) => true,
+            End::Broadcast(_) => self.gone.is_none(),
+            End::Closed => false,
+        }
+    }
+}
+
+/// Writes `m` on its own line, after `name: ` if given.
+fn print(out: &mut impl Write, name: Option<&str>, m: &[u8]) -> CmdResult {
+    if let Some(name) = name {
+        out.write_all(name.as_bytes())?;
+        out.write_all(b": ")?;
+    }
     out.write_all(m)?;
     out.write_all(b"\n")?;
-    out.flush()?;
     Ok(())
 }
 
-/// Runs `next` until `listen` is satisfied. A channel whose senders all left is
-/// waited on until a new one comes (or `--timeout` passes).
-fn listen(listen: &Listen, mut next: impl FnMut(Duration) -> shmkit::Result<Vec<u8>>) -> CmdResult {
+/// Receives from every source until `how` is satisfied, waiting on all of them
+/// at once in a [`WaitSet`]. Channels whose peers left are waited on until
+/// new ones come (or `--timeout` passes): the command ends by `--count`, by
+/// `--timeout`, or (with `--follow`) when interrupted.
+fn listen(sources: &mut [Source], how: &Listen) -> CmdResult {
     let mut out = std::io::stdout().lock();
-    let want = match (listen.count, listen.follow) {
+    let want = match (how.count, how.follow) {
         (Some(n), _) => n,
         (None, true) => u64::MAX,
         (None, false) => 1,
     };
-    let limit = listen.timeout;
-    let started = std::time::Instant::now();
+    let deadline = how.timeout.and_then(|t| Instant::now().checked_add(t));
+    let several = sources.len() > 1;
     let mut got = 0;
+    // First look at every channel; then at those the wait set says are ready,
+    // and at the subscribers that lost their publisher.
+    let mut look: Vec<usize> = (0..sources.len()).collect();
     while got < want {
-        let slice = match limit {
-            Some(l) => l.saturating_sub(started.elapsed()),
-            None => Duration::from_secs(3600),
-        };
-        match next(slice) {
-            Ok(m) => {
-                print(&mut out, &m)?;
-                got += 1;
-            }
-            Err(Error::Lagged { missed, .. }) => eprintln!("(missed {missed} messages)"),
-            // A previous receiver died reading long messages: say so, go on.
-            Err(e @ Error::Lost { .. }) => eprintln!("({e})"),
-            Err(e) if e.is_timeout() && limit.is_none() => {}
-            // A mailbox: with nobody sending now, wait for the next sender.
-            Err(e) if e.is_disconnected() => {
-                std::thread::sleep(Duration::from_millis(50));
-                if limit.is_some_and(|l| started.elapsed() >= l) {
-                    return Err(e.into());
+        for &i in &look {
+            let s = &mut sources[i];
+            for _ in 0..BURST {
+                if got == want {
+                    break;
+                }
+                match s.take() {
+                    None => {
+                        // A subscriber that finds nothing to take, rather than
+                        // its publisher gone, has a publisher again.
+                        if matches!(s.end, End::Broadcast(_)) {
+                            s.gone = None;
+                        }
+                        break;
+                    }
+                    Some(Ok(m)) => {
+                        print(&mut out, several.then_some(s.name.as_str()), &m)?;
+                        got += 1;
+                        s.gone = None;
+                    }
+                    Some(Err(Error::Lagged { missed, .. })) if several => {
+                        eprintln!("({}: missed {missed} messages)", s.name);
+                    }
+                    Some(Err(Error::Lagged { missed, .. })) => {
+                        eprintln!("(missed {missed} messages)")
+                    }
+                    // A previous receiver died reading long messages: say so, go on.
+                    Some(Err(e @ Error::Lost { .. })) => eprintln!("({e})"),
+                    Some(Err(e)) if e.is_disconnected() => {
+                        s.went(e)?;
+                        break;
+                    }
+                    Some(Err(e)) => return Err(e.into()),
                 }
             }
-            Err(e) => return Err(e.into()),
+        }
+        // Printed as they come, a burst at a time.
+        out.flush()?;
+        if got == want {
+            break;
+        }
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if left == Some(Duration::ZERO) {
+            return Err(timed_out(sources, how.timeout.unwrap_or_default()));
+        }
+        let polling = sources.iter().any(|s| !s.waits());
+        let slice = match (left, polling) {
+            (Some(l), true) => Some(l.min(LOOK_AGAIN)),
+            (Some(l), false) => Some(l),
+            (None, true) => Some(LOOK_AGAIN),
+            (None, false) => None,
+        };
+        let mut set = WaitSet::new();
+        let mut index = Vec::with_capacity(sources.len());
+        for (i, s) in sources.iter().enumerate() {
+            if s.waits() {
+                match &s.end {
+                    End::Queue(rx, _) => set.add(rx),
+                    End::Broadcast(sub) => set.add(sub),
+                    End::Closed => continue,
+                };
+                index.push(i);
+            }
+        }
+        let ready = match slice {
+            Some(t) => set.wait_timeout(t)?,
+            None => set.wait()?,
+        };
+        drop(set);
+        look = ready.into_iter().map(|k| index[k]).collect();
+        look.extend((0..sources.len()).filter(|&i| !sources[i].waits()));
+    }
+    Ok(())
+}
+
+/// The error of a `--timeout` that passed before enough messages came: for one
+/// channel whose peers left, that it is disconnected (as before wait sets).
+fn timed_out(sources: &mut [Source], after: Duration) -> Box<dyn std::error::Error> {
+    if let [one] = sources {
+        if let Some(e) = one.gone.take() {
+            return e.into();
+        }
+    }
+    let names: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
+    format!(
+        "{}: timed out after {after:?} waiting to receive",
+        names.join(", ")
+    )
+    .into()
+}
+
+/// Refuses a channel named twice (it would be opened twice: the second
+/// receiver finds the slot taken).
+fn distinct(names: &[String]) -> CmdResult {
+    for (i, n) in names.iter().enumerate() {
+        if names[..i].contains(n) {
+            return Err(format!("{n}: channel given more than once").into());
         }
     }
     Ok(())
 }
 
-pub fn recv(name: &str, capacity: Option<u64>, how: &Listen) -> CmdResult {
-    let mut rx: Receiver = options(capacity).receiver(name)?;
-    listen(how, |t| rx.recv_timeout(t))
+pub fn recv(names: &[String], capacity: Option<u64>, how: &Listen) -> CmdResult {
+    distinct(names)?;
+    let mut sources = Vec::with_capacity(names.len());
+    for name in names {
+        let opts = options(capacity);
+        let rx: Receiver = opts.receiver(name)?;
+        sources.push(Source {
+            name: name.clone(),
+            end: End::Queue(rx, opts),
+            gone: None,
+            told: false,
+        });
+    }
+    listen(&mut sources, how)
 }
 
-pub fn subscribe(name: &str, capacity: Option<u64>, history: bool, how: &Listen) -> CmdResult {
-    let mut sub = options(capacity).history(history).subscriber(name)?;
-    listen(how, |t| sub.recv_timeout(t))
+pub fn subscribe(
+    names: &[String],
+    capacity: Option<u64>,
+    history: bool,
+    how: &Listen,
+) -> CmdResult {
+    distinct(names)?;
+    let mut sources = Vec::with_capacity(names.len());
+    for name in names {
+        let sub = options(capacity).history(history).subscriber(name)?;
+        sources.push(Source {
+            name: name.clone(),
+            end: End::Broadcast(sub),
+            gone: None,
+            told: false,
+        });
+    }
+    listen(&mut sources, how)
 }
 
 fn endpoint(e: &EndpointState) -> String {

@@ -117,13 +117,16 @@ enum Command {
         #[arg(long, value_parser = parse_seconds)]
         timeout: Option<Duration>,
     },
-    /// Receive messages from a queue channel and print each on its own line:
+    /// Receive messages from queue channels and print each on its own line:
     /// one message, --count N, or --follow for all that come. Waits for senders
-    /// to come (or for --timeout).
+    /// to come, and for new ones when they leave (or for --timeout). Given
+    /// several channels, waits on all at once and prints each message after
+    /// its channel's name (`jobs: resize 1.png`).
     Recv {
-        /// Channel name.
-        channel: String,
-        /// How many messages to receive.
+        /// Channel names (one or more).
+        #[arg(required = true, value_name = "CHANNEL")]
+        channels: Vec<String>,
+        /// How many messages to receive (from all channels together).
         #[arg(long)]
         count: Option<u64>,
         /// Keep receiving until interrupted.
@@ -149,11 +152,14 @@ enum Command {
         #[arg(long, value_parser = size::parse)]
         capacity: Option<u64>,
     },
-    /// Subscribe to a broadcast channel and print each message on its own line.
+    /// Subscribe to broadcast channels and print each message on its own line.
+    /// Given several channels, waits on all at once and prints each message
+    /// after its channel's name (`prices: EURUSD 1.08`).
     Sub {
-        /// Channel name.
-        channel: String,
-        /// How many messages to receive.
+        /// Channel names (one or more).
+        #[arg(required = true, value_name = "CHANNEL")]
+        channels: Vec<String>,
+        /// How many messages to receive (from all channels together).
         #[arg(long)]
         count: Option<u64>,
         /// Keep receiving until interrupted.
@@ -233,13 +239,13 @@ fn main() -> ExitCode {
             timeout,
         } => channels::send(&channel, messages, capacity, timeout),
         Command::Recv {
-            channel,
+            channels,
             count,
             follow,
             timeout,
             capacity,
         } => channels::recv(
-            &channel,
+            &channels,
             capacity,
             &channels::Listen {
                 count,
@@ -253,14 +259,14 @@ fn main() -> ExitCode {
             capacity,
         } => channels::publish(&channel, messages, capacity),
         Command::Sub {
-            channel,
+            channels,
             count,
             follow,
             timeout,
             history,
             capacity,
         } => channels::subscribe(
-            &channel,
+            &channels,
             capacity,
             history,
             &channels::Listen {

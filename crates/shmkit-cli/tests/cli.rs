@@ -530,3 +530,244 @@ fn bench_on_one_cpu_leaves_out_spinning_and_says_so() {
     assert!(!json.contains("\"transport\": \"queue-busy\""), "{json}");
     assert!(!json.contains("\"transport\": \"floor\""), "{json}");
 }
+
+/// The lines a child prints, handed over as they come (read by a thread), so a
+/// test can wait for each with a bound.
+fn lines_of(from: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(from).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// The next `n` lines, each within 20 seconds.
+fn next_lines(rx: &std::sync::mpsc::Receiver<String>, n: usize, what: &str) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            rx.recv_timeout(std::time::Duration::from_secs(20))
+                .unwrap_or_else(|_| panic!("{what}: line {} of {n} did not come", i + 1))
+        })
+        .collect()
+}
+
+/// The messages of each channel, in the order printed: `a: x` goes to `a`.
+fn by_channel(lines: &[String], names: &[&str]) -> Vec<Vec<String>> {
+    names
+        .iter()
+        .map(|n| {
+            let prefix = format!("{n}: ");
+            lines
+                .iter()
+                .filter_map(|l| l.strip_prefix(&prefix).map(str::to_owned))
+                .collect()
+        })
+        .collect()
+}
+
+/// `recv a b c --follow` waits on three channels at once: messages sent to
+/// each by other processes all come out, after their channel's name, in order
+/// per channel; a channel whose sender left is reported once on stderr and
+/// still listened to, as a single-channel `recv` does.
+#[test]
+fn recv_follows_several_channels() {
+    let chans = [
+        Name::new("multi-a"),
+        Name::new("multi-b"),
+        Name::new("multi-c"),
+    ];
+    let names: Vec<&str> = chans.iter().map(|n| n.0.as_str()).collect();
+    // A message already waiting in one of them is taken first.
+    ok(&["send", names[1], "early"]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shmkit"))
+        .arg("recv")
+        .args(&names)
+        .args(["--follow", "--timeout", "60"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = lines_of(child.stdout.take().unwrap());
+    let err = lines_of(child.stderr.take().unwrap());
+    assert_eq!(
+        next_lines(&out, 1, "the waiting message"),
+        [format!("{}: early", names[1])]
+    );
+
+    // Three senders at once, one per channel, several messages each.
+    let senders: Vec<_> = names
+        .iter()
+        .enumerate()
+        .map(|(c, name)| {
+            let msgs: Vec<String> = (1..=5).map(|i| format!("m{c}.{i}")).collect();
+            Command::new(env!("CARGO_BIN_EXE_shmkit"))
+                .arg("send")
+                .arg(name)
+                .args(&msgs)
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut s in senders {
+        assert!(s.wait().unwrap().success());
+    }
+    let lines = next_lines(&out, 15, "the first senders' messages");
+    let per = by_channel(&lines, &names);
+    for (c, got) in per.iter().enumerate() {
+        let want: Vec<String> = (1..=5).map(|i| format!("m{c}.{i}")).collect();
+        assert_eq!(got, &want, "channel {} in {lines:?}", names[c]);
+    }
+    // Every sender has left: each channel is reported, once.
+    let notes = next_lines(&err, 3, "the reports of senders gone");
+    for name in &names {
+        let about: Vec<_> = notes.iter().filter(|l| l.contains(name)).collect();
+        assert_eq!(about.len(), 1, "{name} in {notes:?}");
+        assert!(about[0].contains("disconnected"), "{about:?}");
+    }
+    // New senders are heard on every channel (and not reported again).
+    for (c, name) in names.iter().enumerate().rev() {
+        ok(&["send", name, &format!("again{c}")]);
+    }
+    let lines = next_lines(&out, 3, "the second senders' messages");
+    let mut want: Vec<String> = names
+        .iter()
+        .enumerate()
+        .map(|(c, n)| format!("{n}: again{c}"))
+        .collect();
+    want.reverse();
+    assert_eq!(lines, want);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let rest: Vec<String> = err.iter().collect();
+    assert!(
+        !rest.iter().any(|l| l.contains("disconnected")),
+        "reported twice: {rest:?}"
+    );
+}
+
+/// `sub x y z --count N` takes messages published on three broadcast channels
+/// by other processes, each after its channel's name, in order per channel.
+#[test]
+fn sub_listens_to_several_channels() {
+    let chans = [
+        Name::new("msub-x"),
+        Name::new("msub-y"),
+        Name::new("msub-z"),
+    ];
+    let names: Vec<&str> = chans.iter().map(|n| n.0.as_str()).collect();
+    let child = Command::new(env!("CARGO_BIN_EXE_shmkit"))
+        .arg("sub")
+        .args(&names)
+        .args(["--count", "9", "--timeout", "60"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Published messages reach only subscribers already there.
+    let since = std::time::Instant::now();
+    while !names.iter().all(|n| {
+        shmkit::channel::inspect(n).is_ok_and(|i| {
+            i.peers
+                .iter()
+                .any(|p| matches!(p, shmkit::channel::EndpointState::Connected(_)))
+        })
+    }) {
+        assert!(
+            since.elapsed().as_secs() < 20,
+            "the subscribers never attached"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let publishers: Vec<_> = names
+        .iter()
+        .enumerate()
+        .map(|(c, name)| {
+            Command::new(env!("CARGO_BIN_EXE_shmkit"))
+                .arg("pub")
+                .arg(name)
+                .args((1..=3).map(|i| format!("p{c}.{i}")))
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut p in publishers {
+        assert!(p.wait().unwrap().success());
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<String> = stdout.lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 9, "{stdout}");
+    for (c, got) in by_channel(&lines, &names).iter().enumerate() {
+        let want: Vec<String> = (1..=3).map(|i| format!("p{c}.{i}")).collect();
+        assert_eq!(got, &want, "channel {} in {stdout}", names[c]);
+    }
+}
+
+/// With several channels, --timeout ends the wait with an error naming them
+/// (after printing what came); a bad or wrong channel is refused by name
+/// before anything is received.
+#[test]
+fn several_channels_time_out_and_bad_ones_are_named() {
+    let chans = [Name::new("mto-a"), Name::new("mto-b"), Name::new("mto-c")];
+    let names: Vec<&str> = chans.iter().map(|n| n.0.as_str()).collect();
+    let started = std::time::Instant::now();
+    let err = fails(&["recv", names[0], names[1], names[2], "--timeout", "0.3"]);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+    assert!(err.contains("timed out after 300ms"), "{err}");
+    for name in &names {
+        assert!(err.contains(name), "{name} not named in {err}");
+    }
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    ok(&["send", names[2], "only one"]);
+    let out = shmkit(&[
+        "recv",
+        names[0],
+        names[1],
+        names[2],
+        "--count",
+        "2",
+        "--timeout",
+        "0.3",
+    ]);
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("{}: only one\n", names[2])
+    );
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("timed out"), "{stderr}");
+
+    let err = fails(&["recv", names[0], "no/such", names[1]]);
+    assert!(err.contains("\"no/such\""), "{err}");
+    let b = Name::new("mto-bcast");
+    ok(&["pub", b.0.as_str(), "x"]);
+    let err = fails(&["recv", names[0], b.0.as_str()]);
+    assert!(
+        err.contains(b.0.as_str()) && err.contains("not a queue channel"),
+        "{err}"
+    );
+    let err = fails(&["sub", b.0.as_str(), names[0]]);
+    assert!(
+        err.contains(names[0]) && err.contains("not a broadcast channel"),
+        "{err}"
+    );
+    let err = fails(&["recv", names[0], names[1], names[0]]);
+    assert!(
+        err.contains(names[0]) && err.contains("more than once"),
+        "{err}"
+    );
+}
