@@ -187,6 +187,11 @@ impl AsyncWait {
             }
             (_, None) => {}
         }
+        // Raised after the caller last looked but before the waker was in the
+        // list: nobody would wake the task. Let it look again.
+        if obj.interrupt().is_some_and(|i| i.raised()) {
+            cx.waker().wake_by_ref();
+        }
         false
     }
 }

@@ -9,7 +9,6 @@
 //! mean other processes here, a kernel without pidfds, other systems) is left
 //! to the caller's periodic recheck.
 
-use std::collections::HashMap;
 use std::task::Waker;
 
 use super::super::ProcessIdentity;
@@ -67,6 +66,7 @@ pub(crate) fn watch_exit(who: ProcessIdentity, waker: &Waker) -> Option<ExitWatc
 
 #[cfg(target_os = "linux")]
 mod linux {
+    use std::collections::HashMap;
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
     use super::super::per_process::PerProcess;

@@ -13,13 +13,15 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::task::Waker;
 use std::time::Instant;
 
-use windows_sys::Win32::Foundation::{HANDLE, INVALID_HANDLE_VALUE};
+use windows_sys::Win32::Foundation::{CloseHandle, HANDLE, INVALID_HANDLE_VALUE};
 use windows_sys::Win32::System::Threading::{
-    RegisterWaitForSingleObject, UnregisterWaitEx, INFINITE, WT_EXECUTEINWAITTHREAD,
+    OpenProcess, RegisterWaitForSingleObject, UnregisterWaitEx, INFINITE,
+    PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_SYNCHRONIZE, WT_EXECUTEINWAITTHREAD,
     WT_EXECUTEONLYONCE,
 };
 
 use super::WakeChannel;
+use crate::sys::ProcessIdentity;
 
 /// A registered wait on one word's wake channel; unregistered when dropped.
 #[derive(Debug)]
@@ -110,21 +112,116 @@ impl Drop for Watch {
     }
 }
 
-/// Process exits are not watched on Windows yet: waiters look again
-/// periodically (their recheck), as blocking waits do.
+/// A registered wait on a peer process's handle, which Windows signals when the
+/// process ends; the pool then calls the waker. Unregistered when dropped.
 #[derive(Debug)]
-pub(crate) struct ExitWatch(std::convert::Infallible);
+pub(crate) struct ExitWatch {
+    who: ProcessIdentity,
+    process: HANDLE,
+    wait: HANDLE,
+    waker: *mut std::sync::Mutex<Waker>,
+}
+
+// SAFETY: as for Watch: the handles may be used and closed from any thread; the
+// boxed waker is behind a mutex and freed only after the callback is done.
+unsafe impl Send for ExitWatch {}
+// SAFETY: as for Send.
+unsafe impl Sync for ExitWatch {}
 
 impl ExitWatch {
-    pub(crate) fn who(&self) -> crate::sys::ProcessIdentity {
-        match self.0 {}
+    /// The process this watch is for.
+    pub(crate) fn who(&self) -> ProcessIdentity {
+        self.who
     }
-    pub(crate) fn set_waker(&self, _waker: &Waker) {
-        match self.0 {}
+
+    /// Replaces the waker to call.
+    pub(crate) fn set_waker(&self, waker: &Waker) {
+        // SAFETY: our box, alive until drop.
+        let mut current = unsafe { &*self.waker }
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if !current.will_wake(waker) {
+            *current = waker.clone();
+        }
     }
 }
 
-/// Always `None` here (see [`ExitWatch`]).
-pub(crate) fn watch_exit(_who: crate::sys::ProcessIdentity, _waker: &Waker) -> Option<ExitWatch> {
-    None
+unsafe extern "system" fn exited(context: *mut c_void, _timed_out: bool) {
+    // SAFETY: the context is the watch's boxed waker, alive until the watch has
+    // unregistered this wait and waited for this callback to return.
+    let waker = unsafe { &*(context as *const std::sync::Mutex<Waker>) };
+    waker
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .wake_by_ref();
+}
+
+impl Drop for ExitWatch {
+    fn drop(&mut self) {
+        // SAFETY: a wait we registered, then the process handle we opened;
+        // INVALID_HANDLE_VALUE waits for a running callback, after which the
+        // box is unused and freed once, here.
+        unsafe {
+            UnregisterWaitEx(self.wait, INVALID_HANDLE_VALUE);
+            CloseHandle(self.process);
+            drop(Box::from_raw(self.waker));
+        }
+    }
+}
+
+/// Calls `waker` when process `who` ends. `None` if it cannot be watched (no
+/// access to it, or it has ended, or it is another process by now): the caller
+/// looks again periodically.
+pub(crate) fn watch_exit(who: ProcessIdentity, waker: &Waker) -> Option<ExitWatch> {
+    if who.start_time == 0 {
+        return None;
+    }
+    // SAFETY: OpenProcess returns null or a handle we own.
+    let process = unsafe {
+        OpenProcess(
+            PROCESS_SYNCHRONIZE | PROCESS_QUERY_LIMITED_INFORMATION,
+            0,
+            who.pid,
+        )
+    };
+    if process.is_null() {
+        return None;
+    }
+    let close = |h: HANDLE| {
+        // SAFETY: a handle we opened, closed once.
+        unsafe { CloseHandle(h) };
+    };
+    // The handle is for whoever has the pid now: the peer only if it started
+    // when the peer did.
+    if super::creation_time(process) != Some(who.start_time) || !super::process_alive(who) {
+        close(process);
+        return None;
+    }
+    let boxed = Box::into_raw(Box::new(std::sync::Mutex::new(waker.clone())));
+    let mut wait: HANDLE = std::ptr::null_mut();
+    // SAFETY: an open process handle (kept open while the wait exists); the
+    // context is our box, freed only after UnregisterWaitEx waited for the
+    // callback.
+    let ok = unsafe {
+        RegisterWaitForSingleObject(
+            &mut wait,
+            process,
+            Some(exited),
+            boxed as *const c_void,
+            INFINITE,
+            WT_EXECUTEONLYONCE | WT_EXECUTEINWAITTHREAD,
+        )
+    };
+    if ok == 0 {
+        close(process);
+        // SAFETY: ours, never shared.
+        drop(unsafe { Box::from_raw(boxed) });
+        return None;
+    }
+    Some(ExitWatch {
+        who,
+        process,
+        wait,
+        waker: boxed,
+    })
 }
