@@ -212,6 +212,16 @@ impl Interrupt {
         key
     }
 
+    /// Replaces the waker registered under `key` (a task polled with a new one).
+    pub(crate) fn update_waker(&self, key: u64, waker: &Waker) {
+        let mut wakers = self.wakers();
+        if let Some((_, old)) = wakers.iter_mut().find(|(k, _)| *k == key) {
+            if !old.will_wake(waker) {
+                *old = waker.clone();
+            }
+        }
+    }
+
     pub(crate) fn remove_waker(&self, key: u64) {
         let mut wakers = self.wakers();
         if let Some(i) = wakers.iter().position(|(k, _)| *k == key) {

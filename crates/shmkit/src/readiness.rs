@@ -55,6 +55,12 @@ pub(crate) trait Watched {
     fn peers(&self) -> Option<Vec<ProcessIdentity>> {
         None
     }
+    /// How long a fresh wait keeps trying before it yields to the executor:
+    /// the other side often answers within microseconds, and being woken
+    /// through the reactor costs more (the endpoint's spin, see `WaitMode`).
+    fn spin(&self) -> Duration {
+        Duration::ZERO
+    }
     /// For errors.
     fn object(&self) -> &ObjectName;
 }
@@ -66,6 +72,13 @@ pub(crate) trait Ready: Watched + Sync {
     /// free lock, or an error to report (a closed peer). `deep` also checks
     /// that peers live (costs a look at each).
     fn ready_now(&self, deep: bool) -> bool;
+}
+
+/// The spin of an endpoint's wait mode, for async waits: a busy-polling
+/// endpoint cannot poll forever inside an executor, so it spins as long as the
+/// default blocking mode does.
+pub(crate) fn async_spin(spin: Option<Duration>) -> Duration {
+    spin.unwrap_or(Duration::from_micros(20))
 }
 
 /// The values the bells' words held before an attempt.
@@ -94,6 +107,8 @@ pub(crate) struct AsyncWait {
     watches: Vec<sys::Watch>,
     /// Peers watched for their exit, kept from one arming to the next.
     exits: Vec<sys::ExitWatch>,
+    /// When the waiting operation gives up: the reactor wakes the task then.
+    deadline: Option<Instant>,
     interrupt: Option<(Arc<Interrupt>, u64)>,
 }
 
@@ -156,6 +171,10 @@ impl AsyncWait {
             Some(every) if !self.watch_exits(obj.peers(), cx) => Instant::now().checked_add(every),
             _ => None,
         };
+        let recheck = match (recheck, self.deadline) {
+            (Some(r), Some(d)) => Some(r.min(d)),
+            (r, d) => r.or(d),
+        };
         let live: Vec<(&Bell<'_>, u32)> = bells
             .iter()
             .zip(seen)
@@ -177,7 +196,10 @@ impl AsyncWait {
             }
         }
         match (&self.interrupt, obj.interrupt()) {
-            (Some((mine, _)), Some(now)) if Arc::ptr_eq(mine, now) => {}
+            (Some((mine, key)), Some(now)) if Arc::ptr_eq(mine, now) => {
+                // Only the latest poll's waker counts.
+                mine.update_waker(*key, cx.waker());
+            }
             (_, Some(now)) => {
                 if let Some((old, key)) = self.interrupt.take() {
                     old.remove_waker(key);
@@ -246,6 +268,11 @@ pub(crate) fn poll_op<O: Watched + ?Sized, T>(
                 return Poll::Ready(done);
             }
         }
+        if !wait.registered() {
+            if let Some(done) = spin(obj, &mut try_op) {
+                return Poll::Ready(done);
+            }
+        }
         if obj.interrupt().is_some_and(|i| i.raised()) {
             wait.finish();
             return Poll::Ready(Err(Error::Interrupted {
@@ -258,6 +285,34 @@ pub(crate) fn poll_op<O: Watched + ?Sized, T>(
         }
     }
 }
+
+/// Tries `try_op` for the object's spin time (a fresh wait only); the result
+/// if it stopped blocking meanwhile.
+fn spin<O: Watched + ?Sized, T>(
+    obj: &mut O,
+    try_op: &mut impl FnMut(&mut O) -> Result<T>,
+) -> Option<Result<T>> {
+    let spin = obj.spin();
+    if spin.is_zero() {
+        return None;
+    }
+    let started = Instant::now();
+    loop {
+        for _ in 0..SPIN_BATCH {
+            std::hint::spin_loop();
+            match try_op(obj) {
+                Err(e) if e.is_would_block() => {}
+                done => return Some(done),
+            }
+        }
+        if started.elapsed() >= spin || obj.interrupt().is_some_and(|i| i.raised()) {
+            return None;
+        }
+    }
+}
+
+/// Tries between looks at the clock while spinning.
+const SPIN_BATCH: u32 = 8;
 
 /// A future running [`poll_op`] on an object it holds (by reference, usually)
 /// until the operation is done; dropped early, it gives its wait back and has
@@ -277,6 +332,13 @@ impl<O: Watched, T, F: FnMut(&mut O) -> Result<T> + Unpin> OpFuture<O, F> {
             op,
             try_op,
         }
+    }
+
+    /// Makes sure the future is polled again at `deadline` (its `try_op`
+    /// decides what happens then).
+    pub(crate) fn until(mut self, deadline: Option<Instant>) -> Self {
+        self.wait.deadline = deadline;
+        self
     }
 }
 
@@ -308,6 +370,9 @@ macro_rules! forward_watched {
             }
             fn peers(&self) -> Option<Vec<ProcessIdentity>> {
                 (**self).peers()
+            }
+            fn spin(&self) -> Duration {
+                (**self).spin()
             }
         }
     )*};

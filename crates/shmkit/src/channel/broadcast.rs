@@ -663,6 +663,9 @@ impl Watched for Subscriber {
     fn object(&self) -> &ObjectName {
         self.mem.name()
     }
+    fn spin(&self) -> Duration {
+        crate::readiness::async_spin(self.spin)
+    }
 }
 
 impl Drop for Subscriber {

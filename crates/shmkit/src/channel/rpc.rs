@@ -291,20 +291,23 @@ impl RpcServer {
                 self.replies.insert(reply_to.to_owned(), tx);
             }
             let tx = self.replies.get_mut(reply_to).expect("inserted above");
-            let object = tx.name().into();
+            let object: ObjectName = tx.name().into();
             let timeout = self.reply_timeout;
             let deadline = Instant::now().checked_add(timeout);
-            let sent = tx.send_async(msg);
-            let sent = TimeBound {
-                inner: Box::pin(sent),
-                deadline,
-            }
-            .await
-            .unwrap_or(Err(Error::Timeout {
-                object,
-                op: "deliver a reply (the client's reply queue stayed full)",
-                after: timeout,
-            }));
+            // The wait itself has the deadline: the reactor wakes the task
+            // then even when nothing else would.
+            let sent = OpFuture::new(tx, "send", |tx: &mut &mut Sender| {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Err(Error::Timeout {
+                        object: object.clone(),
+                        op: "deliver a reply (the client's reply queue stayed full)",
+                        after: timeout,
+                    });
+                }
+                tx.try_send_noticing_death(msg)
+            })
+            .until(deadline)
+            .await;
             if sent.is_err() {
                 self.replies.remove(reply_to);
             }
@@ -360,30 +363,6 @@ impl RpcClient {
                 }
             }
         }
-    }
-}
-
-/// A future given up at a deadline, noticed when it is polled (a sender's
-/// wait is polled at least every 50 ms).
-struct TimeBound<F> {
-    inner: std::pin::Pin<Box<F>>,
-    deadline: Option<Instant>,
-}
-
-impl<F: std::future::Future> std::future::Future for TimeBound<F> {
-    type Output = Option<F::Output>;
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<F::Output>> {
-        if let std::task::Poll::Ready(out) = self.inner.as_mut().poll(cx) {
-            return std::task::Poll::Ready(Some(out));
-        }
-        if self.deadline.is_some_and(|d| Instant::now() >= d) {
-            return std::task::Poll::Ready(None);
-        }
-        std::task::Poll::Pending
     }
 }
 
@@ -458,6 +437,9 @@ impl Watched for RpcServer {
     fn object(&self) -> &ObjectName {
         self.requests.object()
     }
+    fn spin(&self) -> Duration {
+        self.requests.spin()
+    }
 }
 
 impl crate::readiness::Ready for RpcServer {
@@ -478,6 +460,9 @@ impl Watched for RpcClient {
     }
     fn object(&self) -> &ObjectName {
         self.replies.object()
+    }
+    fn spin(&self) -> Duration {
+        self.replies.spin()
     }
     fn peers(&self) -> Option<Vec<crate::sys::ProcessIdentity>> {
         // The server: its reply senders attach only with the first reply. No

@@ -864,6 +864,9 @@ impl Watched for Receiver {
     fn object(&self) -> &ObjectName {
         self.mem.name()
     }
+    fn spin(&self) -> Duration {
+        crate::readiness::async_spin(self.spin)
+    }
 }
 
 impl crate::readiness::Ready for Receiver {

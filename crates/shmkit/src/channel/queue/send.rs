@@ -771,7 +771,7 @@ impl Sender {
 
     /// `try_send`, and once in every CHECK_EVERY of finding no room, a look at
     /// whether the receiver died (what a blocking send does while it sleeps).
-    fn try_send_noticing_death(&mut self, msg: &[u8]) -> Result<()> {
+    pub(crate) fn try_send_noticing_death(&mut self, msg: &[u8]) -> Result<()> {
         match self.try_send(msg) {
             Err(e) if e.is_would_block() => {
                 let since = *self.full_since.get_or_insert_with(Instant::now);
@@ -824,6 +824,9 @@ impl Watched for Sender {
     }
     fn object(&self) -> &ObjectName {
         self.mem.name()
+    }
+    fn spin(&self) -> Duration {
+        crate::readiness::async_spin(self.spin)
     }
 }
 
