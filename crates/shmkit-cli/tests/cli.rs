@@ -486,6 +486,50 @@ fn bench_measures_every_transport_it_is_asked_for() {
     assert!(json.contains("\"machine\""), "{json}");
 }
 
+/// The async rows (tokio on both sides, with and without spin), the blocking
+/// row without spin and the wait-set row (500 channels each side; sizes up to
+/// 4 KiB only) run beside the blocking one, and their targets are checked
+/// against it.
+#[test]
+fn bench_measures_async_and_wait_sets() {
+    let out = shmkit(&[
+        "bench",
+        "--json",
+        "--rounds",
+        "1",
+        "--sizes",
+        "64,64KiB",
+        "--only",
+        "queue-blocking,queue-sleep,queue-async,queue-async-sleep,waitset",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json = String::from_utf8(out.stdout).unwrap();
+    for (transport, rows) in [
+        ("queue-blocking", 4),
+        ("queue-sleep", 2),
+        ("queue-async", 2),
+        ("queue-async-sleep", 2),
+        ("waitset", 1),
+    ] {
+        let found = json
+            .matches(&format!("\"transport\": \"{transport}\""))
+            .count();
+        assert_eq!(found, rows, "{transport} in {json}");
+    }
+    assert!(
+        json.contains("64 B async round trip (tokio, both sides) <= 2x blocking"),
+        "{json}"
+    );
+    assert!(
+        json.contains("64 B round trip through WaitSets of 500 channels"),
+        "{json}"
+    );
+}
+
 #[test]
 fn bench_refuses_bad_sizes_and_unknown_transports() {
     let out = shmkit(&["bench", "--sizes", "4"]);

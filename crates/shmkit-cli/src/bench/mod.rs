@@ -40,7 +40,9 @@ pub struct BenchArgs {
           default_value = "64,1KiB,64KiB,1MiB")]
     pub sizes: Vec<usize>,
     /// Only these transports, comma-separated: floor, queue-busy, queue-blocking,
-    /// zero-copy, broadcast-1, broadcast-4, rpc, pipe, unix-socket, tcp.
+    /// queue-sleep, queue-async, queue-async-sleep, waitset, zero-copy,
+    /// broadcast-1, broadcast-4, rpc, pipe, unix-socket, tcp (waitset: sizes up
+    /// to 4 KiB).
     #[arg(long, value_delimiter = ',', value_parser = parse_kind)]
     pub only: Vec<String>,
     /// A short run (about 10 seconds): fewer, shorter rounds.
@@ -176,11 +178,11 @@ pub fn run(args: BenchArgs) -> CmdResult {
 
     let stream_kinds: Vec<Kind> = kinds.iter().copied().filter(|k| k.streams()).collect();
     let fan_counts = [1usize, 4, 16];
-    let batches = (plan.rounds as u64 + 1)
-        * sizes.len() as u64
-        * (kinds.len() + stream_kinds.len() + 1) as u64
-        + 2 * fan_counts.len() as u64
-        + 1;
+    let per_round: usize = sizes
+        .iter()
+        .map(|&size| kinds.iter().filter(|k| k.fits(size)).count() + stream_kinds.len() + 1)
+        .sum();
+    let batches = (plan.rounds as u64 + 1) * per_round as u64 + 2 * fan_counts.len() as u64 + 1;
     let progress = if args.json {
         ProgressBar::hidden()
     } else {
@@ -288,7 +290,7 @@ fn measure(
     };
     progress.set_message("calibrating");
     for &size in sizes {
-        for (&kind, link) in links.iter_mut() {
+        for (&kind, link) in links.iter_mut().filter(|(k, _)| k.fits(size)) {
             scratch.clear();
             let start = Instant::now();
             link.round_trips(16, size, &mut scratch)?;
@@ -317,7 +319,7 @@ fn measure(
         let turn = round as usize % order.len().max(1);
         order.rotate_left(turn);
         for &size in sizes {
-            for &kind in &order {
+            for &kind in order.iter().filter(|k| k.fits(size)) {
                 let link = links.get_mut(&kind).expect("opened");
                 let n = counts[&(kind, size)];
                 let out = samples.entry((kind, size)).or_default();

@@ -228,6 +228,49 @@ impl Report {
                 b <= 2.0 * p,
             );
         }
+        // The async and wait-set targets: both against the default blocking
+        // receiver, which spins 20 µs before it sleeps (async futures spin as
+        // long); the rows without spin say what waking a sleeper costs in the
+        // same run.
+        let unspun = |size: usize| {
+            let b = self.p50("queue-sleep", size);
+            let a = self.p50("queue-async-sleep", size);
+            match (a, b) {
+                (Some(a), Some(b)) => format!("; without spin: async {a:.0}, blocking {b:.0} ns"),
+                (None, Some(b)) => format!("; blocking without spin {b:.0} ns"),
+                (Some(a), None) => format!("; async without spin {a:.0} ns"),
+                (None, None) => String::new(),
+            }
+        };
+        for size in [64, 1024] {
+            if let (Some(a), Some(b)) = (
+                self.p50("queue-async", size),
+                self.p50("queue-blocking", size),
+            ) {
+                add(
+                    &format!(
+                        "{} async round trip (tokio, both sides) <= 2x blocking",
+                        size::show(size as u64)
+                    ),
+                    format!("{:.2}x ({a:.0} / {b:.0} ns, p50{})", a / b, unspun(size)),
+                    a <= 2.0 * b,
+                );
+            }
+        }
+        for &size in &self.settings.sizes {
+            if let (Some(w), Some(b)) =
+                (self.p50("waitset", size), self.p50("queue-blocking", size))
+            {
+                add(
+                    &format!(
+                        "{} round trip through WaitSets of 500 channels <= 2x one blocking receiver",
+                        size::show(size as u64)
+                    ),
+                    format!("{:.2}x ({w:.0} / {b:.0} ns, p50{})", w / b, unspun(size)),
+                    w <= 2.0 * b,
+                );
+            }
+        }
         if let Some(idle) = self.idle_receiver_cpu_ms_per_s {
             add(
                 "an idle blocking receiver uses no CPU",

@@ -35,6 +35,10 @@ pub enum Kind {
     Floor,
     QueueBusy,
     QueueBlocking,
+    QueueSleep,
+    QueueAsync,
+    QueueAsyncSleep,
+    WaitSet,
     ZeroCopy,
     Broadcast1,
     Broadcast4,
@@ -45,10 +49,14 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 14] = [
         Kind::Floor,
         Kind::QueueBusy,
         Kind::QueueBlocking,
+        Kind::QueueSleep,
+        Kind::QueueAsync,
+        Kind::QueueAsyncSleep,
+        Kind::WaitSet,
         Kind::ZeroCopy,
         Kind::Broadcast1,
         Kind::Broadcast4,
@@ -64,6 +72,10 @@ impl Kind {
             Kind::Floor => "raw cache-line ping-pong (floor)",
             Kind::QueueBusy => "shmkit queue, busy-poll",
             Kind::QueueBlocking => "shmkit queue, blocking (default)",
+            Kind::QueueSleep => "shmkit queue, blocking without spin",
+            Kind::QueueAsync => "shmkit queue, async (tokio current-thread)",
+            Kind::QueueAsyncSleep => "shmkit queue, async without spin",
+            Kind::WaitSet => "shmkit queue, WaitSet of 500 each side",
             Kind::ZeroCopy => "shmkit queue, zero-copy (send_with), busy-poll",
             Kind::Broadcast1 => "shmkit broadcast, 1 subscriber",
             Kind::Broadcast4 => "shmkit broadcast, 4 subscribers",
@@ -88,6 +100,10 @@ impl Kind {
             Kind::Floor => "floor",
             Kind::QueueBusy => "queue-busy",
             Kind::QueueBlocking => "queue-blocking",
+            Kind::QueueSleep => "queue-sleep",
+            Kind::QueueAsync => "queue-async",
+            Kind::QueueAsyncSleep => "queue-async-sleep",
+            Kind::WaitSet => "waitset",
             Kind::ZeroCopy => "zero-copy",
             Kind::Broadcast1 => "broadcast-1",
             Kind::Broadcast4 => "broadcast-4",
@@ -127,6 +143,13 @@ impl Kind {
     /// Whether this build can run it here.
     pub fn available(self) -> bool {
         cfg!(unix) || self != Kind::UnixSocket
+    }
+
+    /// Whether it runs at messages of `size` bytes: the wait set's thousand
+    /// channels have small rings (see [`WAITSET_RING`]), so it measures
+    /// wake-ups, not copies.
+    pub fn fits(self, size: usize) -> bool {
+        self != Kind::WaitSet || size <= WAITSET_MAX_SIZE
     }
 }
 
@@ -179,9 +202,13 @@ impl Spawner {
         let name = self.name(kind);
         Ok(match kind {
             Kind::Floor => Box::new(Floor::open(self, &name)?),
-            Kind::QueueBusy | Kind::QueueBlocking | Kind::ZeroCopy => {
+            Kind::QueueBusy | Kind::QueueBlocking | Kind::QueueSleep | Kind::ZeroCopy => {
                 Box::new(Queue::open(self, kind, &name)?)
             }
+            Kind::QueueAsync | Kind::QueueAsyncSleep => {
+                Box::new(AsyncQueue::open(self, kind, &name)?)
+            }
+            Kind::WaitSet => Box::new(Sets::open(self, &name)?),
             Kind::Broadcast1 => Box::new(Broadcast::open(self, kind, &name, 1)?),
             Kind::Broadcast4 => Box::new(Broadcast::open(self, kind, &name, 4)?),
             Kind::Rpc => Box::new(Rpc::open(self, &name)?),
@@ -504,7 +531,10 @@ fn next_command(ctl: &mut Receiver) -> BenchResult<Cmd> {
 
 fn queue_options(kind: Kind) -> ChannelOptions {
     let wait = match kind {
-        Kind::QueueBlocking => WaitMode::default(),
+        Kind::QueueBlocking | Kind::QueueAsync => WaitMode::default(),
+        Kind::QueueSleep | Kind::QueueAsyncSleep => WaitMode::Blocking {
+            spin: Duration::ZERO,
+        },
         _ => WaitMode::BusyPoll,
     };
     ChannelOptions::new().capacity(RING).wait_mode(wait)
@@ -656,6 +686,278 @@ fn queue_peer(kind: Kind, name: &str) -> BenchResult<()> {
                     }
                 }
             }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The same queues awaited: both sides run a current-thread tokio runtime and
+// move every message with `send_async` / `recv_into_async` (commands still
+// come on the blocking control channel, between batches). A future spins its
+// wait mode's spin (20 µs by default) before it yields to the runtime, as a
+// blocking call does before it sleeps; without spin it goes straight to the
+// reactor, whose thread wakes the runtime's.
+
+fn runtime() -> BenchResult<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread().build()?)
+}
+
+struct AsyncQueue {
+    rt: tokio::runtime::Runtime,
+    tx: Sender,
+    rx: Receiver,
+    ctl: Sender,
+    child: Child,
+    seq: u64,
+    src: protocol::Buffer,
+    buf: protocol::Buffer,
+}
+
+impl AsyncQueue {
+    fn open(sp: &Spawner, kind: Kind, name: &str) -> BenchResult<AsyncQueue> {
+        let opts = queue_options(kind);
+        let tx = opts.sender(&format!("{name}-in"))?;
+        let rx = opts.receiver(&format!("{name}-out"))?;
+        let ctl = Sender::connect(&control_channel(name))?;
+        let child = sp.spawn(kind, name, &[])?;
+        Ok(AsyncQueue {
+            rt: runtime()?,
+            tx,
+            rx,
+            ctl,
+            child,
+            seq: 0,
+            src: protocol::pattern(MAX_SIZE),
+            buf: protocol::Buffer::new(MAX_SIZE),
+        })
+    }
+}
+
+impl Link for AsyncQueue {
+    fn round_trips(&mut self, count: u64, size: usize, out: &mut Vec<u64>) -> BenchResult<()> {
+        self.ctl.send(
+            &Cmd {
+                op: Op::Echo,
+                count,
+                size,
+            }
+            .encode(),
+        )?;
+        let AsyncQueue {
+            rt,
+            tx,
+            rx,
+            src,
+            buf,
+            seq,
+            ..
+        } = self;
+        let src = &mut src[..size];
+        // As `timed_round_trips`, inside the runtime: one clock read per
+        // round trip.
+        rt.block_on(async {
+            let mut last = Instant::now();
+            for _ in 0..count {
+                *seq += 1;
+                protocol::stamp(src, *seq);
+                tx.send_async(src).await?;
+                let n = rx.recv_into_async(buf).await?;
+                if n != size {
+                    return Err(format!("async queue: {n} bytes came back, not {size}").into());
+                }
+                expect_seq(protocol::seq_of(buf), *seq, "async queue")?;
+                let now = Instant::now();
+                out.push((now - last).as_nanos() as u64);
+                last = now;
+            }
+            Ok(())
+        })
+    }
+
+    fn stream(&mut self, _: u64, _: usize) -> BenchResult<(u64, Duration)> {
+        Err("the async queue has no streaming test".into())
+    }
+
+    fn finish(mut self: Box<Self>) -> BenchResult<()> {
+        quit(&mut self.ctl)?;
+        wait_child(self.child, "async queue")
+    }
+
+    fn kill(mut self: Box<Self>) {
+        kill(&mut self.child);
+    }
+
+    fn peer_pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+fn async_peer(kind: Kind, name: &str) -> BenchResult<()> {
+    let opts = queue_options(kind);
+    let mut rx = opts.receiver(&format!("{name}-in"))?;
+    let mut tx = opts.sender(&format!("{name}-out"))?;
+    let mut ctl = Receiver::connect(&control_channel(name))?;
+    let rt = runtime()?;
+    let mut buf = protocol::Buffer::new(MAX_SIZE);
+    loop {
+        let cmd = next_command(&mut ctl)?;
+        if cmd.op != Op::Echo {
+            return Ok(());
+        }
+        rt.block_on(async {
+            for _ in 0..cmd.count {
+                let n = rx.recv_into_async(&mut buf).await?;
+                tx.send_async(&buf[..n]).await?;
+            }
+            Ok::<_, shmkit::Error>(())
+        })?;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Wait sets: each side waits in a `WaitSet` of WAITSET_CHANNELS receivers; round
+// trip `seq` goes out on `-in-k` and comes back on `-out-k`, k = seq mod the
+// count, so the message arrives on another channel of the set each time.
+
+/// Channels in each side's wait set.
+const WAITSET_CHANNELS: usize = 500;
+/// Ring of each of them: the thousand rings take 64 MiB.
+const WAITSET_RING: u64 = 64 << 10;
+/// The largest message size the wait-set transport runs (a sixteenth of its ring).
+const WAITSET_MAX_SIZE: usize = 4 << 10;
+
+fn waitset_options() -> ChannelOptions {
+    ChannelOptions::new().capacity(WAITSET_RING)
+}
+
+/// Opens `count` receivers named `{prefix}-0`... and senders `{to}-0`...
+fn waitset_ends(prefix: &str, to: &str) -> BenchResult<(Vec<Receiver>, Vec<Sender>)> {
+    let opts = waitset_options();
+    let mut rxs = Vec::with_capacity(WAITSET_CHANNELS);
+    let mut txs = Vec::with_capacity(WAITSET_CHANNELS);
+    for k in 0..WAITSET_CHANNELS {
+        rxs.push(opts.receiver(&format!("{prefix}-{k}"))?);
+        txs.push(opts.sender(&format!("{to}-{k}"))?);
+    }
+    Ok((rxs, txs))
+}
+
+/// Waits in a set of all `rxs` until one is ready, then receives from it into
+/// `buf`: which channel it was, and the message's length. A wait set is
+/// built for every wait, as its documentation says to (it borrows its members).
+fn waitset_recv(rxs: &mut [Receiver], buf: &mut [u8], what: &str) -> BenchResult<(usize, usize)> {
+    let since = Instant::now();
+    loop {
+        let ready = {
+            let mut set = shmkit::WaitSet::new();
+            for rx in rxs.iter() {
+                set.add(rx);
+            }
+            set.wait_timeout(STUCK)?
+        };
+        for k in ready {
+            match rxs[k].try_recv_into(buf) {
+                Ok(n) => return Ok((k, n)),
+                Err(e) if e.is_would_block() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        check_stuck(since, what)?;
+    }
+}
+
+struct Sets {
+    txs: Vec<Sender>,
+    rxs: Vec<Receiver>,
+    ctl: Sender,
+    child: Child,
+    seq: u64,
+    src: protocol::Buffer,
+    buf: protocol::Buffer,
+}
+
+impl Sets {
+    fn open(sp: &Spawner, name: &str) -> BenchResult<Sets> {
+        let (rxs, txs) = waitset_ends(&format!("{name}-out"), &format!("{name}-in"))?;
+        let ctl = Sender::connect(&control_channel(name))?;
+        let child = sp.spawn(Kind::WaitSet, name, &[])?;
+        Ok(Sets {
+            txs,
+            rxs,
+            ctl,
+            child,
+            seq: 0,
+            src: protocol::pattern(MAX_SIZE),
+            buf: protocol::Buffer::new(MAX_SIZE),
+        })
+    }
+}
+
+impl Link for Sets {
+    fn round_trips(&mut self, count: u64, size: usize, out: &mut Vec<u64>) -> BenchResult<()> {
+        self.ctl.send(
+            &Cmd {
+                op: Op::Echo,
+                count,
+                size,
+            }
+            .encode(),
+        )?;
+        let Sets {
+            txs,
+            rxs,
+            src,
+            buf,
+            seq,
+            ..
+        } = self;
+        let src = &mut src[..size];
+        timed_round_trips(count, out, |_| {
+            *seq += 1;
+            let k = (*seq % WAITSET_CHANNELS as u64) as usize;
+            protocol::stamp(src, *seq);
+            txs[k].send(src)?;
+            let (from, n) = waitset_recv(rxs, buf, "wait set")?;
+            if (from, n) != (k, size) {
+                return Err(format!(
+                    "wait set: {n} bytes came back on channel {from}, not {size} on {k}"
+                )
+                .into());
+            }
+            expect_seq(protocol::seq_of(buf), *seq, "wait set")
+        })
+    }
+
+    fn stream(&mut self, _: u64, _: usize) -> BenchResult<(u64, Duration)> {
+        Err("the wait set has no streaming test".into())
+    }
+
+    fn finish(mut self: Box<Self>) -> BenchResult<()> {
+        quit(&mut self.ctl)?;
+        wait_child(self.child, "wait set")
+    }
+
+    fn kill(mut self: Box<Self>) {
+        kill(&mut self.child);
+    }
+
+    fn peer_pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+fn sets_peer(name: &str) -> BenchResult<()> {
+    let (mut rxs, mut txs) = waitset_ends(&format!("{name}-in"), &format!("{name}-out"))?;
+    let mut ctl = Receiver::connect(&control_channel(name))?;
+    let mut buf = protocol::Buffer::new(MAX_SIZE);
+    loop {
+        let cmd = next_command(&mut ctl)?;
+        if cmd.op != Op::Echo {
+            return Ok(());
+        }
+        for _ in 0..cmd.count {
+            let (k, n) = waitset_recv(&mut rxs, &mut buf, "wait set peer")?;
+            txs[k].send(&buf[..n])?;
         }
     }
 }
@@ -1095,7 +1397,11 @@ pub fn run_peer(args: PeerArgs) -> BenchResult<()> {
     let name = args.name.as_str();
     match kind {
         Kind::Floor => floor_peer(name),
-        Kind::QueueBusy | Kind::QueueBlocking | Kind::ZeroCopy => queue_peer(kind, name),
+        Kind::QueueBusy | Kind::QueueBlocking | Kind::QueueSleep | Kind::ZeroCopy => {
+            queue_peer(kind, name)
+        }
+        Kind::QueueAsync | Kind::QueueAsyncSleep => async_peer(kind, name),
+        Kind::WaitSet => sets_peer(name),
         Kind::Broadcast1 | Kind::Broadcast4 => match args.index.as_deref() {
             Some("fan") => fan_out_peer(name, args.mode.as_deref() == Some("busy")),
             Some(i) => broadcast_peer(name, i.parse()?),
