@@ -1,5 +1,6 @@
 //! Publish/subscribe: `Publisher`, `Subscriber` (with `Lagged`).
 
+use crate::aio::{coroutine, poll_once, Wakeup};
 use crate::channel::{is_class, to_bytes, to_bytes_detached, Opts};
 use crate::errors::{closed, IntoPyResult};
 use crate::handle::{Handle, Turn};
@@ -8,6 +9,7 @@ use crate::wait::{timeout_arg, wait, Deadline, LARGE};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 use shmkit::channel::{Publisher, Subscriber};
+use std::task::Poll;
 use std::time::Duration;
 
 /// The one publisher of a broadcast channel: every subscriber gets every
@@ -126,6 +128,7 @@ impl PyPublisher {
 #[pyclass(name = "Subscriber", module = "shmkit", frozen)]
 pub struct PySubscriber {
     handle: Handle<Subscriber>,
+    wakeup: Wakeup,
 }
 
 #[pymethods]
@@ -157,6 +160,7 @@ impl PySubscriber {
         let s = py.detach(|| o.subscriber(name)).py_err(py)?;
         Ok(PySubscriber {
             handle: Handle::new(name, Some(s.interrupter()), s),
+            wakeup: Wakeup::new(),
         })
     }
 
@@ -187,15 +191,64 @@ impl PySubscriber {
         }
     }
 
+    /// A coroutine that receives the next message, waiting without blocking the
+    /// event loop; raises as `recv` does. Cancel safe: a message is taken only
+    /// by the poll that returns it; a cancelled receive skips nothing.
+    fn recv_async<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        coroutine(slf.py(), "recv", (slf,))
+    }
+
+    /// The descriptor the `*_async` coroutines wait on (an eventfd on Linux),
+    /// readable when a wait they registered may have ended. Made on first use,
+    /// it lives as long as this object.
+    fn fileno(&self, py: Python<'_>) -> PyResult<i32> {
+        if self.handle.is_closed() {
+            return Err(closed(py, self.handle.name()));
+        }
+        self.wakeup.fileno(py, self.handle.name())
+    }
+
+    fn _clear_wakeup(&self) {
+        self.wakeup.clear();
+    }
+
+    fn _wake(&self) {
+        self.wakeup.notify();
+    }
+
+    /// One attempt of `recv_async`: the next message, or `None` after
+    /// registering the wait.
+    fn _poll_recv(&self, py: Python<'_>) -> PyResult<Option<Py<PyBytes>>> {
+        let waker = self.wakeup.waker(self.handle.name())?;
+        let mut sub = self.handle.lease(py, "receive", Turn::Prompt)?;
+        match poll_once(&waker, |cx| {
+            sub.poll_recv_with(cx, |m| to_bytes(py, m).map(Bound::unbind))
+        }) {
+            Poll::Ready(got) => got.py_err(py)?.map(Some),
+            Poll::Pending => Ok(None),
+        }
+    }
+
+    /// Gives back the wait of a cancelled `recv_async`.
+    fn _cancel_poll(&self, py: Python<'_>) {
+        // Closed (the wait went with the subscriber) or in use: nothing to give back.
+        if let Ok(mut sub) = self.handle.lease(py, "receive", Turn::Prompt) {
+            sub.cancel_poll();
+        }
+    }
+
     /// The channel's name.
     #[getter]
     fn name(&self) -> &str {
         self.handle.name()
     }
 
-    /// Detaches. A `recv` waiting on another thread ends with `Closed`.
+    /// Detaches. A `recv` waiting on another thread ends with `Closed`, and so
+    /// does a coroutine awaiting it.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        self.handle.close(py)
+        self.handle.close(py)?;
+        self.wakeup.notify();
+        Ok(())
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -219,6 +272,15 @@ impl PySubscriber {
             Err(e) if is_class(py, &e, "Disconnected") => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    fn __aiter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    /// `async for` ends when the publisher is gone; `Lagged` is raised.
+    fn __anext__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        coroutine(slf.py(), "anext", (slf,))
     }
 
     fn __repr__(&self) -> String {

@@ -1,6 +1,7 @@
 //! Queue channels: `Sender` (with zero-copy `reserve`), `Receiver`.
 
-use crate::errors::{closed, invalid, new_error, IntoPyResult};
+use crate::aio::{coroutine, poll_once, Wakeup};
+use crate::errors::{closed, invalid, new_error, to_py, IntoPyResult};
 use crate::handle::{Handle, Turn};
 use crate::region::{contiguous, fill_buffer, size_arg};
 use crate::wait::{timeout_arg, wait, wait_whole, Deadline, LARGE};
@@ -12,6 +13,7 @@ use shmkit::channel::{ChannelOptions, OwnedReservation, Receiver, Sender, WaitMo
 use shmkit::{Interrupter, Lifetime};
 use std::ffi::c_int;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 /// The options every `connect` takes, as keyword arguments.
@@ -93,6 +95,7 @@ pub(crate) fn to_bytes_detached(msg: &[u8]) -> PyResult<Py<PyBytes>> {
 #[pyclass(name = "Sender", module = "shmkit", frozen)]
 pub struct PySender {
     handle: Handle<Sender>,
+    wakeup: Wakeup,
     interrupter: Interrupter,
     capacity: u64,
     max_message: u64,
@@ -135,6 +138,7 @@ impl PySender {
             max_message: s.max_message(),
             max_record: s.max_record(),
             handle: Handle::new(name, Some(interrupter.clone()), s),
+            wakeup: Wakeup::new(),
             interrupter,
         })
     }
@@ -233,6 +237,55 @@ impl PySender {
         }
     }
 
+    /// A coroutine that sends `data` (any bytes-like object up to `max_record`
+    /// bytes; longer ones raise `TooLong`: send them with `send`, in a thread),
+    /// waiting for room without blocking the event loop. Raises `Disconnected`
+    /// if the receiver is gone, `Closed` if `close()` is called meanwhile.
+    /// Cancel safe: the message is written whole when there is room, or not at
+    /// all; a cancelled send has sent nothing.
+    fn send_async<'py>(
+        slf: &Bound<'py, Self>,
+        data: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        coroutine(slf.py(), "send", (slf, data))
+    }
+
+    /// The descriptor the `*_async` coroutines wait on (an eventfd on Linux),
+    /// readable when a wait they registered may have ended. Made on first use,
+    /// it lives as long as this object.
+    fn fileno(&self, py: Python<'_>) -> PyResult<i32> {
+        self.open(py)?;
+        self.wakeup.fileno(py, self.handle.name())
+    }
+
+    fn _clear_wakeup(&self) {
+        self.wakeup.clear();
+    }
+
+    fn _wake(&self) {
+        self.wakeup.notify();
+    }
+
+    /// One attempt of `send_async`: whether `data` went; if not, `fileno()`
+    /// becomes readable when room may have come.
+    fn _poll_send(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let buf = contiguous(data)?;
+        let waker = self.wakeup.waker(self.handle.name())?;
+        let mut tx = self.handle.lease(py, "send", Turn::Prompt)?;
+        match poll_once(&waker, |cx| tx.poll_send(cx, buf.bytes())) {
+            Poll::Ready(sent) => sent.py_err(py).map(|()| true),
+            Poll::Pending => Ok(false),
+        }
+    }
+
+    /// Gives back the wait of a cancelled `send_async`.
+    fn _cancel_poll(&self, py: Python<'_>) {
+        // Closed (the wait went with the sender) or in use: nothing to give back.
+        if let Ok(mut tx) = self.handle.lease(py, "send", Turn::Prompt) {
+            tx.cancel_poll();
+        }
+    }
+
     /// Whether a receiver is attached.
     #[getter]
     fn receiver_connected(&self, py: Python<'_>) -> PyResult<bool> {
@@ -254,6 +307,15 @@ impl PySender {
         Ok(self.max_message)
     }
 
+    /// The longest message that goes as one record (a quarter of the ring,
+    /// less an 8-byte header): the limit of `try_send` and `send_async`.
+    /// `send` fragments longer ones.
+    #[getter]
+    fn max_record(&self, py: Python<'_>) -> PyResult<u64> {
+        self.open(py)?;
+        Ok(self.max_record)
+    }
+
     /// The channel's name.
     #[getter]
     fn name(&self) -> &str {
@@ -262,9 +324,12 @@ impl PySender {
 
     /// Detaches from the channel (the receiver sees `Disconnected` once every
     /// sender is gone and the queue is empty). A `send` waiting on another
-    /// thread ends with `Closed`. `Busy` while a reservation is open.
+    /// thread ends with `Closed`, and so does a `send_async` awaiting it.
+    /// `Busy` while a reservation is open.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        self.handle.close(py)
+        self.handle.close(py)?;
+        self.wakeup.notify();
+        Ok(())
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -445,6 +510,14 @@ impl PyReservation {
 #[pyclass(name = "Receiver", module = "shmkit", frozen)]
 pub struct PyReceiver {
     handle: Handle<Receiver>,
+    wakeup: Wakeup,
+    /// A message `recv_into_async` took but could not fit in its buffer (only
+    /// when it arrived between the look that leaves a long message queued and
+    /// the poll that registers the wait): every receive returns it first, so
+    /// for this receiver it stays queued (closing the receiver drops it; the
+    /// core has no `poll_recv_into` that would leave it in the ring). Used
+    /// only under a lease of `handle`.
+    stash: std::sync::Mutex<Option<Vec<u8>>>,
     capacity: u64,
     max_message: u64,
 }
@@ -480,6 +553,8 @@ impl PyReceiver {
             capacity: r.capacity(),
             max_message: r.max_message(),
             handle: Handle::new(name, Some(r.interrupter()), r),
+            wakeup: Wakeup::new(),
+            stash: std::sync::Mutex::new(None),
         })
     }
 
@@ -490,6 +565,9 @@ impl PyReceiver {
     fn recv(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyBytes>> {
         let deadline = Deadline::after(timeout_arg(py, self.handle.name(), timeout)?);
         let mut rx = self.handle.lease(py, "receive", Turn::Until(deadline))?;
+        if let Some(m) = self.unstash() {
+            return to_bytes(py, &m).map(Bound::unbind);
+        }
         match rx.try_recv_with(|m| to_bytes(py, m).map(Bound::unbind)) {
             Err(e) if e.is_would_block() => wait(py, deadline, |slice| {
                 rx.recv_with_timeout(slice, to_bytes_detached)
@@ -501,6 +579,9 @@ impl PyReceiver {
     /// The next message if one is queued, else `None`.
     fn try_recv(&self, py: Python<'_>) -> PyResult<Option<Py<PyBytes>>> {
         let mut rx = self.handle.lease(py, "try_recv", Turn::Prompt)?;
+        if let Some(m) = self.unstash() {
+            return to_bytes(py, &m).map(|b| Some(b.unbind()));
+        }
         match rx.try_recv_with(|m| to_bytes(py, m).map(Bound::unbind)) {
             Ok(b) => b.map(Some),
             Err(e) if e.is_would_block() => Ok(None),
@@ -527,6 +608,9 @@ impl PyReceiver {
             ))
         })?;
         let mut rx = self.handle.lease(py, "receive", Turn::Until(deadline))?;
+        if let Some(got) = self.stashed_into(py, dst) {
+            return got;
+        }
         // A large buffer is for large messages: copy them without the GIL.
         if dst.len() < LARGE {
             match rx.try_recv_into(dst) {
@@ -535,6 +619,119 @@ impl PyReceiver {
             }
         }
         wait(py, deadline, |slice| rx.recv_into_timeout(dst, slice))
+    }
+
+    /// A coroutine that receives the next message, waiting without blocking the
+    /// event loop. Raises `Disconnected` once the queue is empty and every
+    /// sender has gone, or `Closed` if `close()` is called meanwhile. Cancel
+    /// safe: a message is taken only by the poll that returns it, so a
+    /// cancelled receive (`asyncio.wait_for` timing out) has taken nothing.
+    fn recv_async<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        coroutine(slf.py(), "recv", (slf,))
+    }
+
+    /// A coroutine that receives the next message into `buffer` (a writable
+    /// bytes-like object) and returns its length; `BufferTooSmall` (with
+    /// `needed`) leaves a longer message queued. Cancel safe as `recv_async`.
+    fn recv_into_async<'py>(
+        slf: &Bound<'py, Self>,
+        buffer: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        coroutine(slf.py(), "recv_into", (slf, buffer))
+    }
+
+    /// The descriptor the `*_async` coroutines wait on (an eventfd on Linux),
+    /// readable when a wait they registered may have ended. Made on first use,
+    /// it lives as long as this object.
+    fn fileno(&self, py: Python<'_>) -> PyResult<i32> {
+        if self.handle.is_closed() {
+            return Err(closed(py, self.handle.name()));
+        }
+        self.wakeup.fileno(py, self.handle.name())
+    }
+
+    fn _clear_wakeup(&self) {
+        self.wakeup.clear();
+    }
+
+    fn _wake(&self) {
+        self.wakeup.notify();
+    }
+
+    /// One attempt of `recv_async`: the next message, or `None` after
+    /// registering the wait (`fileno()` becomes readable when one may have come).
+    fn _poll_recv(&self, py: Python<'_>) -> PyResult<Option<Py<PyBytes>>> {
+        let waker = self.wakeup.waker(self.handle.name())?;
+        let mut rx = self.handle.lease(py, "receive", Turn::Prompt)?;
+        if let Some(m) = self.unstash() {
+            return to_bytes(py, &m).map(|b| Some(b.unbind()));
+        }
+        match poll_once(&waker, |cx| {
+            rx.poll_recv_with(cx, |m| to_bytes(py, m).map(Bound::unbind))
+        }) {
+            Poll::Ready(got) => got.py_err(py)?.map(Some),
+            Poll::Pending => Ok(None),
+        }
+    }
+
+    /// One attempt of `recv_into_async`: the length received into `buffer`, or
+    /// `None` after registering the wait. `look_first=False` (for tests) skips
+    /// the look that leaves a long message in the ring.
+    #[pyo3(signature = (buffer, look_first = true))]
+    fn _poll_recv_into(
+        &self,
+        py: Python<'_>,
+        buffer: &Bound<'_, PyAny>,
+        look_first: bool,
+    ) -> PyResult<Option<usize>> {
+        let name = self.handle.name();
+        let mut buf = contiguous(buffer)?;
+        let dst = buf.bytes_mut().ok_or_else(|| {
+            pyo3::exceptions::PyTypeError::new_err(format!(
+                "{name}: recv_into_async needs a writable buffer"
+            ))
+        })?;
+        let waker = self.wakeup.waker(name)?;
+        let mut rx = self.handle.lease(py, "receive", Turn::Prompt)?;
+        if let Some(got) = self.stashed_into(py, dst) {
+            return got.map(Some);
+        }
+        // Leaves a message longer than the buffer queued, which the poll below
+        // cannot (it takes what it lends): it only sees what came in between.
+        if look_first {
+            match rx.try_recv_into(dst) {
+                Err(e) if e.is_would_block() => {}
+                done => return done.py_err(py).map(Some),
+            }
+        }
+        let capacity = dst.len();
+        let polled = poll_once(&waker, |cx| {
+            rx.poll_recv_with(cx, |m| match dst.get_mut(..m.len()) {
+                Some(to) => {
+                    to.copy_from_slice(m);
+                    Ok(m.len())
+                }
+                None => Err(m.to_vec()),
+            })
+        });
+        match polled {
+            Poll::Ready(Ok(Ok(len))) => Ok(Some(len)),
+            Poll::Ready(Ok(Err(long))) => {
+                let e = too_small(name, long.len(), capacity);
+                *self.stash() = Some(long);
+                Err(to_py(py, e))
+            }
+            Poll::Ready(Err(e)) => Err(to_py(py, e)),
+            Poll::Pending => Ok(None),
+        }
+    }
+
+    /// Gives back the wait of a cancelled `recv_async`.
+    fn _cancel_poll(&self, py: Python<'_>) {
+        // Closed (the wait went with the receiver) or in use: nothing to give back.
+        if let Ok(mut rx) = self.handle.lease(py, "receive", Turn::Prompt) {
+            rx.cancel_poll();
+        }
     }
 
     /// Process ids of the senders attached now.
@@ -569,9 +766,12 @@ impl PyReceiver {
     }
 
     /// Detaches from the channel. A call waiting on another thread ends with
-    /// `Closed`; once `close()` returns another receiver may attach.
+    /// `Closed`, and so does a coroutine awaiting it; once `close()` returns
+    /// another receiver may attach.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        self.handle.close(py)
+        self.handle.close(py)?;
+        self.wakeup.notify();
+        Ok(())
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -597,8 +797,55 @@ impl PyReceiver {
         }
     }
 
+    fn __aiter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    /// `async for` receives until every sender is gone (`Disconnected` ends it).
+    fn __anext__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        coroutine(slf.py(), "anext", (slf,))
+    }
+
     fn __repr__(&self) -> String {
         format!("<shmkit.Receiver {:?}>", self.handle.name())
+    }
+}
+
+impl PyReceiver {
+    fn stash(&self) -> std::sync::MutexGuard<'_, Option<Vec<u8>>> {
+        // One assignment at a time: a poisoned lock is still consistent.
+        self.stash.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The message `recv_into_async` kept, if any (call under a lease).
+    fn unstash(&self) -> Option<Vec<u8>> {
+        self.stash().take()
+    }
+
+    /// Receives the kept message into `dst`, if there is one (call under a
+    /// lease); too long, it stays kept.
+    fn stashed_into(&self, py: Python<'_>, dst: &mut [u8]) -> Option<PyResult<usize>> {
+        let mut stash = self.stash();
+        let m = stash.as_ref()?;
+        let Some(to) = dst.get_mut(..m.len()) else {
+            return Some(Err(to_py(
+                py,
+                too_small(self.handle.name(), m.len(), dst.len()),
+            )));
+        };
+        to.copy_from_slice(m);
+        let len = m.len();
+        *stash = None;
+        Some(Ok(len))
+    }
+}
+
+/// What a receive into a buffer of `capacity` bytes says of a `len`-byte message.
+fn too_small(name: &str, len: usize, capacity: usize) -> shmkit::Error {
+    shmkit::Error::BufferTooSmall {
+        object: name.into(),
+        len: len as u64,
+        capacity: capacity as u64,
     }
 }
 

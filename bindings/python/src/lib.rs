@@ -2,6 +2,7 @@
 //! bindings to the Rust library, which they call directly (not through the C
 //! ABI). `python/shmkit/__init__.py` re-exports everything.
 
+mod aio;
 mod broadcast;
 mod channel;
 mod errors;

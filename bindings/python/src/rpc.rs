@@ -1,14 +1,18 @@
 //! Request/response: `RpcServer`, `RpcClient`.
 
+use crate::aio::{coroutine, poll_once, Wakeup};
 use crate::channel::{to_bytes, to_bytes_detached};
-use crate::errors::IntoPyResult;
+use crate::errors::{busy, closed, to_py, IntoPyResult};
 use crate::handle::{Handle, Turn};
 use crate::region::contiguous;
 use crate::wait::{timeout_arg, wait, wait_whole, Deadline, LARGE};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
-use shmkit::channel::{Request, RpcClient, RpcServer};
+use shmkit::channel::{PendingCall, Request, RpcClient, RpcServer, RPC_REPLY_TIMEOUT};
 use shmkit::Interrupter;
+use std::future::Future;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 /// The server of request/response channel `name`: receives requests from any
 /// number of clients and replies to each.
@@ -25,6 +29,7 @@ use shmkit::Interrupter;
 #[pyclass(name = "RpcServer", module = "shmkit", frozen)]
 pub struct PyRpcServer {
     handle: Handle<RpcServer>,
+    wakeup: Wakeup,
 }
 
 /// A request received by an [`PyRpcServer`].
@@ -64,6 +69,7 @@ impl PyRpcServer {
         let inner = py.detach(|| RpcServer::bind(name)).py_err(py)?;
         Ok(PyRpcServer {
             handle: Handle::new(name, Some(inner.interrupter()), inner),
+            wakeup: Wakeup::new(),
         })
     }
 
@@ -112,16 +118,109 @@ impl PyRpcServer {
         Ok(true)
     }
 
+    /// A coroutine that receives the next request, waiting without blocking the
+    /// event loop; `Closed` if `close()` is called meanwhile. Cancel safe: a
+    /// request is taken only by the poll that returns it.
+    fn recv_async<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        coroutine(slf.py(), "recv", (slf,))
+    }
+
+    /// A coroutine that answers `request` with `payload` (bytes-like, up to a
+    /// quarter of the client's reply ring): at once if the client's reply
+    /// queue has room, else retrying until it has, for at most the reply
+    /// timeout (one second), then `Timeout` and the reply is dropped, as
+    /// `reply` does. Cancel safe: the reply goes whole or not at all.
+    fn reply_async<'py>(
+        slf: &Bound<'py, Self>,
+        request: &Bound<'py, PyRequest>,
+        payload: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        coroutine(slf.py(), "reply", (slf, request, payload))
+    }
+
+    /// The descriptor the `*_async` coroutines wait on (an eventfd on Linux),
+    /// readable when a wait they registered may have ended. Made on first use,
+    /// it lives as long as this object.
+    fn fileno(&self, py: Python<'_>) -> PyResult<i32> {
+        if self.handle.is_closed() {
+            return Err(closed(py, self.handle.name()));
+        }
+        self.wakeup.fileno(py, self.handle.name())
+    }
+
+    fn _clear_wakeup(&self) {
+        self.wakeup.clear();
+    }
+
+    fn _wake(&self) {
+        self.wakeup.notify();
+    }
+
+    /// One attempt of `recv_async`: the next request, or `None` after
+    /// registering the wait.
+    fn _poll_recv(&self, py: Python<'_>) -> PyResult<Option<PyRequest>> {
+        let waker = self.wakeup.waker(self.handle.name())?;
+        let mut server = self.handle.lease(py, "receive", Turn::Prompt)?;
+        match poll_once(&waker, |cx| server.poll_recv(cx)) {
+            Poll::Ready(got) => got.py_err(py).map(|inner| Some(PyRequest { inner })),
+            Poll::Pending => Ok(None),
+        }
+    }
+
+    /// A cancelled `recv_async` would give its wait back here, but the core has
+    /// no `RpcServer::cancel_poll`: the wait stays registered until the next
+    /// receive completes or the server closes (clients pay a wake-up per request
+    /// meanwhile; nothing is lost).
+    fn _cancel_poll(&self) {}
+
+    /// One attempt of `reply_async`, `waited` seconds after the first: whether
+    /// the reply went. Polls the core's `reply_async` once and drops it if the
+    /// client's reply queue is full (it sends whole or not at all), since the
+    /// core has no poll method that keeps that wait: the coroutine retries
+    /// after a short sleep. Once `waited` reaches the reply timeout, a reply
+    /// that still cannot go is `Timeout` (and dropped), as `reply` does.
+    #[pyo3(signature = (request, payload, waited = 0.0))]
+    fn _try_reply(
+        &self,
+        py: Python<'_>,
+        request: &PyRequest,
+        payload: &Bound<'_, PyAny>,
+        waited: f64,
+    ) -> PyResult<bool> {
+        let buf = contiguous(payload)?;
+        let mut server = self.handle.lease(py, "reply", Turn::Prompt)?;
+        let replying = server.reply_async(&request.inner, buf.bytes());
+        let mut replying = std::pin::pin!(replying);
+        match replying
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+        {
+            Poll::Ready(sent) => sent.py_err(py).map(|()| true),
+            Poll::Pending if waited >= RPC_REPLY_TIMEOUT.as_secs_f64() => Err(to_py(
+                py,
+                shmkit::Error::Timeout {
+                    object: request.inner.client().into(),
+                    op: "deliver a reply (the client's reply queue stayed full)",
+                    after: RPC_REPLY_TIMEOUT,
+                },
+            )),
+            Poll::Pending => Ok(false),
+        }
+    }
+
     /// The channel's name.
     #[getter]
     fn name(&self) -> &str {
         self.handle.name()
     }
 
-    /// Stops serving: a `recv` waiting on another thread ends with `Closed`, and
-    /// once `close()` returns another server may bind the name.
+    /// Stops serving: a `recv` waiting on another thread ends with `Closed`
+    /// (so does a coroutine awaiting the server), and once `close()` returns
+    /// another server may bind the name.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        self.handle.close(py)
+        self.handle.close(py)?;
+        self.wakeup.notify();
+        Ok(())
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -149,6 +248,11 @@ impl PyRpcServer {
 pub struct PyRpcClient {
     handle: Handle<RpcClient>,
     interrupter: Interrupter,
+    wakeup: Wakeup,
+    /// The request `call_async` sent and awaits the reply to. A reply to
+    /// another call is dropped when found, so no other call may run meanwhile.
+    /// Used only under a lease of `handle`.
+    pending: std::sync::Mutex<Option<PendingCall>>,
 }
 
 #[pymethods]
@@ -161,6 +265,8 @@ impl PyRpcClient {
         Ok(PyRpcClient {
             handle: Handle::new(name, Some(interrupter.clone()), inner),
             interrupter,
+            wakeup: Wakeup::new(),
+            pending: std::sync::Mutex::new(None),
         })
     }
 
@@ -178,6 +284,7 @@ impl PyRpcClient {
         let buf = contiguous(payload)?;
         let bytes = buf.bytes();
         let mut client = self.handle.lease(py, "call", Turn::Until(deadline))?;
+        self.no_async_call(py)?;
         // A request shorter than LARGE is one record of the server's 1 MiB ring
         // (`RpcServer::bind`): an attempt that times out has sent nothing. A
         // longer one may go in fragments, in one uninterrupted call.
@@ -196,15 +303,113 @@ impl PyRpcClient {
         })?
     }
 
+    /// A coroutine that sends `payload` (bytes-like, shorter than 64 KiB; longer
+    /// ones raise `TooLong`: use `call`, in a thread) and returns the reply,
+    /// without blocking the event loop. Raises `Disconnected` if the server
+    /// stops, `Closed` if `close()` is called meanwhile, `Busy` while another
+    /// call on this client is in progress (one at a time). Cancel safe:
+    /// cancelled before the request went, nothing was sent; after, the server
+    /// still answers and the next call discards that reply.
+    fn call_async<'py>(
+        slf: &Bound<'py, Self>,
+        payload: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        coroutine(slf.py(), "call", (slf, payload))
+    }
+
+    /// The descriptor the `*_async` coroutines wait on (an eventfd on Linux),
+    /// readable when a wait they registered may have ended. Made on first use,
+    /// it lives as long as this object.
+    fn fileno(&self, py: Python<'_>) -> PyResult<i32> {
+        if self.handle.is_closed() {
+            return Err(closed(py, self.handle.name()));
+        }
+        self.wakeup.fileno(py, self.handle.name())
+    }
+
+    fn _clear_wakeup(&self) {
+        self.wakeup.clear();
+    }
+
+    fn _wake(&self) {
+        self.wakeup.notify();
+    }
+
+    /// The first step of `call_async`: sends the request if the server's queue
+    /// has room now (whether it did). The request goes as one record or not at
+    /// all, so an attempt that finds no room has sent nothing; the coroutine
+    /// retries after a short sleep (the core has no poll method for this send).
+    fn _start_call(&self, py: Python<'_>, payload: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let name = self.handle.name();
+        let buf = contiguous(payload)?;
+        let bytes = buf.bytes();
+        if bytes.len() >= LARGE {
+            // Longer requests may be fragmented: an attempt would send part.
+            return Err(to_py(
+                py,
+                shmkit::Error::TooLong {
+                    object: name.into(),
+                    len: bytes.len() as u64,
+                    max: LARGE as u64 - 1,
+                },
+            ));
+        }
+        let mut client = self.handle.lease(py, "call", Turn::Prompt)?;
+        self.no_async_call(py)?;
+        match client.start_call(bytes, Some(Duration::ZERO)) {
+            Ok(call) => {
+                *self.pending() = Some(call);
+                Ok(true)
+            }
+            Err(e) if e.is_timeout() || e.is_would_block() => Ok(false),
+            Err(e) => Err(to_py(py, e)),
+        }
+    }
+
+    /// One attempt to collect the reply of `call_async`: the reply, or `None`
+    /// after registering the wait.
+    fn _poll_reply(&self, py: Python<'_>) -> PyResult<Option<Py<PyBytes>>> {
+        let waker = self.wakeup.waker(self.handle.name())?;
+        let mut client = self.handle.lease(py, "call", Turn::Prompt)?;
+        let Some(call) = *self.pending() else {
+            return Err(crate::errors::new_error(
+                py,
+                "Error",
+                format!("{}: no call in progress", self.handle.name()),
+            ));
+        };
+        match poll_once(&waker, |cx| {
+            client.poll_reply_with(cx, call, |m| to_bytes(py, m).map(Bound::unbind))
+        }) {
+            Poll::Ready(got) => {
+                *self.pending() = None;
+                got.py_err(py)?.map(Some)
+            }
+            Poll::Pending => Ok(None),
+        }
+    }
+
+    /// Forgets the call of a cancelled `call_async`: its reply, if it comes, is
+    /// discarded by the next call.
+    fn _abandon_call(&self, py: Python<'_>) {
+        // Closed: the pending call went with the client.
+        if let Ok(_client) = self.handle.lease(py, "call", Turn::Prompt) {
+            *self.pending() = None;
+        }
+    }
+
     /// The server's channel name.
     #[getter]
     fn name(&self) -> &str {
         self.handle.name()
     }
 
-    /// Disconnects: a `call` waiting on another thread ends with `Closed`.
+    /// Disconnects: a `call` waiting on another thread ends with `Closed`, and
+    /// so does a `call_async` awaiting a reply.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        self.handle.close(py)
+        self.handle.close(py)?;
+        self.wakeup.notify();
+        Ok(())
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -219,5 +424,25 @@ impl PyRpcClient {
 
     fn __repr__(&self) -> String {
         format!("<shmkit.RpcClient {:?}>", self.handle.name())
+    }
+}
+
+impl PyRpcClient {
+    fn pending(&self) -> std::sync::MutexGuard<'_, Option<PendingCall>> {
+        // One assignment at a time: a poisoned lock is still consistent.
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `Busy` while a `call_async` awaits its reply (call under a lease): a call
+    /// now would drop that reply as a late one.
+    fn no_async_call(&self, py: Python<'_>) -> PyResult<()> {
+        if self.pending().is_some() {
+            return Err(busy(
+                py,
+                self.handle.name(),
+                "a call_async on this client is awaiting its reply; one call at a time",
+            ));
+        }
+        Ok(())
     }
 }

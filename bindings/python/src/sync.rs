@@ -1,12 +1,16 @@
 //! Cross-process `Mutex` (with owner-died), `Semaphore` and `Event`.
 
-use crate::errors::{busy, invalid, new_error, new_error_with, IntoPyResult};
+use crate::aio::{coroutine, Ops, Wakeup};
+use crate::errors::{busy, closed, invalid, new_error, new_error_with, IntoPyResult};
 use crate::handle::Shared;
 use crate::wait::{timeout_arg, wait, Deadline};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
-use shmkit::sync::{ArcMutexGuard, Event, EventMode, LockError, Mutex, Semaphore, SEMAPHORE_MAX};
+use shmkit::sync::{
+    ArcMutexGuard, Event, EventMode, LockError, LockResult, Mutex, Semaphore, SEMAPHORE_MAX,
+};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
 use std::thread::ThreadId;
 
 /// A lock this process holds through a Python guard: which mutex, and the thread
@@ -49,6 +53,9 @@ fn forget_guard(guard: u64) {
 #[pyclass(name = "Mutex", module = "shmkit", frozen)]
 pub struct PyMutex {
     shared: Shared<Mutex<()>>,
+    wakeup: Wakeup,
+    /// The waits of `lock_async` coroutines.
+    ops: Ops<LockResult<ArcMutexGuard<()>>>,
     created: bool,
     /// Guards taken by `with mutex:` blocks, innermost last.
     entered: std::sync::Mutex<Vec<Py<PyMutexGuard>>>,
@@ -69,6 +76,8 @@ fn wrap_mutex(m: Mutex<()>) -> PyMutex {
     PyMutex {
         created: m.created(),
         shared: Shared::new(&name, m.interrupter(), m),
+        wakeup: Wakeup::new(),
+        ops: Ops::new(),
         entered: std::sync::Mutex::new(Vec::new()),
     }
 }
@@ -107,11 +116,23 @@ impl PyMutex {
             }
             wait(py, deadline, |slice| taken(mutex.lock_arc_timeout(slice)))?
         };
+        self.guard(py, guard, died).map(Some)
+    }
+
+    /// A Python guard for a lock taken on this thread; `OwnerDied` (holding it)
+    /// if `died`.
+    fn guard(
+        &self,
+        py: Python<'_>,
+        guard: ArcMutexGuard<()>,
+        died: bool,
+    ) -> PyResult<Py<PyMutexGuard>> {
+        let name = self.shared.name();
         let id = NEXT_GUARD.fetch_add(1, Ordering::Relaxed);
         held().push(Held {
             guard: id,
             name: name.to_owned(),
-            thread: me,
+            thread: std::thread::current().id(),
         });
         let guard = Py::new(
             py,
@@ -133,7 +154,7 @@ impl PyMutex {
                 &[("guard", guard.into_any())],
             ));
         }
-        Ok(Some(guard))
+        Ok(guard)
     }
 
     fn entered(&self) -> std::sync::MutexGuard<'_, Vec<Py<PyMutexGuard>>> {
@@ -182,6 +203,57 @@ impl PyMutex {
         self.acquire(py, None, true)
     }
 
+    /// A coroutine that locks it without blocking the event loop and returns
+    /// the guard (`async with guard:` releases it at the end of the block).
+    /// Raises `OwnerDied` as `lock` does, `Closed` if `close()` is called
+    /// meanwhile. Cancel safe: the lock is taken only by the poll that returns
+    /// the guard. Not re-entrant: a task awaiting a lock its own task holds
+    /// waits for ever (bound it with `asyncio.wait_for`).
+    fn lock_async<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        coroutine(slf.py(), "wait", (slf,))
+    }
+
+    /// The descriptor the `*_async` coroutines wait on (an eventfd on Linux),
+    /// readable when a wait they registered may have ended. Made on first use,
+    /// it lives as long as this object.
+    fn fileno(&self, py: Python<'_>) -> PyResult<i32> {
+        self.shared.get(py)?;
+        self.wakeup.fileno(py, self.shared.name())
+    }
+
+    fn _clear_wakeup(&self) {
+        self.wakeup.clear();
+    }
+
+    fn _wake(&self) {
+        self.wakeup.notify();
+    }
+
+    /// Starts a `lock_async` wait; the token names it.
+    fn _start_wait(&self, py: Python<'_>) -> PyResult<u64> {
+        let mutex = self.shared.get(py)?;
+        Ok(self.ops.start(async move { mutex.lock_arc_async().await }))
+    }
+
+    /// Polls wait `token`: the guard, or `None` (still waiting).
+    fn _poll_wait(&self, py: Python<'_>, token: u64) -> PyResult<Option<Py<PyMutexGuard>>> {
+        let name = self.shared.name();
+        self.shared.get(py)?;
+        let waker = self.wakeup.waker(name)?;
+        match self.ops.poll(token, &waker) {
+            None => Err(closed(py, name)),
+            Some(Poll::Pending) => Ok(None),
+            Some(Poll::Ready(Ok(g))) => self.guard(py, g, false).map(Some),
+            Some(Poll::Ready(Err(LockError::OwnerDied(g)))) => self.guard(py, g, true).map(Some),
+            Some(Poll::Ready(Err(LockError::Failed(e)))) => Err(e).py_err(py),
+        }
+    }
+
+    /// Drops wait `token` (its coroutine was cancelled).
+    fn _cancel_wait(&self, token: u64) {
+        self.ops.cancel(token);
+    }
+
     fn __enter__(&self, py: Python<'_>) -> PyResult<()> {
         let guard = self.lock(py, None)?;
         self.entered().push(guard);
@@ -211,9 +283,11 @@ impl PyMutex {
 
     /// Closes this handle: a `lock` waiting on another thread ends with
     /// `Closed`, and so do later calls. Guards already taken still hold the
-    /// lock until released.
+    /// lock until released; a `lock_async` awaiting it raises `Closed`.
     fn close(&self) {
         self.shared.close();
+        self.ops.clear();
+        self.wakeup.notify();
     }
 
     fn __repr__(&self) -> String {
@@ -272,6 +346,22 @@ impl PyMutexGuard {
         false
     }
 
+    /// `async with guard:` (from `lock_async`): the block runs holding the lock.
+    fn __aenter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        coroutine(slf.py(), "ready", (slf,))
+    }
+
+    /// Releases the lock at the end of an `async with` block.
+    #[pyo3(signature = (*_args))]
+    fn __aexit__<'py>(
+        &self,
+        py: Python<'py>,
+        _args: &Bound<'py, PyTuple>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.unlock();
+        coroutine(py, "ready", (false,))
+    }
+
     fn __repr__(&self) -> String {
         let state = if self.locked() { "held" } else { "released" };
         format!("<shmkit.MutexGuard {:?} ({state})>", self.name)
@@ -290,12 +380,17 @@ impl Drop for PyMutexGuard {
 #[pyclass(name = "Semaphore", module = "shmkit", frozen)]
 pub struct PySemaphore {
     shared: Shared<Semaphore>,
+    wakeup: Wakeup,
+    /// The waits of `wait_async` coroutines.
+    ops: Ops<shmkit::Result<()>>,
 }
 
 fn wrap_semaphore(s: Semaphore) -> PySemaphore {
     let name = s.name().to_owned();
     PySemaphore {
         shared: Shared::new(&name, s.interrupter(), s),
+        wakeup: Wakeup::new(),
+        ops: Ops::new(),
     }
 }
 
@@ -353,6 +448,45 @@ impl PySemaphore {
         wait(py, deadline, |slice| sem.wait_timeout(slice))
     }
 
+    /// A coroutine that takes one unit, waiting without blocking the event
+    /// loop; `Closed` if `close()` is called meanwhile. Cancel safe: a unit is
+    /// taken only by the poll that completes the wait.
+    fn wait_async<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        coroutine(slf.py(), "wait", (slf,))
+    }
+
+    /// The descriptor the `*_async` coroutines wait on (an eventfd on Linux),
+    /// readable when a wait they registered may have ended. Made on first use,
+    /// it lives as long as this object.
+    fn fileno(&self, py: Python<'_>) -> PyResult<i32> {
+        self.shared.get(py)?;
+        self.wakeup.fileno(py, self.shared.name())
+    }
+
+    fn _clear_wakeup(&self) {
+        self.wakeup.clear();
+    }
+
+    fn _wake(&self) {
+        self.wakeup.notify();
+    }
+
+    /// Starts a `wait_async` wait; the token names it.
+    fn _start_wait(&self, py: Python<'_>) -> PyResult<u64> {
+        let sem = self.shared.get(py)?;
+        Ok(self.ops.start(async move { sem.wait_async().await }))
+    }
+
+    /// Polls wait `token`: `True` once a unit is taken, `None` while waiting.
+    fn _poll_wait(&self, py: Python<'_>, token: u64) -> PyResult<Option<bool>> {
+        poll_shared(py, &self.shared, &self.wakeup, &self.ops, token)
+    }
+
+    /// Drops wait `token` (its coroutine was cancelled).
+    fn _cancel_wait(&self, token: u64) {
+        self.ops.cancel(token);
+    }
+
     /// Takes one unit if one is free; whether it did.
     fn try_wait(&self, py: Python<'_>) -> PyResult<bool> {
         self.shared.get(py)?.try_wait().py_err(py)
@@ -385,9 +519,11 @@ impl PySemaphore {
     }
 
     /// Closes this handle: a `wait` waiting on another thread ends with
-    /// `Closed`, and so do later calls.
+    /// `Closed`, and so do a `wait_async` awaiting it and later calls.
     fn close(&self) {
         self.shared.close();
+        self.ops.clear();
+        self.wakeup.notify();
     }
 
     fn __enter__(&self, py: Python<'_>) -> PyResult<()> {
@@ -418,12 +554,36 @@ impl PySemaphore {
 #[pyclass(name = "Event", module = "shmkit", frozen)]
 pub struct PyEvent {
     shared: Shared<Event>,
+    wakeup: Wakeup,
+    /// The waits of `wait_async` coroutines.
+    ops: Ops<shmkit::Result<()>>,
 }
 
 fn wrap_event(e: Event) -> PyEvent {
     let name = e.name().to_owned();
     PyEvent {
         shared: Shared::new(&name, e.interrupter(), e),
+        wakeup: Wakeup::new(),
+        ops: Ops::new(),
+    }
+}
+
+/// Polls wait `token` of a semaphore or event: `True` once done, `None` while
+/// waiting, `Closed` once closed.
+fn poll_shared<T: Send + Sync>(
+    py: Python<'_>,
+    shared: &Shared<T>,
+    wakeup: &Wakeup,
+    ops: &Ops<shmkit::Result<()>>,
+    token: u64,
+) -> PyResult<Option<bool>> {
+    let name = shared.name();
+    shared.get(py)?;
+    let waker = wakeup.waker(name)?;
+    match ops.poll(token, &waker) {
+        None => Err(closed(py, name)),
+        Some(Poll::Pending) => Ok(None),
+        Some(Poll::Ready(done)) => done.py_err(py).map(|()| Some(true)),
     }
 }
 
@@ -498,6 +658,47 @@ impl PyEvent {
         wait(py, deadline, |slice| ev.wait_timeout(slice))
     }
 
+    /// A coroutine that waits until the event is set (taking the signal of an
+    /// auto-reset event), without blocking the event loop; `Closed` if
+    /// `close()` is called meanwhile. Cancel safe: an auto-reset signal is
+    /// taken only by the poll that completes the wait.
+    fn wait_async<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        coroutine(slf.py(), "wait", (slf,))
+    }
+
+    /// The descriptor the `*_async` coroutines wait on (an eventfd on Linux),
+    /// readable when a wait they registered may have ended. Made on first use,
+    /// it lives as long as this object.
+    fn fileno(&self, py: Python<'_>) -> PyResult<i32> {
+        self.shared.get(py)?;
+        self.wakeup.fileno(py, self.shared.name())
+    }
+
+    fn _clear_wakeup(&self) {
+        self.wakeup.clear();
+    }
+
+    fn _wake(&self) {
+        self.wakeup.notify();
+    }
+
+    /// Starts a `wait_async` wait; the token names it.
+    fn _start_wait(&self, py: Python<'_>) -> PyResult<u64> {
+        let ev = self.shared.get(py)?;
+        Ok(self.ops.start(async move { ev.wait_async().await }))
+    }
+
+    /// Polls wait `token`: `True` once the event was seen set, `None` while
+    /// waiting.
+    fn _poll_wait(&self, py: Python<'_>, token: u64) -> PyResult<Option<bool>> {
+        poll_shared(py, &self.shared, &self.wakeup, &self.ops, token)
+    }
+
+    /// Drops wait `token` (its coroutine was cancelled).
+    fn _cancel_wait(&self, token: u64) {
+        self.ops.cancel(token);
+    }
+
     /// Whether each `set` lets only one `wait` through.
     #[getter]
     fn auto_reset(&self, py: Python<'_>) -> PyResult<bool> {
@@ -511,9 +712,11 @@ impl PyEvent {
     }
 
     /// Closes this handle: a `wait` waiting on another thread ends with
-    /// `Closed`, and so do later calls.
+    /// `Closed`, and so do a `wait_async` awaiting it and later calls.
     fn close(&self) {
         self.shared.close();
+        self.ops.clear();
+        self.wakeup.notify();
     }
 
     fn __repr__(&self) -> String {

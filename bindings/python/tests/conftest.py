@@ -63,6 +63,16 @@ def peer():
     return exe
 
 
+@pytest.fixture(scope="session")
+def cli():
+    """The shmkit command (crates/shmkit-cli): a Rust peer for `send`/`recv`."""
+    exe = os.environ.get("SHMKIT_CLI")
+    if not exe:
+        subprocess.run(["cargo", "build", "-q", "-p", "shmkit-cli", "--bin", "shmkit"], cwd=REPO, check=True)
+        exe = str(REPO / "target" / "debug" / "shmkit")
+    return exe
+
+
 def reap(proc):
     """Waits for a process this test killed and removes its liveness token
     (/dev/shm/shmkit-live.PID.START), which a killed process cannot remove itself."""

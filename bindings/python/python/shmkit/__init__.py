@@ -7,7 +7,9 @@ and write them without a copy. :class:`Mutex` reports a holder that died
 :class:`Publisher`/:class:`Subscriber`, :class:`RpcServer`/:class:`RpcClient`)
 carry messages of any size and tell a dead peer (:class:`Disconnected`) from a
 slow one. Everything speaks the same memory layout as shmkit in Rust, C, C++ and
-C#. Blocking calls release the GIL and can be interrupted with Ctrl-C.
+C#. Blocking calls release the GIL and can be interrupted with Ctrl-C; every
+object that waits also has asyncio coroutines (``recv_async``, ``send_async``,
+``call_async``, ``lock_async``... and ``async for``), cancel safe.
 """
 
 from ._errors import (
