@@ -296,18 +296,23 @@ impl RpcServer {
             let deadline = Instant::now().checked_add(timeout);
             // The wait itself has the deadline: the reactor wakes the task
             // then even when nothing else would.
-            let sent = OpFuture::new(tx, "send", |tx: &mut &mut Sender| {
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return Err(Error::Timeout {
-                        object: object.clone(),
-                        op: "deliver a reply (the client's reply queue stayed full)",
-                        after: timeout,
-                    });
-                }
-                tx.try_send_noticing_death(msg)
-            })
-            .until(deadline)
-            .await;
+            let expired = || Error::Timeout {
+                object: object.clone(),
+                op: "deliver a reply (the client's reply queue stayed full)",
+                after: timeout,
+            };
+            let sent = if msg.len() as u64 > tx.max_record() {
+                tx.send_fragments_async(msg, deadline, expired).await
+            } else {
+                OpFuture::new(tx, "send", |tx: &mut &mut Sender| {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Err(expired());
+                    }
+                    tx.try_send_noticing_death(msg)
+                })
+                .until(deadline)
+                .await
+            };
             if sent.is_err() {
                 self.replies.remove(reply_to);
             }

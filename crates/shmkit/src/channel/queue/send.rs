@@ -14,6 +14,8 @@ use crate::readiness::{AsyncWait, Bell, Bells, OpFuture, Watched};
 use crate::sync::protocol::Stop;
 use crate::sync::{LockError, Mutex, MutexGuard};
 
+mod fragments_async;
+
 /// The sending end of a queue channel.
 ///
 /// Created by [`ChannelOptions::sender`] (or [`Sender::connect`]). A channel made
@@ -728,22 +730,32 @@ fn lock<'a>(
 
 /// Awaiting room: the same send, without a thread.
 impl Sender {
-    /// [`send`](Self::send) as a future: waits for room without a thread. For
-    /// messages up to [`max_record`](Self::max_record) (one record; longer ones
-    /// are [`Error::TooLong`] here: send them with [`send`](Self::send) from a
-    /// blocking task).
+    /// [`send`](Self::send) as a future: waits for room without a thread.
+    /// Messages of any length up to [`max_message`](Self::max_message).
     ///
-    /// Cancel safety: a message is written whole in the poll that finds room,
-    /// or not at all; dropping the future before it completes sends nothing.
-    /// A receiver that closes or dies while the sender waits ends the wait with
-    /// [`Error::Disconnected`] (a death within about 50 ms).
+    /// Cancel safety: a message of up to [`max_record`](Self::max_record)
+    /// bytes is written whole in the poll that finds room, or not at all:
+    /// dropping the future before it completes sends nothing. A longer message
+    /// goes out in fragments over several polls; dropped halfway, it is not
+    /// delivered at all (the receiver drops the unfinished message when the
+    /// next one starts, as after a [`send_timeout`](Self::send_timeout) that
+    /// timed out halfway). A receiver that closes or dies while the sender
+    /// waits ends the wait with [`Error::Disconnected`].
     pub fn send_async<'a>(
         &'a mut self,
         msg: &'a [u8],
     ) -> impl std::future::Future<Output = Result<()>> + Send + 'a {
-        OpFuture::new(self, "send", move |tx: &mut &mut Sender| {
-            tx.try_send_noticing_death(msg)
-        })
+        async move {
+            if msg.len() as u64 > self.max_record() {
+                return self
+                    .send_fragments_async(msg, None, || unreachable!())
+                    .await;
+            }
+            OpFuture::new(self, "send", move |tx: &mut &mut Sender| {
+                tx.try_send_noticing_death(msg)
+            })
+            .await
+        }
     }
 
     /// Polls to send `msg` (as [`send_async`](Self::send_async) does): `Ready`
