@@ -122,3 +122,44 @@ fn long_requests_and_replies_over_async_rpc() {
         assert_eq!(answer, reply);
     });
 }
+
+/// The poll-style RPC calls of event-loop bindings: a server killed before it
+/// ever replied wakes a client's pending `poll_reply_with` (its exit is
+/// watched), and `poll_start_call`/`poll_reply` carry a call through.
+#[test]
+fn poll_style_rpc_calls() {
+    use shmkit::channel::{RpcClient, RpcServer};
+    use shmkit::Notifier;
+    let name = TestName::new("al-poll-rpc");
+    let mut server = RpcServer::bind(name.as_str()).unwrap();
+    let mut client = RpcClient::connect(name.as_str()).unwrap();
+    let notifier = Notifier::new().unwrap();
+    let waker = notifier.waker();
+    let mut cx = Context::from_waker(&waker);
+    let Poll::Ready(Ok(call)) = client.poll_start_call(&mut cx, b"ping") else {
+        panic!("the request queue had room");
+    };
+    assert!(client
+        .poll_reply_with(&mut cx, call, |r| r.to_vec())
+        .is_pending());
+    let request = server.recv_timeout(Duration::from_secs(5)).unwrap();
+    let mut scx = Context::from_waker(std::task::Waker::noop());
+    assert!(matches!(
+        server.poll_reply(&mut scx, &request, b"pong"),
+        Poll::Ready(Ok(()))
+    ));
+    shmkit::block_on(std::future::poll_fn(|cx| {
+        client.poll_reply_with(cx, call, |r| assert_eq!(r, b"pong"))
+    }))
+    .unwrap();
+    drop(server);
+    // The server is gone before this call was answered: the pending poll is
+    // woken and reports it.
+    let Poll::Ready(Ok(call)) = client.poll_start_call(&mut cx, b"again") else {
+        panic!("the request queue had room");
+    };
+    let r = shmkit::block_on(std::future::poll_fn(|cx| {
+        client.poll_reply_with(cx, call, |r| r.to_vec())
+    }));
+    assert!(r.unwrap_err().is_disconnected());
+}

@@ -13,7 +13,7 @@ use super::memory::CHECK_EVERY;
 use super::wait::Deadline;
 use super::{ChannelOptions, Receiver, Sender};
 use crate::error::{Error, ObjectName, Result};
-use crate::readiness::{Bells, OpFuture, Watched};
+use crate::readiness::{AsyncWait, Bells, OpFuture, Watched};
 
 /// How many clients a server admits at once.
 pub const RPC_MAX_CLIENTS: u32 = 64;
@@ -347,26 +347,103 @@ impl RpcClient {
         call: PendingCall,
         f: impl FnOnce(&[u8]) -> R,
     ) -> std::task::Poll<Result<R>> {
+        let mut wait = std::mem::take(&mut self.waiting);
+        let mut since = self.reply_since.take();
         let mut f = Some(f);
-        loop {
-            match self.replies.poll_recv_with(cx, ours(call.0, &mut f)) {
-                std::task::Poll::Ready(Ok(Some(reply))) => {
-                    return std::task::Poll::Ready(Ok(reply))
+        let polled = crate::readiness::poll_op(&mut wait, self, cx, "receive a reply", |c| {
+            c.try_reply_with(call.0, &mut f, &mut since)
+        });
+        self.waiting = wait;
+        if polled.is_pending() {
+            self.reply_since = since;
+        }
+        polled
+    }
+
+    /// Gives back the wait a `Pending` [`poll_reply_with`](Self::poll_reply_with)
+    /// registered.
+    pub fn cancel_poll(&mut self) {
+        self.waiting.finish();
+        self.reply_since = None;
+    }
+
+    /// Polls to send a request (as [`start_call`](Self::start_call) does,
+    /// waiting for room without a thread; requests up to the request queue's
+    /// one-record limit, else [`Error::TooLong`]): `Ready` with the call to
+    /// collect with [`poll_reply_with`](Self::poll_reply_with), or `Pending`
+    /// with `cx`'s waker registered for when room may have come (poll again
+    /// with the same payload).
+    pub fn poll_start_call(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        payload: &[u8],
+    ) -> std::task::Poll<Result<PendingCall>> {
+        // The id is taken only once the request went out.
+        let id = self.next_id;
+        let msg = &mut self.scratch;
+        msg.clear();
+        msg.extend_from_slice(&id.to_le_bytes());
+        msg.extend_from_slice(&(self.reply_name.len() as u16).to_le_bytes());
+        msg.extend_from_slice(self.reply_name.as_bytes());
+        msg.extend_from_slice(payload);
+        let polled = self.requests.poll_send(cx, msg);
+        if let std::task::Poll::Ready(Ok(())) = polled {
+            self.next_id += 1;
+        }
+        polled.map(|r| r.map(|()| PendingCall(id)))
+    }
+
+    /// Gives back the wait a `Pending` [`poll_start_call`](Self::poll_start_call)
+    /// registered.
+    pub fn cancel_start_call(&mut self) {
+        self.requests.cancel_poll();
+    }
+}
+
+impl RpcServer {
+    /// Gives back the wait a `Pending` [`poll_recv`](Self::poll_recv)
+    /// registered.
+    pub fn cancel_poll(&mut self) {
+        self.requests.cancel_poll();
+    }
+
+    /// Polls to send `payload` as the reply to `request` (waiting for room in
+    /// the client's reply queue without a thread; replies up to that queue's
+    /// one-record limit, else [`Error::TooLong`]). No reply timeout here: the
+    /// caller bounds the wait (and may [`cancel_reply`](Self::cancel_reply)).
+    pub fn poll_reply(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        request: &Request,
+        payload: &[u8],
+    ) -> std::task::Poll<Result<()>> {
+        let msg = &mut self.scratch;
+        msg.clear();
+        msg.extend_from_slice(&request.id.to_le_bytes());
+        msg.extend_from_slice(payload);
+        let reply_to = request.reply_to.as_str();
+        if !self.replies.contains_key(reply_to) {
+            self.replies.retain(|_, tx| tx.receiver_connected());
+            match ChannelOptions::new().open_existing().sender(reply_to) {
+                Ok(tx) => {
+                    self.replies.insert(reply_to.to_owned(), tx);
                 }
-                // A late reply to an earlier call: look again.
-                std::task::Poll::Ready(Ok(None)) => continue,
-                std::task::Poll::Ready(Err(e)) => return std::task::Poll::Ready(Err(e)),
-                std::task::Poll::Pending => {
-                    if !self.requests.receiver_connected() {
-                        self.replies.cancel_poll();
-                        return std::task::Poll::Ready(Err(Error::Disconnected {
-                            object: self.requests.name().into(),
-                            reason: "the server is not running".into(),
-                        }));
-                    }
-                    return std::task::Poll::Pending;
-                }
+                Err(e) => return std::task::Poll::Ready(Err(e)),
             }
+        }
+        let tx = self.replies.get_mut(reply_to).expect("inserted above");
+        let polled = tx.poll_send(cx, msg);
+        if let std::task::Poll::Ready(Err(_)) = polled {
+            self.replies.remove(reply_to);
+        }
+        polled
+    }
+
+    /// Gives back the wait a `Pending` [`poll_reply`](Self::poll_reply)
+    /// registered for `request`'s client.
+    pub fn cancel_reply(&mut self, request: &Request) {
+        if let Some(tx) = self.replies.get_mut(&request.reply_to) {
+            tx.cancel_poll();
         }
     }
 }
@@ -393,8 +470,9 @@ impl RpcClient {
             msg.extend_from_slice(payload);
             self.requests.send_async(msg).await?;
             let mut waiting_since: Option<Instant> = None;
+            let mut f = Some(<[u8]>::to_vec);
             OpFuture::new(self, "receive a reply", move |c: &mut &mut RpcClient| {
-                c.try_reply(id, &mut waiting_since)
+                c.try_reply_with(id, &mut f, &mut waiting_since)
             })
             .await
         }
@@ -403,10 +481,14 @@ impl RpcClient {
     /// The reply to call `id` if it is there (late replies to earlier calls
     /// are dropped on the way); `WouldBlock` if not yet, `Disconnected` once
     /// the server is found gone (looked at every CHECK_EVERY of waiting).
-    fn try_reply(&mut self, id: u64, waiting_since: &mut Option<Instant>) -> Result<Vec<u8>> {
-        let mut f = Some(<[u8]>::to_vec);
+    fn try_reply_with<R, F: FnOnce(&[u8]) -> R>(
+        &mut self,
+        id: u64,
+        f: &mut Option<F>,
+        waiting_since: &mut Option<Instant>,
+    ) -> Result<R> {
         loop {
-            match self.replies.try_recv_with(ours(id, &mut f)) {
+            match self.replies.try_recv_with(ours(id, f)) {
                 Ok(Some(reply)) => return Ok(reply),
                 Ok(None) => continue,
                 Err(e) if e.is_would_block() => {
@@ -508,6 +590,12 @@ pub struct PendingCall(u64);
 /// A client of an [`RpcServer`].
 #[derive(Debug)]
 pub struct RpcClient {
+    /// The wait of `poll_reply_with`, kept between polls. Declared first: it
+    /// points into the queues' memory and must go before them.
+    waiting: AsyncWait,
+    /// When `poll_reply_with` first found no reply (the server's liveness is
+    /// looked at every CHECK_EVERY after that).
+    reply_since: Option<Instant>,
     requests: Sender,
     replies: Receiver,
     reply_name: String,
@@ -533,6 +621,8 @@ impl RpcClient {
         // One interrupter for both queues: a call waits on either.
         replies.interrupt_slot().link(requests.interrupt_slot());
         Ok(RpcClient {
+            waiting: AsyncWait::default(),
+            reply_since: None,
             requests,
             replies,
             reply_name,

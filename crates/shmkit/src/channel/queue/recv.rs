@@ -816,6 +816,22 @@ impl Receiver {
         polled
     }
 
+    /// Polls for the next message into `buf`, as [`recv_into`](Self::recv_into)
+    /// receives: a message longer than `buf` is not taken
+    /// ([`Error::BufferTooSmall`], it stays queued). `Pending` registers `cx`'s
+    /// waker, kept in the receiver until a later poll completes.
+    pub fn poll_recv_into(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> std::task::Poll<Result<usize>> {
+        let mut wait = std::mem::take(&mut self.waiting);
+        let polled =
+            crate::readiness::poll_op(&mut wait, self, cx, "receive", |rx| rx.try_recv_into(buf));
+        self.waiting = wait;
+        polled
+    }
+
     /// Gives back the wait a `Pending` [`poll_recv_with`](Self::poll_recv_with)
     /// registered (senders stop paying for waking this receiver).
     pub fn cancel_poll(&mut self) {
