@@ -741,21 +741,14 @@ impl Sender {
     /// next one starts, as after a [`send_timeout`](Self::send_timeout) that
     /// timed out halfway). A receiver that closes or dies while the sender
     /// waits ends the wait with [`Error::Disconnected`].
-    pub fn send_async<'a>(
-        &'a mut self,
-        msg: &'a [u8],
-    ) -> impl std::future::Future<Output = Result<()>> + Send + 'a {
-        async move {
-            if msg.len() as u64 > self.max_record() {
-                return self
-                    .send_fragments_async(msg, None, || unreachable!())
-                    .await;
-            }
-            OpFuture::new(self, "send", move |tx: &mut &mut Sender| {
-                tx.try_send_noticing_death(msg)
-            })
-            .await
+    pub async fn send_async(&mut self, msg: &[u8]) -> Result<()> {
+        if msg.len() as u64 > self.max_record() {
+            return self.send_fragments_async(msg, None, || unreachable!()).await;
         }
+        OpFuture::new(self, "send", move |tx: &mut &mut Sender| {
+            tx.try_send_noticing_death(msg)
+        })
+        .await
     }
 
     /// Polls to send `msg` (as [`send_async`](Self::send_async) does): `Ready`
