@@ -73,6 +73,11 @@ pub use segment::{InitState, Lifetime, SegmentInfo, SegmentKind, HEADER_BLOCK, L
 pub use shm::{Shm, ShmOptions};
 pub use waitset::{Member, WaitSet};
 
+/// docs/async.md's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/async.md")]
+pub struct AsyncDoctests;
+
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]

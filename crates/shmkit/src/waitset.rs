@@ -1,6 +1,9 @@
 //! Waiting on many objects at once, without async: [`WaitSet`].
 
-use std::task::Context;
+use std::any::Any;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::Arc;
+use std::task::{Context, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use crate::channel::{Receiver, RpcServer, Sender, Subscriber};
@@ -10,22 +13,27 @@ use crate::sync::{Event, Mutex, Semaphore};
 use crate::{Interrupter, Notifier};
 
 /// Blocks until any of a set of channel endpoints, synchronisation objects and
-/// OS descriptors is ready, and says which: a `select`/`poll` for shmkit.
+/// OS descriptors is ready, and says which: a `select`/`epoll` for shmkit.
 ///
 /// "Ready" means that the object's non-blocking call would not report
 /// `WouldBlock` now: a [`Receiver`], [`Subscriber`] or [`RpcServer`] has a
-/// message (or an error to report, such as a closed peer), a [`Sender`] has
-/// room, a [`Mutex`] is free (or its owner died), a [`Semaphore`] has a unit, an
-/// [`Event`] is set, a descriptor is readable (Unix) or a handle signalled
-/// (Windows). It is level-triggered, like `poll(2)`: ready objects are reported
-/// by every wait until they are taken from. Another process may take first
-/// (another subscriber cannot, but another locker can), so the `try_*` call
-/// that follows may still find nothing: loop.
+/// message (or an error to report, such as a peer that closed or died), a
+/// [`Sender`] has room (or its receiver is gone), a [`Mutex`] is free (or its
+/// owner died), a [`Semaphore`] has a unit, an [`Event`] is set, a descriptor
+/// is readable (Unix) or a handle signalled (Windows). It is level-triggered,
+/// like `poll(2)`: a member reported ready is reported by every wait until it
+/// is taken from. Another process may take first (another locker can), so the
+/// `try_*` call that follows may still find nothing: loop.
 ///
-/// The set borrows its members: build it for each wait (cheap), then act on
-/// the ready ones. Nothing polls while it waits: shmkit's reactor watches the
-/// objects' words (see [`Receiver::recv_async`]) and the set sleeps in `poll(2)`
-/// (Windows: `WaitForMultipleObjects`, at most 63 handles of your own).
+/// The set holds its members for its lifetime: endpoints added by `&mut` are
+/// reached through [`get_mut`](Self::get_mut) to take from them. Members stay
+/// registered with shmkit's reactor between waits, so a wait costs time in
+/// proportion to the members that changed, not to all of them (like `epoll`,
+/// not `poll`). Meanwhile the members count as waiting: a peer pays one
+/// wake-up system call per message while the set exists, as it would for a
+/// sleeping receiver. Nothing polls while the set waits; a wait can be
+/// interrupted from another thread ([`interrupt_on`](Self::interrupt_on), or a
+/// member's own interrupter).
 ///
 /// ```
 /// use shmkit::channel::{Receiver, Sender};
@@ -39,39 +47,74 @@ use crate::{Interrupter, Notifier};
 /// tx_b.send(b"on b")?;
 ///
 /// let mut set = WaitSet::new();
-/// let ia = set.add(&rx_a);
-/// let ib = set.add(&rx_b);
-/// let ready = set.wait_timeout(Duration::from_secs(5))?;
-/// assert_eq!(ready, [ib]);
-/// # let _ = ia;
-/// assert_eq!(rx_b.try_recv()?, b"on b");
+/// let _ia = set.add(&mut rx_a);
+/// let ib = set.add(&mut rx_b);
+/// for i in set.wait_timeout(Duration::from_secs(5))? {
+///     assert_eq!(i, ib);
+///     let rx = set.get_mut::<Receiver>(i).expect("added as a receiver");
+///     assert_eq!(rx.try_recv()?, b"on b");
+/// }
 /// # Ok(()) }
 /// ```
-#[derive(Default)]
 pub struct WaitSet<'a> {
-    members: Vec<Member<'a>>,
-    interrupters: Vec<Interrupter>,
-    notifier: Option<Notifier>,
+    slots: Vec<Slot<'a>>,
+    interrupters: Vec<(Interrupter, Option<u64>)>,
+    shared: Option<Arc<Shared>>,
+    /// Members to look at in the next wait whatever fired: new ones, and the
+    /// ones last reported ready (level triggering).
+    look_again: Vec<usize>,
 }
 
-/// Something a [`WaitSet`] can wait on: made from a reference to a channel
-/// endpoint or synchronisation object, or (Unix) a borrowed descriptor, or
-/// (Windows) a borrowed handle, by [`WaitSet::add`].
-pub struct Member<'a>(Kind<'a>);
+/// Something a [`WaitSet`] can wait on, made by [`WaitSet::add`] from a
+/// reference (shared or exclusive) to a channel endpoint or synchronisation
+/// object, or (Unix) a borrowed descriptor, or (Windows) a borrowed handle.
+pub struct Member<'a>(Object<'a>);
 
-enum Kind<'a> {
-    Object(&'a dyn Ready),
+enum Object<'a> {
+    Shared(&'a dyn DynReady),
+    Exclusive(&'a mut dyn DynReady),
     #[cfg(unix)]
     Fd(std::os::fd::BorrowedFd<'a>),
     #[cfg(windows)]
     Handle(std::os::windows::io::BorrowedHandle<'a>),
 }
 
+impl Object<'_> {
+    fn ready(&self) -> Option<&dyn DynReady> {
+        match self {
+            Object::Shared(o) => Some(*o),
+            Object::Exclusive(o) => Some(&**o),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+}
+
+/// A shmkit object behind `dyn`, reachable again as its own type.
+trait DynReady: Ready {
+    fn as_any(&self) -> &dyn Any;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+impl<T: Ready + Any> DynReady for T {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
 macro_rules! members_from {
     ($($ty:ty),*) => {$(
         impl<'a> From<&'a $ty> for Member<'a> {
             fn from(object: &'a $ty) -> Member<'a> {
-                Member(Kind::Object(object))
+                Member(Object::Shared(object))
+            }
+        }
+        impl<'a> From<&'a mut $ty> for Member<'a> {
+            fn from(object: &'a mut $ty) -> Member<'a> {
+                Member(Object::Exclusive(object))
             }
         }
     )*};
@@ -80,64 +123,162 @@ members_from!(Receiver, Subscriber, Sender, RpcServer, Semaphore, Event);
 
 impl<'a, T: bytemuck::Pod + Sync> From<&'a Mutex<T>> for Member<'a> {
     fn from(object: &'a Mutex<T>) -> Member<'a> {
-        Member(Kind::Object(object))
+        Member(Object::Shared(object))
     }
 }
 
 #[cfg(unix)]
 impl<'a> From<std::os::fd::BorrowedFd<'a>> for Member<'a> {
     fn from(fd: std::os::fd::BorrowedFd<'a>) -> Member<'a> {
-        Member(Kind::Fd(fd))
+        Member(Object::Fd(fd))
     }
 }
 
 #[cfg(windows)]
 impl<'a> From<std::os::windows::io::BorrowedHandle<'a>> for Member<'a> {
     fn from(handle: std::os::windows::io::BorrowedHandle<'a>) -> Member<'a> {
-        Member(Kind::Handle(handle))
+        Member(Object::Handle(handle))
+    }
+}
+
+/// One member and its standing wait.
+struct Slot<'a> {
+    object: Object<'a>,
+    /// Declared after `object` but dropped explicitly first (see `Drop`).
+    wait: AsyncWait,
+    /// Wakes the set and names this member (`member`'s, once the set waited).
+    waker: Waker,
+    member: Option<Arc<MemberWaker>>,
+    /// When this member's peers were last checked for life.
+    last_deep: Instant,
+}
+
+/// What the members' wakers share with the waiting thread.
+struct Shared {
+    notifier: Notifier,
+    /// Members whose waker was called since the set last looked.
+    fired: std::sync::Mutex<Vec<usize>>,
+}
+
+/// A member's waker: queues its index and wakes the set.
+struct MemberWaker {
+    shared: Arc<Shared>,
+    index: usize,
+    queued: AtomicBool,
+}
+
+impl Wake for MemberWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        if !self.queued.swap(true, SeqCst) {
+            self.shared
+                .fired
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(self.index);
+        }
+        self.shared.notifier.notify();
+    }
+}
+
+impl Default for WaitSet<'_> {
+    fn default() -> Self {
+        WaitSet::new()
     }
 }
 
 impl std::fmt::Debug for WaitSet<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WaitSet")
-            .field("members", &self.members.len())
+            .field("members", &self.slots.len())
             .finish_non_exhaustive()
     }
 }
 
-/// How often a waiting set checks that the peers of its members live, when
-/// their exits cannot be watched (as blocking calls do).
+/// How often a member's peers are checked for life when their exits cannot
+/// be watched (as blocking calls do).
 const CHECK_EVERY: Duration = crate::channel::memory::CHECK_EVERY;
 
 impl<'a> WaitSet<'a> {
     /// An empty set.
     pub fn new() -> WaitSet<'a> {
-        WaitSet::default()
+        WaitSet {
+            slots: Vec::new(),
+            interrupters: Vec::new(),
+            shared: None,
+            look_again: Vec::new(),
+        }
+    }
+    fn shared(&mut self) -> Result<Arc<Shared>> {
+        if let Some(s) = &self.shared {
+            return Ok(s.clone());
+        }
+        let notifier = Notifier::new().map_err(|e| Error::Io {
+            object: ObjectName::from("wait set"),
+            op: "make its notifier",
+            source: e,
+        })?;
+        let shared = Arc::new(Shared {
+            notifier,
+            fired: Default::default(),
+        });
+        self.shared = Some(shared.clone());
+        Ok(shared)
     }
 
     /// Adds a member and returns its index: members are numbered from 0 in the
     /// order added, and [`wait`](Self::wait) reports ready ones by index.
     pub fn add(&mut self, member: impl Into<Member<'a>>) -> usize {
-        self.members.push(member.into());
-        self.members.len() - 1
+        let index = self.slots.len();
+        // The waker is made when the set first waits (that can fail); until
+        // then a placeholder that does nothing.
+        self.slots.push(Slot {
+            object: member.into().0,
+            wait: AsyncWait::default(),
+            waker: Waker::noop().clone(),
+            member: None,
+            last_deep: Instant::now(),
+        });
+        self.look_again.push(index);
+        index
+    }
+
+    /// The member at `index` as the `T` it was added as, if it was added by
+    /// exclusive reference (`set.add(&mut receiver)`): to take from it.
+    pub fn get_mut<T: Any>(&mut self, index: usize) -> Option<&mut T> {
+        match &mut self.slots.get_mut(index)?.object {
+            Object::Exclusive(o) => o.as_any_mut().downcast_mut::<T>(),
+            _ => None,
+        }
+    }
+
+    /// The member at `index` as the `T` it was added as (shmkit objects only).
+    pub fn get<T: Any>(&self, index: usize) -> Option<&T> {
+        self.slots
+            .get(index)?
+            .object
+            .ready()?
+            .as_any()
+            .downcast_ref::<T>()
     }
 
     /// Ends a wait of this set (now, or the next one) with
     /// [`Error::Interrupted`] when `interrupter` is raised, from any thread.
     /// The members' own interrupters end it too.
     pub fn interrupt_on(&mut self, interrupter: &Interrupter) {
-        self.interrupters.push(interrupter.clone());
+        self.interrupters.push((interrupter.clone(), None));
     }
 
     /// How many members the set has.
     pub fn len(&self) -> usize {
-        self.members.len()
+        self.slots.len()
     }
 
     /// Whether the set has no members.
     pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
+        self.slots.is_empty()
     }
 
     /// Waits until at least one member is ready; returns the indices of the
@@ -149,107 +290,103 @@ impl<'a> WaitSet<'a> {
     /// [`wait`](Self::wait), for at most `timeout`: an empty list when nothing
     /// became ready in time. A zero timeout looks once without sleeping.
     pub fn wait_timeout(&mut self, timeout: Duration) -> Result<Vec<usize>> {
-        self.wait_until(Some(Instant::now().checked_add(timeout)))
+        match Instant::now().checked_add(timeout) {
+            Some(deadline) => self.wait_until(Some(deadline)),
+            None => self.wait_until(None),
+        }
     }
 
-    /// `deadline`: `None` waits forever, `Some(None)` is a timeout too long to
-    /// represent (forever as well).
-    fn wait_until(&mut self, deadline: Option<Option<Instant>>) -> Result<Vec<usize>> {
-        let deadline = deadline.flatten();
-        if self.notifier.is_none() {
-            let notifier = Notifier::new().map_err(|e| Error::Io {
-                object: ObjectName::from("wait set"),
-                op: "make its notifier",
-                source: e,
-            })?;
-            self.notifier = Some(notifier);
-        }
-        let notifier = self.notifier.clone().expect("made above");
-        let waker = notifier.waker();
-        let cx = Context::from_waker(&waker);
-        let mut waits: Vec<AsyncWait> = self.members.iter().map(|_| AsyncWait::default()).collect();
-        let keys: Vec<u64> = self
-            .interrupters
-            .iter()
-            .map(|i| i.state().add_waker(&waker))
-            .collect();
-        let result = self.wait_armed(&notifier, &cx, &mut waits, deadline);
-        for (i, key) in self.interrupters.iter().zip(keys) {
-            i.state().remove_waker(key);
-        }
-        // Give every place in a waiter count back before the borrow of the
-        // members ends.
-        drop(waits);
-        result
-    }
-
-    fn wait_armed(
-        &self,
-        notifier: &Notifier,
-        cx: &Context<'_>,
-        waits: &mut [AsyncWait],
-        deadline: Option<Instant>,
-    ) -> Result<Vec<usize>> {
-        // The first look checks the peers too, as does one every CHECK_EVERY.
-        let mut last_deep: Option<Instant> = None;
-        let mut ready = Vec::new();
-        loop {
-            notifier.clear();
-            let deep = last_deep.is_none_or(|t| t.elapsed() >= CHECK_EVERY);
-            if deep {
-                last_deep = Some(Instant::now());
+    fn wait_until(&mut self, deadline: Option<Instant>) -> Result<Vec<usize>> {
+        let shared = self.shared()?;
+        let set_waker = shared.notifier.waker();
+        for (interrupter, key) in &mut self.interrupters {
+            if key.is_none() {
+                *key = Some(interrupter.state().add_waker(&set_waker));
             }
-            if self.interrupters.iter().any(Interrupter::is_interrupted) {
+        }
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            if slot.object.ready().is_some() && slot.member.is_none() {
+                let member = Arc::new(MemberWaker {
+                    shared: shared.clone(),
+                    index,
+                    queued: AtomicBool::new(false),
+                });
+                slot.waker = Waker::from(member.clone());
+                slot.member = Some(member);
+            }
+        }
+        let mut look: Vec<usize> = std::mem::take(&mut self.look_again);
+        loop {
+            shared.notifier.clear();
+            look.append(&mut shared.fired.lock().unwrap_or_else(|e| e.into_inner()));
+            look.sort_unstable();
+            look.dedup();
+            let ready = self.look_at(&look)?;
+            if !ready.is_empty() {
+                self.look_again = ready.clone();
+                return Ok(ready);
+            }
+            look.clear();
+            if self.interrupters.iter().any(|(i, _)| i.is_interrupted()) {
                 return Err(Error::Interrupted {
                     object: ObjectName::from("wait set"),
                     op: "wait",
                 });
-            }
-            let mut rearm = false;
-            for (i, (member, wait)) in self.members.iter().zip(waits.iter_mut()).enumerate() {
-                match member.0 {
-                    Kind::Object(object) => {
-                        let bells = object.bells();
-                        let seen = seen(&bells);
-                        if object.ready_now(deep) {
-                            ready.push(i);
-                        } else if object.interrupt().is_some_and(|s| s.raised()) {
-                            return Err(Error::Interrupted {
-                                object: object.object().clone(),
-                                op: "wait",
-                            });
-                        } else if ready.is_empty() && wait.arm(cx, object, seen) {
-                            // Registered just now: look again before sleeping.
-                            rearm = true;
-                        }
-                    }
-                    #[cfg(unix)]
-                    Kind::Fd(_) => {}
-                    #[cfg(windows)]
-                    Kind::Handle(_) => {}
-                }
-            }
-            if !ready.is_empty() {
-                return Ok(ready);
-            }
-            if rearm {
-                continue;
             }
             let timeout = match deadline {
                 None => None,
                 Some(d) => {
                     let left = d.saturating_duration_since(Instant::now());
                     if left.is_zero() {
-                        return Ok(ready);
+                        return Ok(Vec::new());
                     }
                     Some(left)
                 }
             };
-            let os_ready = self.sleep(notifier, timeout)?;
+            let os_ready = self.sleep(&shared.notifier, timeout)?;
             if !os_ready.is_empty() {
                 return Ok(os_ready);
             }
         }
+    }
+
+    /// Looks at the members `look` (indices): the ready ones; the others are
+    /// (re-)armed with the reactor.
+    fn look_at(&mut self, look: &[usize]) -> Result<Vec<usize>> {
+        let mut ready = Vec::new();
+        for &i in look {
+            let Some(slot) = self.slots.get_mut(i) else {
+                continue;
+            };
+            let Some(object) = slot.object.ready() else {
+                continue;
+            };
+            if let Some(m) = &slot.member {
+                m.queued.store(false, SeqCst);
+            }
+            let cx = Context::from_waker(&slot.waker);
+            if !slot.wait.registered() {
+                // Registered first, then looked at: a change after the look
+                // rings for us.
+                slot.wait.arm(&cx, object, [0; 2]);
+            }
+            let seen = seen(&object.bells());
+            let deep = slot.last_deep.elapsed() >= CHECK_EVERY;
+            if deep {
+                slot.last_deep = Instant::now();
+            }
+            if object.ready_now(deep) {
+                ready.push(i);
+            } else if object.interrupt().is_some_and(|s| s.raised()) {
+                return Err(Error::Interrupted {
+                    object: object.object().clone(),
+                    op: "wait",
+                });
+            } else {
+                slot.wait.arm(&cx, object, seen);
+            }
+        }
+        Ok(ready)
     }
 
     /// Sleeps until the notifier or one of the OS members is ready, or the
@@ -263,8 +400,8 @@ impl<'a> WaitSet<'a> {
             revents: 0,
         }];
         let mut index = Vec::new();
-        for (i, m) in self.members.iter().enumerate() {
-            if let Kind::Fd(fd) = m.0 {
+        for (i, m) in self.slots.iter().enumerate() {
+            if let Object::Fd(fd) = m.object {
                 fds.push(libc::pollfd {
                     fd: fd.as_raw_fd(),
                     events: libc::POLLIN,
@@ -306,8 +443,8 @@ impl<'a> WaitSet<'a> {
         use windows_sys::Win32::System::Threading::{WaitForMultipleObjects, INFINITE};
         let mut handles = vec![notifier.as_raw_handle()];
         let mut index = Vec::new();
-        for (i, m) in self.members.iter().enumerate() {
-            if let Kind::Handle(h) = m.0 {
+        for (i, m) in self.slots.iter().enumerate() {
+            if let Object::Handle(h) = m.object {
                 handles.push(h.as_handle().as_raw_handle());
                 index.push(i);
             }
@@ -345,5 +482,20 @@ impl<'a> WaitSet<'a> {
             .into_iter()
             .copied()
             .collect())
+    }
+}
+
+impl Drop for WaitSet<'_> {
+    fn drop(&mut self) {
+        for (interrupter, key) in &self.interrupters {
+            if let Some(key) = key {
+                interrupter.state().remove_waker(*key);
+            }
+        }
+        // The waits point into the members, which outlive the set: give their
+        // places back now.
+        for slot in &mut self.slots {
+            slot.wait.finish();
+        }
     }
 }

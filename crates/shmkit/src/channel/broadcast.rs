@@ -222,6 +222,10 @@ pub struct Subscriber {
     /// When an async receive first found nothing (the publisher's death is
     /// looked for every CHECK_EVERY after that).
     empty_since: Option<Instant>,
+    /// When `try_recv` last looked whether the publisher lives.
+    last_check: Instant,
+    /// A wait set found the publisher gone: the next `try_recv` looks at once.
+    check_now: std::sync::atomic::AtomicBool,
     mem: ChannelMem,
     slot: u32,
     pos: u64,
@@ -266,6 +270,8 @@ impl Subscriber {
         let mut sub = Subscriber {
             waiting: AsyncWait::default(),
             empty_since: None,
+            last_check: Instant::now(),
+            check_now: std::sync::atomic::AtomicBool::new(false),
             mem,
             slot,
             pos: head,
@@ -373,7 +379,17 @@ impl Subscriber {
                 Ok(found) => return found,
             }
         } else if publisher_gone(mem, false).is_none() {
-            return Err(deadline.expired(mem.name(), "receive"));
+            // try_recv polled in a loop must not look at the publisher every
+            // time; it does every CHECK_EVERY (at once after a wait set saw it
+            // gone), as a blocking receive does while it sleeps.
+            let forced = self.check_now.swap(false, SeqCst);
+            if !forced && self.last_check.elapsed() < CHECK_EVERY {
+                return Err(deadline.expired(mem.name(), "receive"));
+            }
+            self.last_check = Instant::now();
+            if publisher_gone(mem, true).is_none() {
+                return Err(deadline.expired(mem.name(), "receive"));
+            }
         }
         // The publisher is gone; deliver what it published before it went.
         match self.look()? {
@@ -635,7 +651,14 @@ impl futures_core::Stream for Subscriber {
 
 impl crate::readiness::Ready for Subscriber {
     fn ready_now(&self, deep: bool) -> bool {
-        self.mem.head().load(SeqCst) != self.pos || publisher_gone(&self.mem, deep).is_some()
+        if self.mem.head().load(SeqCst) != self.pos {
+            return true;
+        }
+        let gone = publisher_gone(&self.mem, deep).is_some();
+        if gone && deep {
+            self.check_now.store(true, SeqCst);
+        }
+        gone
     }
 }
 

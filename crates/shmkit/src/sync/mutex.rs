@@ -528,8 +528,16 @@ impl<T: Pod + Sync> crate::readiness::Ready for Mutex<T> {
     fn ready_now(&self, deep: bool) -> bool {
         let b = self.shared.block();
         let owner = b.word.load(SeqCst);
-        owner == 0
-            || (deep && !owner_alive(owner, b.param_b.load(Acquire), b.param_c.load(Relaxed)))
+        if owner == 0 {
+            return true;
+        }
+        let dead = deep && !owner_alive(owner, b.param_b.load(Acquire), b.param_c.load(Relaxed));
+        if dead {
+            // The next try_lock takes over at once instead of waiting out its
+            // own check interval.
+            self.last_owner_check.store(0, Relaxed);
+        }
+        dead
     }
 }
 

@@ -26,6 +26,10 @@ pub struct Receiver {
     state: ReadState,
     spin: Option<Duration>,
     last_check: Instant,
+    /// A wait set found the senders gone: the next `try_recv` looks at once
+    /// instead of waiting out `CHECK_EVERY` (which a caller looping on the
+    /// set's answer would spin through).
+    check_now: std::sync::atomic::AtomicBool,
     /// Wait for the next sender rather than report `Disconnected`.
     wait_for_senders: bool,
 }
@@ -506,6 +510,7 @@ impl Receiver {
             },
             spin: spin_of(opts.wait),
             last_check: Instant::now(),
+            check_now: std::sync::atomic::AtomicBool::new(false),
             wait_for_senders: opts.wait_for_senders,
         })
     }
@@ -702,7 +707,8 @@ impl Receiver {
         let mut gone = senders_gone(mem, false).filter(|_| stop);
         if gone.is_none() && matches!(deadline, Deadline::Now) {
             // try_recv polled in a loop must not read /proc every time.
-            if stop && self.last_check.elapsed() >= CHECK_EVERY {
+            let forced = self.check_now.swap(false, SeqCst);
+            if stop && (forced || self.last_check.elapsed() >= CHECK_EVERY) {
                 self.last_check = Instant::now();
                 gone = senders_gone(mem, true);
             }
@@ -895,7 +901,14 @@ impl crate::readiness::Ready for Receiver {
         if Header::decode(self.mem.load_header(idx), st.tail) != Header::NotYet {
             return true;
         }
-        !self.wait_for_senders && senders_gone(&self.mem, deep).is_some()
+        if self.wait_for_senders {
+            return false;
+        }
+        let gone = senders_gone(&self.mem, deep).is_some();
+        if gone && deep {
+            self.check_now.store(true, SeqCst);
+        }
+        gone
     }
 }
 

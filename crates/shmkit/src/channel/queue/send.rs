@@ -50,6 +50,9 @@ pub struct Sender {
     /// When an async send first found no room (the receiver's death is looked
     /// for every CHECK_EVERY after that).
     full_since: Option<Instant>,
+    /// A wait set found the receiver gone: the next `try_send` that finds no
+    /// room looks at once.
+    check_now: std::sync::atomic::AtomicBool,
     mem: ChannelMem,
     cursor: WriteCursor,
     slot: u32,
@@ -320,6 +323,7 @@ impl Sender {
         Ok(Sender {
             waiting: AsyncWait::default(),
             full_since: None,
+            check_now: std::sync::atomic::AtomicBool::new(false),
             mem,
             cursor,
             slot,
@@ -406,6 +410,11 @@ impl Sender {
         }
         let sent = self.send_until(msg, deadline);
         self.mem.intact()?;
+        if matches!(&sent, Err(e) if e.is_would_block()) && self.check_now.swap(false, SeqCst) {
+            if let Some(gone) = receiver_gone(&self.mem, true) {
+                return Err(gone);
+            }
+        }
         sent
     }
 
@@ -743,7 +752,9 @@ impl Sender {
     /// waits ends the wait with [`Error::Disconnected`].
     pub async fn send_async(&mut self, msg: &[u8]) -> Result<()> {
         if msg.len() as u64 > self.max_record() {
-            return self.send_fragments_async(msg, None, || unreachable!()).await;
+            return self
+                .send_fragments_async(msg, None, || unreachable!())
+                .await;
         }
         OpFuture::new(self, "send", move |tx: &mut &mut Sender| {
             tx.try_send_noticing_death(msg)
@@ -800,7 +811,14 @@ impl crate::readiness::Ready for Sender {
     fn ready_now(&self, deep: bool) -> bool {
         let head = self.mem.head().load(SeqCst);
         let tail = self.mem.tail().load(SeqCst);
-        head.wrapping_sub(tail) < self.mem.capacity || receiver_gone(&self.mem, deep).is_some()
+        if head.wrapping_sub(tail) < self.mem.capacity {
+            return true;
+        }
+        let gone = receiver_gone(&self.mem, deep).is_some();
+        if gone && deep {
+            self.check_now.store(true, SeqCst);
+        }
+        gone
     }
 }
 
