@@ -14,8 +14,9 @@
 //! threads.
 //!
 //! Without `futex_waitv` (older Linux kernels, macOS, FreeBSD) the reactor looks
-//! at its words every [`FALLBACK_NAP`] instead: correct, slower to notice, and
-//! not free when idle.
+//! at its words every [`FALLBACK_NAP`] instead while it has any: correct,
+//! slower to notice, and not free while something is awaited (it parks when
+//! nothing is).
 
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::atomic::{AtomicBool, AtomicU32};
@@ -109,6 +110,12 @@ pub(crate) fn watch(
     shard.control.fetch_add(1, SeqCst);
     if shard.sleeping.load(SeqCst) {
         futex_wake_private(&shard.control);
+        if NO_WAITV.load(SeqCst) {
+            // The fallback reactor parks when it has nothing to watch.
+            if let Some(t) = shard.thread.get() {
+                t.unpark();
+            }
+        }
     }
     Watch {
         shard,
@@ -140,6 +147,8 @@ struct Shard {
     control: AtomicU32,
     /// The reactor thread is in (or about to enter) its sleep.
     sleeping: AtomicBool,
+    /// The reactor thread, to unpark where there is no `futex_waitv`.
+    thread: std::sync::OnceLock<std::thread::Thread>,
 }
 
 impl std::fmt::Debug for Shard {
@@ -181,10 +190,11 @@ fn add_entry(mut entry: Entry) -> (Arc<Shard>, u64) {
 fn new_shard(shards: &mut Vec<Arc<Shard>>) -> Arc<Shard> {
     let shard = Arc::new(Shard::default());
     let run = shard.clone();
-    std::thread::Builder::new()
+    let handle = std::thread::Builder::new()
         .name("shmkit-reactor".into())
         .spawn(move || reactor(&run))
         .expect("cannot start shmkit's reactor thread");
+    let _ = shard.thread.set(handle.thread().clone());
     shards.push(shard.clone());
     shard
 }
@@ -222,7 +232,16 @@ fn reactor(shard: &Shard) {
         waitv.push(FutexWaitv::private(&shard.control, control));
         shard.sleeping.store(true, SeqCst);
         if !futex_waitv(&waitv, next_recheck) {
-            std::thread::sleep(FALLBACK_NAP);
+            if waitv.len() == 1 {
+                // Nothing to watch: no need to look every FALLBACK_NAP; a
+                // new watch unparks this thread (see `watch`), or changed the
+                // control word before it could see `sleeping`.
+                if shard.control.load(SeqCst) == control {
+                    std::thread::park();
+                }
+            } else {
+                std::thread::sleep(FALLBACK_NAP);
+            }
         }
         shard.sleeping.store(false, SeqCst);
     }
