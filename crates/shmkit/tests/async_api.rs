@@ -1786,6 +1786,9 @@ fn a_reply_to_a_client_that_never_reads_gives_up_after_the_reply_timeout() {
         outcomes
     });
     eprintln!("{outcomes:?}");
+    // Let the client close (and remove) its reply queue.
+    child.tell("done");
+    child.wait_success(BOUND);
     assert!(outcomes[0].0.is_ok(), "the first reply had room");
     assert!(
         outcomes.iter().any(|(r, _)| *r == Err(true)),
