@@ -81,6 +81,16 @@ pub(crate) fn async_spin(spin: Option<Duration>) -> Duration {
     spin.unwrap_or(Duration::from_micros(20))
 }
 
+/// Where a wake-up a cancelled wait took goes: its word, that word's waiter
+/// count, and the wake channel (pointers into the watched object, which
+/// outlives the wait).
+#[derive(Clone, Copy)]
+struct PassOn {
+    word: NonNull<AtomicU32>,
+    waiters: NonNull<AtomicU32>,
+    park: NonNull<WakeChannel>,
+}
+
 /// The values the bells' words held before an attempt.
 pub(crate) type Seen = [u32; 2];
 
@@ -104,7 +114,9 @@ pub(crate) fn seen(bells: &Bells<'_>) -> Seen {
 #[derive(Default)]
 pub(crate) struct AsyncWait {
     places: [Option<NonNull<AtomicU32>>; 2],
-    watches: Vec<sys::Watch>,
+    /// The reactor's watches, each with its word, waiter count and wake
+    /// channel (to pass a wake-up on: see `cancel`).
+    watches: Vec<(sys::Watch, PassOn)>,
     /// Peers watched for their exit, kept from one arming to the next.
     exits: Vec<sys::ExitWatch>,
     /// When the waiting operation gives up: the reactor wakes the task then.
@@ -132,9 +144,36 @@ impl AsyncWait {
         self.places.iter().any(Option::is_some)
     }
 
-    /// Gives every place and watch back.
+    /// Gives every place and watch back, after the operation completed.
     pub(crate) fn finish(&mut self) {
         self.watches.clear();
+        self.release();
+    }
+
+    /// Gives every place and watch back without completing: a wake-up the
+    /// wait was given (a release of one unit, an unlock, room for one) and
+    /// will not use is passed on to another waiter, who would otherwise sleep
+    /// on with the unit free.
+    pub(crate) fn cancel(&mut self) {
+        let fired: Vec<PassOn> = self
+            .watches
+            .drain(..)
+            .filter(|(w, _)| w.fired())
+            .map(|(_, p)| p)
+            .collect();
+        self.release();
+        for p in fired {
+            // SAFETY: pointers into the watched object, alive until the wait is
+            // finished or cancelled (see the type's docs).
+            let (word, waiters, park) =
+                unsafe { (p.word.as_ref(), p.waiters.as_ref(), p.park.as_ref()) };
+            if waiters.load(SeqCst) > 0 {
+                park.wake(word, 1);
+            }
+        }
+    }
+
+    fn release(&mut self) {
         self.exits.clear();
         if let Some((interrupt, key)) = self.interrupt.take() {
             interrupt.remove_waker(key);
@@ -187,12 +226,17 @@ impl AsyncWait {
                 .watches
                 .iter()
                 .zip(&live)
-                .all(|(w, (_, s))| w.refresh(*s, cx.waker(), recheck));
+                .all(|((w, _), (_, s))| w.refresh(*s, cx.waker(), recheck));
         if !unchanged {
             self.watches.clear();
             for (b, s) in live {
+                let pass_on = PassOn {
+                    word: NonNull::from(b.word),
+                    waiters: NonNull::from(b.waiters),
+                    park: NonNull::from(b.park),
+                };
                 self.watches
-                    .push(sys::watch(b.word, s, b.park, cx.waker(), recheck));
+                    .push((sys::watch(b.word, s, b.park, cx.waker(), recheck), pass_on));
             }
         }
         match (&self.interrupt, obj.interrupt()) {
@@ -226,11 +270,14 @@ impl AsyncWait {
             self.exits.clear();
             return false;
         };
-        self.exits.retain(|w| peers.contains(&w.who()));
+        // A watch that fired (its process ended) is spent: dropped here, and
+        // the peer, if still listed, is found dead below and left to the
+        // periodic recheck (the try that follows reports its death).
+        self.exits
+            .retain(|w| peers.contains(&w.who()) && w.set_waker(cx.waker()));
         let mut all = true;
         for who in peers {
-            if let Some(w) = self.exits.iter().find(|w| w.who() == who) {
-                w.set_waker(cx.waker());
+            if self.exits.iter().any(|w| w.who() == who) {
                 continue;
             }
             match sys::watch_exit(who, cx.waker()) {
@@ -244,7 +291,7 @@ impl AsyncWait {
 
 impl Drop for AsyncWait {
     fn drop(&mut self) {
-        self.finish();
+        self.cancel();
     }
 }
 

@@ -495,7 +495,7 @@ impl Drop for WaitSet<'_> {
         // The waits point into the members, which outlive the set: give their
         // places back now.
         for slot in &mut self.slots {
-            slot.wait.finish();
+            slot.wait.cancel();
         }
     }
 }

@@ -1659,24 +1659,11 @@ fn a_lock_awaiting_a_killed_holder_takes_the_lock_over() {
 
 /// A peer killed at once, while the wait has only just begun: the same.
 ///
-/// CORE BUG (found by these five tests; ignored until fixed): all five hang,
-/// every time. The try operations look at the peers' liveness at most once
-/// per 50 ms (`Receiver::last_check`, `Subscriber::empty_since`,
-/// `Sender::full_since`, the RPC client's `waiting_since`; a mutex handle's
-/// owner check, 20 ms). Killed within that time after the wait began, the
-/// peer's exit is reported by the exit watcher (src/sys/unix/exits.rs), which
-/// removes the process's entry and calls the waker; the poll's try does not
-/// look yet (too soon) and returns WouldBlock; `AsyncWait::watch_exits` then
-/// keeps its `ExitWatch` for that process (same identity), whose `set_waker`
-/// finds no entry and silently does nothing, counts the peer as watched and
-/// so arms no periodic recheck: nothing ever polls the future again. The same
-/// happens when a try notices a death before the exit watcher has handled it
-/// (the entry is still cached): a subscriber's stream polled right after its
-/// `recv_async` returned `Disconnected` hung in 2 of 30 runs.
+/// These five hung before 2026-12-03 (the exit watch that fired was kept as
+/// if still watching, so no periodic recheck was armed while the try was still
+/// inside its 50 ms liveness throttle).
 #[cfg(unix)]
 #[test]
-#[ignore = "CORE BUG: a peer killed within 50 ms of the wait's start is never noticed \
-            (see the note above); run with --ignored"]
 fn a_sender_killed_just_as_a_receive_begins_is_noticed() {
     for _ in 0..3 {
         kill_sender_while_receiving(Duration::ZERO);
@@ -1685,8 +1672,6 @@ fn a_sender_killed_just_as_a_receive_begins_is_noticed() {
 
 #[cfg(unix)]
 #[test]
-#[ignore = "CORE BUG: a peer killed within 50 ms of the wait's start is never noticed \
-            (see the note above the receiver's test); run with --ignored"]
 fn a_receiver_killed_just_as_a_send_begins_is_noticed() {
     for _ in 0..3 {
         kill_receiver_while_sending(Duration::ZERO);
@@ -1695,8 +1680,6 @@ fn a_receiver_killed_just_as_a_send_begins_is_noticed() {
 
 #[cfg(unix)]
 #[test]
-#[ignore = "CORE BUG: a peer killed within 50 ms of the wait's start is never noticed \
-            (see the note above the receiver's test); run with --ignored"]
 fn a_publisher_killed_just_as_a_subscriber_begins_is_noticed() {
     for _ in 0..3 {
         kill_publisher_while_subscribing(Duration::ZERO);
@@ -1705,8 +1688,6 @@ fn a_publisher_killed_just_as_a_subscriber_begins_is_noticed() {
 
 #[cfg(unix)]
 #[test]
-#[ignore = "CORE BUG: a peer killed within 50 ms of the wait's start is never noticed \
-            (see the note above the receiver's test); run with --ignored"]
 fn a_server_killed_just_as_a_call_waits_is_noticed() {
     for _ in 0..3 {
         kill_server_while_calling(Duration::ZERO);
@@ -1715,8 +1696,6 @@ fn a_server_killed_just_as_a_call_waits_is_noticed() {
 
 #[cfg(unix)]
 #[test]
-#[ignore = "CORE BUG: a peer killed within 50 ms of the wait's start is never noticed \
-            (see the note above the receiver's test); run with --ignored"]
 fn a_holder_killed_just_as_a_lock_begins_is_noticed() {
     for _ in 0..3 {
         kill_holder_while_locking(Duration::ZERO);
@@ -2205,18 +2184,9 @@ fn wake_passed_on<F: Future>(
     );
 }
 
-/// CORE BUG (found by this test; ignored until fixed, with the event's): a
-/// release wakes one sleeper (`FUTEX_WAKE` 1). If the reactor thread, asleep
-/// in `futex_waitv` for a pending `wait_async`, was queued first, it gets that
-/// wake-up and calls the future's waker; the future is then dropped unpolled
-/// (a `select!` branch that lost, a timeout) and takes nothing, and
-/// `AsyncWait::finish` only gives its place back. The unit stays free while a
-/// thread (of this or another process) blocked in `wait` sleeps on: until its
-/// timeout, or for ever with `wait()`. Seen in the first round. The mutex does
-/// not show it (a blocked `lock` wakes by itself within about 10 ms).
+/// Failed before 2026-12-03: the dropped future took the one wake-up of the
+/// release and did not pass it on (now `AsyncWait::cancel` does).
 #[test]
-#[ignore = "CORE BUG: a wake-up taken by a dropped wait_async is lost for a blocked \
-            thread (see the note above); run with --ignored"]
 fn a_dropped_semaphore_wait_passes_its_wake_up_on_to_a_blocked_thread() {
     let name = TestName::new("aa-pass-sem");
     let sem = Arc::new(Semaphore::create(name.as_str(), 0, 4).unwrap());
@@ -2232,11 +2202,9 @@ fn a_dropped_semaphore_wait_passes_its_wake_up_on_to_a_blocked_thread() {
     assert_eq!(sem.count(), 0);
 }
 
-/// CORE BUG: as for the semaphore (see above), with `Event::set` of an
-/// auto-reset event.
+/// Failed before 2026-12-03: the dropped future took the one wake-up of the
+/// release and did not pass it on (now `AsyncWait::cancel` does).
 #[test]
-#[ignore = "CORE BUG: a wake-up taken by a dropped wait_async is lost for a blocked \
-            thread (see the semaphore's note); run with --ignored"]
 fn a_dropped_event_wait_passes_its_wake_up_on_to_a_blocked_thread() {
     let name = TestName::new("aa-pass-ev");
     let event = Arc::new(Event::create(name.as_str(), EventMode::AutoReset, false).unwrap());

@@ -597,7 +597,7 @@ impl Subscriber {
     /// Gives back the wait a `Pending` [`poll_recv_with`](Self::poll_recv_with)
     /// registered.
     pub fn cancel_poll(&mut self) {
-        self.waiting.finish();
+        self.waiting.cancel();
     }
 
     /// `try_recv_with`, and once in every CHECK_EVERY of finding nothing, a

@@ -363,7 +363,7 @@ impl RpcClient {
     /// Gives back the wait a `Pending` [`poll_reply_with`](Self::poll_reply_with)
     /// registered.
     pub fn cancel_poll(&mut self) {
-        self.waiting.finish();
+        self.waiting.cancel();
         self.reply_since = None;
     }
 

@@ -841,7 +841,7 @@ impl Receiver {
     /// Gives back the wait a `Pending` [`poll_recv_with`](Self::poll_recv_with)
     /// registered (senders stop paying for waking this receiver).
     pub fn cancel_poll(&mut self) {
-        self.waiting.finish();
+        self.waiting.cancel();
     }
 }
 

@@ -782,7 +782,7 @@ impl Sender {
     /// Gives back the wait a `Pending` [`poll_send`](Self::poll_send)
     /// registered.
     pub fn cancel_poll(&mut self) {
-        self.waiting.finish();
+        self.waiting.cancel();
     }
 
     /// `try_send`, and once in every CHECK_EVERY of finding no room, a look at

@@ -33,12 +33,16 @@ impl ExitWatch {
         unreachable!("no exit watches here")
     }
 
-    /// Replaces the waker to call.
-    pub(crate) fn set_waker(&self, waker: &Waker) {
+    /// Replaces the waker to call; `false` if the watch has fired already
+    /// (the process ended: the watch is spent).
+    pub(crate) fn set_waker(&self, waker: &Waker) -> bool {
         #[cfg(target_os = "linux")]
-        linux::set_waker(self.who, self.key, waker);
+        return linux::set_waker(self.who, self.key, waker);
         #[cfg(not(target_os = "linux"))]
-        let _ = waker;
+        {
+            let _ = waker;
+            false
+        }
     }
 }
 
@@ -212,7 +216,7 @@ mod linux {
         Some(key)
     }
 
-    pub(super) fn set_waker(who: ProcessIdentity, key: u64, waker: &Waker) {
+    pub(super) fn set_waker(who: ProcessIdentity, key: u64, waker: &Waker) -> bool {
         with_watcher(|w| {
             let entry = w.watched.get_mut(&(who.pid, who.start_time))?;
             let (_, old) = entry.wakers.iter_mut().find(|(k, _)| *k == key)?;
@@ -220,7 +224,8 @@ mod linux {
                 *old = waker.clone();
             }
             Some(())
-        });
+        })
+        .is_some()
     }
 
     pub(super) fn remove(who: ProcessIdentity, key: u64) {

@@ -45,6 +45,12 @@ pub(crate) struct Watch {
 }
 
 impl Watch {
+    /// Whether the reactor called this watch's waker (and forgot the watch).
+    pub(crate) fn fired(&self) -> bool {
+        self.generation == per_process::generation()
+            && !self.shard.table().entries.iter().any(|e| e.id == self.id)
+    }
+
     /// Keeps this watch for `expected` with `waker` and `recheck` if it has not
     /// fired and still waits for the word to leave `expected`: no work for the
     /// reactor thread (a task polled again for another reason re-arms for free).

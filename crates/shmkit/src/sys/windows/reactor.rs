@@ -27,7 +27,13 @@ use crate::sys::ProcessIdentity;
 #[derive(Debug)]
 pub(crate) struct Watch {
     wait: HANDLE,
-    waker: *mut Waker,
+    waker: *mut WatchWaker,
+}
+
+/// What the pool's callback reaches: the waker, and whether it ran.
+struct WatchWaker {
+    waker: Waker,
+    fired: std::sync::atomic::AtomicBool,
 }
 
 // SAFETY: the wait handle may be unregistered from any thread; the boxed waker is
@@ -46,14 +52,17 @@ pub(crate) fn watch(
     waker: &Waker,
     recheck: Option<Instant>,
 ) -> Watch {
-    let waker = Box::into_raw(Box::new(waker.clone()));
+    let waker = Box::into_raw(Box::new(WatchWaker {
+        waker: waker.clone(),
+        fired: std::sync::atomic::AtomicBool::new(false),
+    }));
     let mut watch = Watch {
         wait: std::ptr::null_mut(),
         waker,
     };
     if word.load(SeqCst) != expected {
         // SAFETY: our own box, alive until the watch drops.
-        unsafe { (*waker).wake_by_ref() };
+        unsafe { (*waker).waker.wake_by_ref() };
         return watch;
     }
     let millis = recheck.map_or(INFINITE, |at| {
@@ -77,12 +86,18 @@ pub(crate) fn watch(
         // No wait could be registered: let the caller look again (it polls).
         watch.wait = std::ptr::null_mut();
         // SAFETY: as above.
-        unsafe { (*waker).wake_by_ref() };
+        unsafe { (*waker).waker.wake_by_ref() };
     }
     watch
 }
 
 impl Watch {
+    /// Whether the pool called this watch's waker.
+    pub(crate) fn fired(&self) -> bool {
+        // SAFETY: our box, alive until drop.
+        unsafe { &*self.waker }.fired.load(SeqCst)
+    }
+
     /// Always `false` here: a registered wait is not changed, a new one is made.
     pub(crate) fn refresh(
         &self,
@@ -94,10 +109,16 @@ impl Watch {
     }
 }
 
-unsafe extern "system" fn fire(context: *mut c_void, _timed_out: bool) {
+unsafe extern "system" fn fire(context: *mut c_void, timed_out: bool) {
     // SAFETY: the context is the watch's boxed waker, alive until the watch has
     // unregistered this wait and waited for this callback to return.
-    unsafe { (*(context as *const Waker)).wake_by_ref() };
+    let watch = unsafe { &*(context as *const WatchWaker) };
+    // A permit was taken for this wait (or its time came): if the wait is
+    // given up unused, the permit is passed on (see AsyncWait::cancel).
+    if !timed_out {
+        watch.fired.store(true, SeqCst);
+    }
+    watch.waker.wake_by_ref();
 }
 
 impl Drop for Watch {
@@ -119,7 +140,13 @@ pub(crate) struct ExitWatch {
     who: ProcessIdentity,
     process: HANDLE,
     wait: HANDLE,
-    waker: *mut std::sync::Mutex<Waker>,
+    waker: *mut ExitWaker,
+}
+
+/// What the pool's callback reaches: the waker, and whether it ran.
+struct ExitWaker {
+    waker: std::sync::Mutex<Waker>,
+    fired: std::sync::atomic::AtomicBool,
 }
 
 // SAFETY: as for Watch: the handles may be used and closed from any thread; the
@@ -134,15 +161,16 @@ impl ExitWatch {
         self.who
     }
 
-    /// Replaces the waker to call.
-    pub(crate) fn set_waker(&self, waker: &Waker) {
+    /// Replaces the waker to call; `false` if the watch has fired already
+    /// (the process ended: the watch is spent).
+    pub(crate) fn set_waker(&self, waker: &Waker) -> bool {
         // SAFETY: our box, alive until drop.
-        let mut current = unsafe { &*self.waker }
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let exit = unsafe { &*self.waker };
+        let mut current = exit.waker.lock().unwrap_or_else(|e| e.into_inner());
         if !current.will_wake(waker) {
             *current = waker.clone();
         }
+        !exit.fired.load(SeqCst)
     }
 }
 
@@ -197,7 +225,10 @@ pub(crate) fn watch_exit(who: ProcessIdentity, waker: &Waker) -> Option<ExitWatc
         close(process);
         return None;
     }
-    let boxed = Box::into_raw(Box::new(std::sync::Mutex::new(waker.clone())));
+    let boxed = Box::into_raw(Box::new(ExitWaker {
+        waker: std::sync::Mutex::new(waker.clone()),
+        fired: std::sync::atomic::AtomicBool::new(false),
+    }));
     let mut wait: HANDLE = std::ptr::null_mut();
     // SAFETY: an open process handle (kept open while the wait exists); the
     // context is our box, freed only after UnregisterWaitEx waited for the
