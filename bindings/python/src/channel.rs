@@ -1,7 +1,7 @@
 //! Queue channels: `Sender` (with zero-copy `reserve`), `Receiver`.
 
 use crate::aio::{coroutine, poll_once, Wakeup};
-use crate::errors::{closed, invalid, new_error, to_py, IntoPyResult};
+use crate::errors::{closed, invalid, new_error, IntoPyResult};
 use crate::handle::{Handle, Turn};
 use crate::region::{contiguous, fill_buffer, size_arg};
 use crate::wait::{timeout_arg, wait, wait_whole, Deadline, LARGE};
@@ -511,13 +511,6 @@ impl PyReservation {
 pub struct PyReceiver {
     handle: Handle<Receiver>,
     wakeup: Wakeup,
-    /// A message `recv_into_async` took but could not fit in its buffer (only
-    /// when it arrived between the look that leaves a long message queued and
-    /// the poll that registers the wait): every receive returns it first, so
-    /// for this receiver it stays queued (closing the receiver drops it; the
-    /// core has no `poll_recv_into` that would leave it in the ring). Used
-    /// only under a lease of `handle`.
-    stash: std::sync::Mutex<Option<Vec<u8>>>,
     capacity: u64,
     max_message: u64,
 }
@@ -554,7 +547,6 @@ impl PyReceiver {
             max_message: r.max_message(),
             handle: Handle::new(name, Some(r.interrupter()), r),
             wakeup: Wakeup::new(),
-            stash: std::sync::Mutex::new(None),
         })
     }
 
@@ -565,9 +557,6 @@ impl PyReceiver {
     fn recv(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyBytes>> {
         let deadline = Deadline::after(timeout_arg(py, self.handle.name(), timeout)?);
         let mut rx = self.handle.lease(py, "receive", Turn::Until(deadline))?;
-        if let Some(m) = self.unstash() {
-            return to_bytes(py, &m).map(Bound::unbind);
-        }
         match rx.try_recv_with(|m| to_bytes(py, m).map(Bound::unbind)) {
             Err(e) if e.is_would_block() => wait(py, deadline, |slice| {
                 rx.recv_with_timeout(slice, to_bytes_detached)
@@ -579,9 +568,6 @@ impl PyReceiver {
     /// The next message if one is queued, else `None`.
     fn try_recv(&self, py: Python<'_>) -> PyResult<Option<Py<PyBytes>>> {
         let mut rx = self.handle.lease(py, "try_recv", Turn::Prompt)?;
-        if let Some(m) = self.unstash() {
-            return to_bytes(py, &m).map(|b| Some(b.unbind()));
-        }
         match rx.try_recv_with(|m| to_bytes(py, m).map(Bound::unbind)) {
             Ok(b) => b.map(Some),
             Err(e) if e.is_would_block() => Ok(None),
@@ -608,9 +594,6 @@ impl PyReceiver {
             ))
         })?;
         let mut rx = self.handle.lease(py, "receive", Turn::Until(deadline))?;
-        if let Some(got) = self.stashed_into(py, dst) {
-            return got;
-        }
         // A large buffer is for large messages: copy them without the GIL.
         if dst.len() < LARGE {
             match rx.try_recv_into(dst) {
@@ -663,9 +646,6 @@ impl PyReceiver {
     fn _poll_recv(&self, py: Python<'_>) -> PyResult<Option<Py<PyBytes>>> {
         let waker = self.wakeup.waker(self.handle.name())?;
         let mut rx = self.handle.lease(py, "receive", Turn::Prompt)?;
-        if let Some(m) = self.unstash() {
-            return to_bytes(py, &m).map(|b| Some(b.unbind()));
-        }
         match poll_once(&waker, |cx| {
             rx.poll_recv_with(cx, |m| to_bytes(py, m).map(Bound::unbind))
         }) {
@@ -675,14 +655,12 @@ impl PyReceiver {
     }
 
     /// One attempt of `recv_into_async`: the length received into `buffer`, or
-    /// `None` after registering the wait. `look_first=False` (for tests) skips
-    /// the look that leaves a long message in the ring.
-    #[pyo3(signature = (buffer, look_first = true))]
+    /// `None` after registering the wait. A message longer than `buffer` is not
+    /// taken: `BufferTooSmall`, and it stays queued.
     fn _poll_recv_into(
         &self,
         py: Python<'_>,
         buffer: &Bound<'_, PyAny>,
-        look_first: bool,
     ) -> PyResult<Option<usize>> {
         let name = self.handle.name();
         let mut buf = contiguous(buffer)?;
@@ -693,35 +671,8 @@ impl PyReceiver {
         })?;
         let waker = self.wakeup.waker(name)?;
         let mut rx = self.handle.lease(py, "receive", Turn::Prompt)?;
-        if let Some(got) = self.stashed_into(py, dst) {
-            return got.map(Some);
-        }
-        // Leaves a message longer than the buffer queued, which the poll below
-        // cannot (it takes what it lends): it only sees what came in between.
-        if look_first {
-            match rx.try_recv_into(dst) {
-                Err(e) if e.is_would_block() => {}
-                done => return done.py_err(py).map(Some),
-            }
-        }
-        let capacity = dst.len();
-        let polled = poll_once(&waker, |cx| {
-            rx.poll_recv_with(cx, |m| match dst.get_mut(..m.len()) {
-                Some(to) => {
-                    to.copy_from_slice(m);
-                    Ok(m.len())
-                }
-                None => Err(m.to_vec()),
-            })
-        });
-        match polled {
-            Poll::Ready(Ok(Ok(len))) => Ok(Some(len)),
-            Poll::Ready(Ok(Err(long))) => {
-                let e = too_small(name, long.len(), capacity);
-                *self.stash() = Some(long);
-                Err(to_py(py, e))
-            }
-            Poll::Ready(Err(e)) => Err(to_py(py, e)),
+        match poll_once(&waker, |cx| rx.poll_recv_into(cx, dst)) {
+            Poll::Ready(got) => got.py_err(py).map(Some),
             Poll::Pending => Ok(None),
         }
     }
@@ -808,44 +759,6 @@ impl PyReceiver {
 
     fn __repr__(&self) -> String {
         format!("<shmkit.Receiver {:?}>", self.handle.name())
-    }
-}
-
-impl PyReceiver {
-    fn stash(&self) -> std::sync::MutexGuard<'_, Option<Vec<u8>>> {
-        // One assignment at a time: a poisoned lock is still consistent.
-        self.stash.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The message `recv_into_async` kept, if any (call under a lease).
-    fn unstash(&self) -> Option<Vec<u8>> {
-        self.stash().take()
-    }
-
-    /// Receives the kept message into `dst`, if there is one (call under a
-    /// lease); too long, it stays kept.
-    fn stashed_into(&self, py: Python<'_>, dst: &mut [u8]) -> Option<PyResult<usize>> {
-        let mut stash = self.stash();
-        let m = stash.as_ref()?;
-        let Some(to) = dst.get_mut(..m.len()) else {
-            return Some(Err(to_py(
-                py,
-                too_small(self.handle.name(), m.len(), dst.len()),
-            )));
-        };
-        to.copy_from_slice(m);
-        let len = m.len();
-        *stash = None;
-        Some(Ok(len))
-    }
-}
-
-/// What a receive into a buffer of `capacity` bytes says of a `len`-byte message.
-fn too_small(name: &str, len: usize, capacity: usize) -> shmkit::Error {
-    shmkit::Error::BufferTooSmall {
-        object: name.into(),
-        len: len as u64,
-        capacity: capacity as u64,
     }
 }
 

@@ -10,9 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 use shmkit::channel::{PendingCall, Request, RpcClient, RpcServer, RPC_REPLY_TIMEOUT};
 use shmkit::Interrupter;
-use std::future::Future;
-use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::task::Poll;
 
 /// The server of request/response channel `name`: receives requests from any
 /// number of clients and replies to each.
@@ -125,11 +123,13 @@ impl PyRpcServer {
         coroutine(slf.py(), "recv", (slf,))
     }
 
-    /// A coroutine that answers `request` with `payload` (bytes-like, up to a
-    /// quarter of the client's reply ring): at once if the client's reply
-    /// queue has room, else retrying until it has, for at most the reply
-    /// timeout (one second), then `Timeout` and the reply is dropped, as
-    /// `reply` does. Cancel safe: the reply goes whole or not at all.
+    /// A coroutine that answers `request` with `payload` (bytes-like, up to
+    /// one record of the client's reply queue: 65,520 bytes; longer ones raise
+    /// `TooLong`, send them with `reply`, in a thread): at once if the client's
+    /// reply queue has room, else when it has, waiting without blocking the
+    /// event loop for at most the reply timeout (one second), then `Timeout`
+    /// and the reply is dropped, as `reply` does. Cancel safe: the reply goes
+    /// whole or not at all.
     fn reply_async<'py>(
         slf: &Bound<'py, Self>,
         request: &Bound<'py, PyRequest>,
@@ -167,45 +167,69 @@ impl PyRpcServer {
         }
     }
 
-    /// A cancelled `recv_async` would give its wait back here, but the core has
-    /// no `RpcServer::cancel_poll`: the wait stays registered until the next
-    /// receive completes or the server closes (clients pay a wake-up per request
-    /// meanwhile; nothing is lost).
-    fn _cancel_poll(&self) {}
+    /// Gives back the wait of a cancelled `recv_async`.
+    fn _cancel_poll(&self, py: Python<'_>) {
+        // Closed (the wait went with the server) or in use: nothing to give back.
+        if let Ok(mut server) = self.handle.lease(py, "receive", Turn::Prompt) {
+            server.cancel_poll();
+        }
+    }
 
-    /// One attempt of `reply_async`, `waited` seconds after the first: whether
-    /// the reply went. Polls the core's `reply_async` once and drops it if the
-    /// client's reply queue is full (it sends whole or not at all), since the
-    /// core has no poll method that keeps that wait: the coroutine retries
-    /// after a short sleep. Once `waited` reaches the reply timeout, a reply
-    /// that still cannot go is `Timeout` (and dropped), as `reply` does.
-    #[pyo3(signature = (request, payload, waited = 0.0))]
-    fn _try_reply(
+    /// One attempt of `reply_async`: whether the reply went; if not, `fileno()`
+    /// becomes readable when room may have come. `expired` (the coroutine's
+    /// reply timeout has passed): a reply that still cannot go is `Timeout`,
+    /// dropped, its wait given back.
+    #[pyo3(signature = (request, payload, expired = false))]
+    fn _poll_reply(
         &self,
         py: Python<'_>,
         request: &PyRequest,
         payload: &Bound<'_, PyAny>,
-        waited: f64,
+        expired: bool,
     ) -> PyResult<bool> {
         let buf = contiguous(payload)?;
-        let mut server = self.handle.lease(py, "reply", Turn::Prompt)?;
-        let replying = server.reply_async(&request.inner, buf.bytes());
-        let mut replying = std::pin::pin!(replying);
-        match replying
-            .as_mut()
-            .poll(&mut Context::from_waker(Waker::noop()))
-        {
-            Poll::Ready(sent) => sent.py_err(py).map(|()| true),
-            Poll::Pending if waited >= RPC_REPLY_TIMEOUT.as_secs_f64() => Err(to_py(
+        let bytes = buf.bytes();
+        if bytes.len() > MAX_ASYNC_REPLY {
+            return Err(to_py(
                 py,
-                shmkit::Error::Timeout {
+                shmkit::Error::TooLong {
                     object: request.inner.client().into(),
-                    op: "deliver a reply (the client's reply queue stayed full)",
-                    after: RPC_REPLY_TIMEOUT,
+                    len: bytes.len() as u64,
+                    max: MAX_ASYNC_REPLY as u64,
                 },
-            )),
+            ));
+        }
+        let waker = self.wakeup.waker(self.handle.name())?;
+        let mut server = self.handle.lease(py, "reply", Turn::Prompt)?;
+        match poll_once(&waker, |cx| server.poll_reply(cx, &request.inner, bytes)) {
+            Poll::Ready(sent) => sent.py_err(py).map(|()| true),
+            Poll::Pending if expired => {
+                server.cancel_reply(&request.inner);
+                Err(to_py(
+                    py,
+                    shmkit::Error::Timeout {
+                        object: request.inner.client().into(),
+                        op: "deliver a reply (the client's reply queue stayed full)",
+                        after: RPC_REPLY_TIMEOUT,
+                    },
+                ))
+            }
             Poll::Pending => Ok(false),
         }
+    }
+
+    /// Gives back the wait of a cancelled `reply_async` (the last one awaiting
+    /// room in `request`'s client's queue).
+    fn _cancel_reply(&self, py: Python<'_>, request: &PyRequest) {
+        if let Ok(mut server) = self.handle.lease(py, "reply", Turn::Prompt) {
+            server.cancel_reply(&request.inner);
+        }
+    }
+
+    /// The reply timeout in seconds: how long `reply_async` waits for room.
+    #[getter]
+    fn _reply_timeout(&self) -> f64 {
+        RPC_REPLY_TIMEOUT.as_secs_f64()
     }
 
     /// The channel's name.
@@ -249,10 +273,20 @@ pub struct PyRpcClient {
     handle: Handle<RpcClient>,
     interrupter: Interrupter,
     wakeup: Wakeup,
-    /// The request `call_async` sent and awaits the reply to. A reply to
-    /// another call is dropped when found, so no other call may run meanwhile.
-    /// Used only under a lease of `handle`.
-    pending: std::sync::Mutex<Option<PendingCall>>,
+    /// Where `call_async` is. A reply to another call is dropped when found,
+    /// so no other call may run meanwhile.
+    pending: std::sync::Mutex<AsyncCall>,
+}
+
+/// The state of a client's `call_async`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AsyncCall {
+    /// None in progress.
+    Idle,
+    /// Waiting to send its request.
+    Starting,
+    /// Sent, waiting for the reply.
+    Awaiting(PendingCall),
 }
 
 #[pymethods]
@@ -266,7 +300,7 @@ impl PyRpcClient {
             handle: Handle::new(name, Some(interrupter.clone()), inner),
             interrupter,
             wakeup: Wakeup::new(),
-            pending: std::sync::Mutex::new(None),
+            pending: std::sync::Mutex::new(AsyncCall::Idle),
         })
     }
 
@@ -303,13 +337,15 @@ impl PyRpcClient {
         })?
     }
 
-    /// A coroutine that sends `payload` (bytes-like, shorter than 64 KiB; longer
-    /// ones raise `TooLong`: use `call`, in a thread) and returns the reply,
-    /// without blocking the event loop. Raises `Disconnected` if the server
-    /// stops, `Closed` if `close()` is called meanwhile, `Busy` while another
-    /// call on this client is in progress (one at a time). Cancel safe:
-    /// cancelled before the request went, nothing was sent; after, the server
-    /// still answers and the next call discards that reply.
+    /// A coroutine that sends `payload` (bytes-like, up to one record of the
+    /// server's request queue: a quarter of its 1 MiB ring less the request's
+    /// header, about 256 KiB; longer ones raise `TooLong`: use `call`, in a
+    /// thread) and returns the reply, without blocking the event loop: it waits
+    /// for room in the request queue, then for the reply. Raises `Disconnected`
+    /// if the server stops or dies, `Closed` if `close()` is called meanwhile,
+    /// `Busy` while another call on this client is in progress (one at a time).
+    /// Cancel safe: cancelled before the request went, nothing was sent; after,
+    /// the server still answers and the next call discards that reply.
     fn call_async<'py>(
         slf: &Bound<'py, Self>,
         payload: &Bound<'py, PyAny>,
@@ -335,66 +371,75 @@ impl PyRpcClient {
         self.wakeup.notify();
     }
 
-    /// The first step of `call_async`: sends the request if the server's queue
-    /// has room now (whether it did). The request goes as one record or not at
-    /// all, so an attempt that finds no room has sent nothing; the coroutine
-    /// retries after a short sleep (the core has no poll method for this send).
-    fn _start_call(&self, py: Python<'_>, payload: &Bound<'_, PyAny>) -> PyResult<bool> {
-        let name = self.handle.name();
+    /// Starts a `call_async`: `Busy` if a call is in progress.
+    fn _begin_call(&self, py: Python<'_>) -> PyResult<()> {
+        // A blocking call on another thread: `Busy` from the lease.
+        let _client = self.handle.lease(py, "call", Turn::Prompt)?;
+        let mut pending = self.pending();
+        if *pending != AsyncCall::Idle {
+            return Err(self.call_in_progress(py));
+        }
+        *pending = AsyncCall::Starting;
+        Ok(())
+    }
+
+    /// One attempt to send the request of `call_async`: whether it went; if
+    /// not, `fileno()` becomes readable when room may have come. The request
+    /// goes as one record or not at all, so an attempt that finds no room has
+    /// sent nothing.
+    fn _poll_start_call(&self, py: Python<'_>, payload: &Bound<'_, PyAny>) -> PyResult<bool> {
         let buf = contiguous(payload)?;
         let bytes = buf.bytes();
-        if bytes.len() >= LARGE {
-            // Longer requests may be fragmented: an attempt would send part.
-            return Err(to_py(
-                py,
-                shmkit::Error::TooLong {
-                    object: name.into(),
-                    len: bytes.len() as u64,
-                    max: LARGE as u64 - 1,
-                },
-            ));
-        }
+        let waker = self.wakeup.waker(self.handle.name())?;
         let mut client = self.handle.lease(py, "call", Turn::Prompt)?;
-        self.no_async_call(py)?;
-        match client.start_call(bytes, Some(Duration::ZERO)) {
-            Ok(call) => {
-                *self.pending() = Some(call);
+        self.in_step(py, AsyncCall::Starting)?;
+        match poll_once(&waker, |cx| client.poll_start_call(cx, bytes)) {
+            Poll::Ready(Ok(call)) => {
+                *self.pending() = AsyncCall::Awaiting(call);
                 Ok(true)
             }
-            Err(e) if e.is_timeout() || e.is_would_block() => Ok(false),
-            Err(e) => Err(to_py(py, e)),
+            Poll::Ready(Err(e)) => {
+                *self.pending() = AsyncCall::Idle;
+                Err(to_py(py, payload_too_long(e, bytes.len())))
+            }
+            Poll::Pending => Ok(false),
+        }
+    }
+
+    /// Ends a `call_async` cancelled before its request went (nothing sent).
+    fn _cancel_start_call(&self, py: Python<'_>) {
+        *self.pending() = AsyncCall::Idle;
+        // Closed (the wait went with the client) or in use: nothing to give back.
+        if let Ok(mut client) = self.handle.lease(py, "call", Turn::Prompt) {
+            client.cancel_start_call();
         }
     }
 
     /// One attempt to collect the reply of `call_async`: the reply, or `None`
-    /// after registering the wait.
+    /// after registering the wait (which a server that dies also ends).
     fn _poll_reply(&self, py: Python<'_>) -> PyResult<Option<Py<PyBytes>>> {
         let waker = self.wakeup.waker(self.handle.name())?;
         let mut client = self.handle.lease(py, "call", Turn::Prompt)?;
-        let Some(call) = *self.pending() else {
-            return Err(crate::errors::new_error(
-                py,
-                "Error",
-                format!("{}: no call in progress", self.handle.name()),
-            ));
+        let AsyncCall::Awaiting(call) = *self.pending() else {
+            return Err(self.not_in_step(py));
         };
         match poll_once(&waker, |cx| {
             client.poll_reply_with(cx, call, |m| to_bytes(py, m).map(Bound::unbind))
         }) {
             Poll::Ready(got) => {
-                *self.pending() = None;
+                *self.pending() = AsyncCall::Idle;
                 got.py_err(py)?.map(Some)
             }
             Poll::Pending => Ok(None),
         }
     }
 
-    /// Forgets the call of a cancelled `call_async`: its reply, if it comes, is
-    /// discarded by the next call.
+    /// Forgets the call of a cancelled `call_async` and gives its wait back:
+    /// its reply, if it comes, is discarded by the next call.
     fn _abandon_call(&self, py: Python<'_>) {
-        // Closed: the pending call went with the client.
-        if let Ok(_client) = self.handle.lease(py, "call", Turn::Prompt) {
-            *self.pending() = None;
+        *self.pending() = AsyncCall::Idle;
+        if let Ok(mut client) = self.handle.lease(py, "call", Turn::Prompt) {
+            client.cancel_poll();
         }
     }
 
@@ -428,21 +473,65 @@ impl PyRpcClient {
 }
 
 impl PyRpcClient {
-    fn pending(&self) -> std::sync::MutexGuard<'_, Option<PendingCall>> {
+    fn pending(&self) -> std::sync::MutexGuard<'_, AsyncCall> {
         // One assignment at a time: a poisoned lock is still consistent.
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// `Busy` while a `call_async` awaits its reply (call under a lease): a call
-    /// now would drop that reply as a late one.
+    fn call_in_progress(&self, py: Python<'_>) -> PyErr {
+        busy(
+            py,
+            self.handle.name(),
+            "a call_async on this client is in progress; one call at a time",
+        )
+    }
+
+    /// `Busy` while a `call_async` is in progress (call under a lease): a call
+    /// now would drop its reply as a late one.
     fn no_async_call(&self, py: Python<'_>) -> PyResult<()> {
-        if self.pending().is_some() {
-            return Err(busy(
-                py,
-                self.handle.name(),
-                "a call_async on this client is awaiting its reply; one call at a time",
-            ));
+        if *self.pending() != AsyncCall::Idle {
+            return Err(self.call_in_progress(py));
         }
         Ok(())
+    }
+
+    /// An error unless `call_async` is at `step` (its steps run in order).
+    fn in_step(&self, py: Python<'_>, step: AsyncCall) -> PyResult<()> {
+        if *self.pending() != step {
+            return Err(self.not_in_step(py));
+        }
+        Ok(())
+    }
+
+    fn not_in_step(&self, py: Python<'_>) -> PyErr {
+        crate::errors::new_error(
+            py,
+            "Error",
+            format!("{}: no call_async in progress", self.handle.name()),
+        )
+    }
+}
+
+/// The longest reply `reply_async` sends: one record of a client's reply queue
+/// (`RpcClient::connect` makes its ring 256 KiB; a record is a quarter of the
+/// ring less an 8-byte header) less the reply's 8-byte call id. Checked here,
+/// before the core's `poll_reply`, because that drops the server's sender to
+/// the client on any error, `TooLong` too: the client's pending call would then
+/// end with `Disconnected` although the server is there to answer it.
+const MAX_ASYNC_REPLY: usize = 256 * 1024 / 4 - 8 - 8;
+
+/// A `TooLong` of a request (header and payload, as the core sends it)
+/// restated for the `payload_len` bytes the caller gave.
+fn payload_too_long(e: shmkit::Error, payload_len: usize) -> shmkit::Error {
+    match e {
+        shmkit::Error::TooLong { object, len, max } => {
+            let header = len.saturating_sub(payload_len as u64);
+            shmkit::Error::TooLong {
+                object,
+                len: payload_len as u64,
+                max: max.saturating_sub(header),
+            }
+        }
+        e => e,
     }
 }

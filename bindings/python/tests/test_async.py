@@ -767,39 +767,10 @@ def test_recv_into_async_leaves_a_long_message_queued(name):
     run(main())
 
 
-def test_a_long_message_taken_by_the_poll_stays_first(name):
-    """A long message that arrives between recv_into_async's look (which leaves
-    it in the ring) and its poll (which takes what it finds) is kept by the
-    receiver and returned first by every kind of receive. The race is forced
-    here by polling without the look."""
-    rx = shmkit.Receiver.connect(name)
-    tx = shmkit.Sender.connect(name)
-    small = bytearray(4)
-    for m in (b"first and long", b"second", b"third", b"four"):
-        tx.send(m)
-    with pytest.raises(shmkit.BufferTooSmall) as e:
-        rx._poll_recv_into(small, False)
-    assert e.value.needed == 14
-    with pytest.raises(shmkit.BufferTooSmall):
-        rx.recv_into(small, timeout=1)
-    with pytest.raises(shmkit.BufferTooSmall):
-        run(within(rx.recv_into_async(small)))
-    assert rx.try_recv() == b"first and long"
-    with pytest.raises(shmkit.BufferTooSmall):
-        rx._poll_recv_into(small, False)
-    assert run(within(rx.recv_async())) == b"second"
-    with pytest.raises(shmkit.BufferTooSmall):
-        rx._poll_recv_into(small, False)
-    big = bytearray(16)
-    assert run(within(rx.recv_into_async(big))) == 5 and big[:5] == b"third"
-    assert rx.recv(timeout=1) == b"four"
-    tx.close()
-    rx.close()
-
-
 def test_rpc_reply_async_waits_for_a_full_reply_queue(name):
-    """A client that stopped reading: reply_async retries until the client
-    drains its queue, and gives up after the reply timeout (1 s) as reply does."""
+    """A client that stopped reading: reply_async waits until the client drains
+    its queue, and gives up after the reply timeout (1 s) as reply does. A
+    receive cancelled meanwhile on the same server does not disturb the wait."""
 
     async def main():
         server = shmkit.RpcServer.bind(name)
@@ -811,13 +782,20 @@ def test_rpc_reply_async_waits_for_a_full_reply_queue(name):
             await calling
         filler = b"r" * 60_000
         for _ in range(100):  # fill its reply queue with replies it discards
+            t = time.monotonic()
             if not await within(reply_or_timeout(server, req, filler)):
+                # It waited the reply timeout (a lower bound, not a speed claim).
+                assert time.monotonic() - t >= 0.9
                 break
         else:
             raise AssertionError("the reply queue never filled")
         replying = asyncio.create_task(server.reply_async(req, filler))
+        receiving = asyncio.create_task(server.recv_async())
         await asyncio.sleep(0.1)
-        assert not replying.done()
+        assert not replying.done() and not receiving.done()
+        receiving.cancel()  # gives the server's receive wait back
+        with pytest.raises(asyncio.CancelledError):
+            await receiving
         # A new call drains the stale replies, which lets the waiting one in
         # (discarded too, as a late reply).
         answering = asyncio.create_task(answer_one(server))
@@ -832,12 +810,132 @@ def test_rpc_reply_async_waits_for_a_full_reply_queue(name):
             await server.reply_async(req, payload)
             return True
         except shmkit.Timeout as e:
-            assert "reply" in str(e)
+            assert "reply" in str(e) and req.client in str(e)
             return False
 
     async def answer_one(server):
         req = await within(server.recv_async())
         await within(server.reply_async(req, req.payload.upper()))
+
+    run(main())
+
+
+def test_call_async_waits_for_room_in_the_request_queue(name):
+    """A server that stopped receiving: its request queue fills, and call_async
+    waits for room (a call cancelled meanwhile sent nothing) until the server
+    drains the queue; then its request goes and its reply comes."""
+    filler = b"f" * 60_000  # one record of the 1 MiB request ring
+
+    async def main():
+        server = shmkit.RpcServer.bind(name)
+        stuffer = shmkit.RpcClient.connect(name)
+        client = shmkit.RpcClient.connect(name)
+        queued = []
+        # Long requests, then shorter ones in what is left, down to one byte.
+        for stuffing in (filler, b"m" * 4000, b"s" * 250, b"t"):
+            while True:  # requests whose calls time out stay queued
+                try:
+                    stuffer.call(stuffing, timeout=0.01)
+                except shmkit.Timeout as e:
+                    if "to send" in str(e):
+                        break  # no room for another
+                    queued.append(stuffing)
+                assert len(queued) < 1000, "the request queue never filled"
+        with pytest.raises(TimeoutError):  # cancelled while waiting for room
+            await asyncio.wait_for(client.call_async(b"cancelled"), 0.2)
+        calling = asyncio.create_task(client.call_async(b"waits"))
+        await asyncio.sleep(0.2)
+        assert not calling.done()
+        payloads = []
+        while True:
+            req = await within(server.recv_async())
+            payloads.append(req.payload)
+            # Short: the stuffer reads none of its replies.
+            await within(server.reply_async(req, req.payload[:5].upper()))
+            if req.payload == b"waits":
+                break
+        assert await within(calling) == b"WAITS"
+        assert payloads == queued + [b"waits"]  # not b"cancelled"
+        with pytest.raises(shmkit.Timeout):
+            server.recv(timeout=0.1)
+        for obj in (stuffer, client, server):
+            obj.close()
+
+    run(main())
+
+
+def test_server_receives_cancelled_at_random_lose_and_duplicate_nothing(name):
+    """wait_for(server.recv_async(), tiny) times out over and over while clients
+    on another thread call at random moments: every call is answered once."""
+    count = 300
+
+    def calls(results):
+        rng = random.Random(9)
+        clients = [shmkit.RpcClient.connect(name) for _ in range(3)]
+        for i in range(count):
+            results.append(clients[i % 3].call(b"%d" % i, timeout=BOUND))
+            if rng.random() < 0.5:
+                time.sleep(rng.random() * 0.004)
+        for c in clients:
+            c.close()
+
+    async def main():
+        server = shmkit.RpcServer.bind(name)
+        rng = random.Random(10)
+        results, served, timeouts = [], 0, 0
+        thread = threading.Thread(target=calls, args=(results,))
+        thread.start()
+        try:
+            while served < count:
+                try:
+                    req = await asyncio.wait_for(server.recv_async(), rng.random() * 0.003)
+                except TimeoutError:
+                    timeouts += 1
+                    continue
+                await within(server.reply_async(req, b"re " + req.payload))
+                served += 1
+        finally:
+            await asyncio.to_thread(thread.join, BOUND)
+        assert results == [b"re %d" % i for i in range(count)]
+        assert timeouts >= 20, f"only {timeouts} cancellations"
+        with pytest.raises(shmkit.Timeout):
+            server.recv(timeout=0.1)
+        server.close()
+
+    run(main())
+
+
+def test_rpc_async_limits(name):
+    """call_async takes one record of the request ring (past the 64 KiB of
+    before), reply_async one record of the client's reply ring (65,520 bytes);
+    longer ones are TooLong, naming the payload's length, and send nothing."""
+
+    async def main():
+        server = shmkit.RpcServer.bind(name)
+        client = shmkit.RpcClient.connect(name)
+
+        async def answer(make_reply):
+            req = await within(server.recv_async())
+            await within(server.reply_async(req, make_reply(req)))
+            return req
+
+        big = bytes(range(256)) * 800  # 200 KiB
+        answering = asyncio.create_task(answer(lambda r: r.payload[:65_520]))
+        assert await within(client.call_async(big)) == big[:65_520]
+        assert (await answering).payload == big
+        too_long = b"x" * (300 << 10)
+        with pytest.raises(shmkit.TooLong, match=f"{name}: message of {len(too_long)} bytes"):
+            await within(client.call_async(too_long))
+        with pytest.raises(shmkit.Timeout):  # it sent nothing
+            server.recv(timeout=0.1)
+        calling = asyncio.create_task(client.call_async(b"after"))  # not Busy
+        req = await within(server.recv_async())
+        with pytest.raises(shmkit.TooLong, match="message of 65521 bytes .* limit of 65520"):
+            await within(server.reply_async(req, b"y" * 65_521))
+        await within(server.reply_async(req, b"fits"))
+        assert await within(calling) == b"fits"
+        client.close()
+        server.close()
 
     run(main())
 
@@ -851,7 +949,7 @@ def test_errors(name):
         server = shmkit.RpcServer.bind(name + "r")
         client = shmkit.RpcClient.connect(name + "r")
         with pytest.raises(shmkit.TooLong):
-            await within(client.call_async(b"x" * (64 << 10)))
+            await within(client.call_async(b"x" * (1 << 20)))
         first = asyncio.create_task(client.call_async(b"one"))
         await asyncio.sleep(0.05)
         with pytest.raises(shmkit.Busy, match="one call at a time"):

@@ -12,8 +12,14 @@ Several coroutines of one loop may await the same object: one reader per
 descriptor serves them all. When the descriptor turns readable the reader clears
 it once, then wakes every one of them, and each polls again (clearing in each
 poll could swallow a wake-up meant for another's wait). A channel endpoint keeps
-one wait for all its coroutines; a coroutine whose poll completes ends it, so it
-makes the descriptor readable again for the others to register anew.
+one wait per kind (a receive, a send, a reply to one client) for all its
+coroutines of that kind; a coroutine whose poll completes ends it, so it makes
+the descriptor readable again for the others to register anew, and a cancelled
+coroutine gives it back only if it was the last of its kind.
+
+Nothing here polls on a timer: every wait ends with a wake-up (a peer that dies
+is noticed by the core, which wakes the waiter), except reply_async's, which is
+also bounded by the reply timeout (one timer at its deadline).
 """
 
 import asyncio
@@ -21,24 +27,18 @@ import threading
 
 from ._errors import Busy, Disconnected
 
-# The longest a full queue is retried without a wake-up (reply_async, and the
-# request of call_async: the core offers no poll method that keeps their wait).
-_RETRY_MAX = 0.02
-
-# How often call_async looks whether the server died while it waits for a reply.
-_RECHECK = 0.05
-
 
 class _Waiters:
     """The coroutines of one event loop awaiting one object."""
 
-    __slots__ = ("obj", "loop", "fd", "count", "futures")
+    __slots__ = ("obj", "loop", "fd", "count", "kinds", "futures")
 
     def __init__(self, obj, loop):
         self.obj = obj
         self.loop = loop
         self.fd = obj.fileno()
         self.count = 0
+        self.kinds = {}  # how many coroutines await each kind of wait
         self.futures = set()
         loop.add_reader(self.fd, self._ready)
 
@@ -53,7 +53,7 @@ _active: dict[int, _Waiters] = {}
 _lock = threading.Lock()
 
 
-def _join(obj, loop):
+def _join(obj, loop, kind):
     with _lock:
         w = _active.get(id(obj))
         if w is None:
@@ -64,23 +64,32 @@ def _join(obj, loop):
                 "await an object from one loop at a time"
             )
         w.count += 1
+        w.kinds[kind] = w.kinds.get(kind, 0) + 1
         return w
 
 
-def _leave(w):
-    """Whether `w` had no other coroutine."""
+def _leave(w, kind):
+    """Whether `w` had no other coroutine of `kind`, and whether it had no
+    other coroutine at all."""
     with _lock:
         w.count -= 1
+        others = w.kinds[kind] - 1
+        if others:
+            w.kinds[kind] = others
+        else:
+            del w.kinds[kind]
         if w.count:
-            return False
+            return not others, False
         del _active[id(w.obj)]
     w.loop.remove_reader(w.fd)
-    return True
+    return True, True
 
 
-def _others_waiting(obj):
+def _others_waiting(obj, kind=None):
+    """Whether coroutines await `obj` (a wait of `kind`, if given)."""
     with _lock:
-        return id(obj) in _active
+        w = _active.get(id(obj))
+        return w is not None and (kind is None or kind in w.kinds)
 
 
 def _wake_others(obj):
@@ -90,13 +99,14 @@ def _wake_others(obj):
         obj._wake()
 
 
-async def _drive(obj, poll, cancel, recheck=None):
+async def _drive(obj, poll, cancel, kind, deadline=None):
     """Polls `obj` with `poll` (a result, or None: not yet) until it gives a
     result or raises, waiting for the object's descriptor in between (and, with
-    `recheck`, at most that many seconds). If the coroutine is cancelled (or
-    anything else is raised into it) while it waits, `cancel(last)` gives its
-    wait back; `last` is whether no other coroutine of this loop awaits the
-    object."""
+    `deadline`, a time of the running loop, until then at most: `poll` itself
+    raises once it has passed). If the coroutine is cancelled (or anything else
+    is raised into it) while it waits, `cancel(last)` gives its wait back;
+    `last` is whether no other coroutine awaits a wait of `kind` on the object
+    (the waits of one kind are one wait in the object)."""
     try:
         got = poll()
     except BaseException:
@@ -107,21 +117,21 @@ async def _drive(obj, poll, cancel, recheck=None):
         return got
     loop = asyncio.get_running_loop()
     try:
-        w = _join(obj, loop)
+        w = _join(obj, loop, kind)
     except BaseException:
-        cancel(not _others_waiting(obj))
+        cancel(not _others_waiting(obj, kind))
         raise
     settled = False
     try:
         while True:
             fut = loop.create_future()
             w.futures.add(fut)
-            timer = recheck and loop.call_later(recheck, _resolve, fut)
+            timer = None if deadline is None else loop.call_at(deadline, _resolve, fut)
             try:
                 await fut
             finally:
                 w.futures.discard(fut)
-                if timer:
+                if timer is not None:
                     timer.cancel()
             try:
                 got = poll()
@@ -132,9 +142,9 @@ async def _drive(obj, poll, cancel, recheck=None):
                 settled = True
                 return got
     finally:
-        last = _leave(w)
+        last_of_kind, last = _leave(w, kind)
         if not settled:
-            cancel(last)
+            cancel(last_of_kind)
         elif not last:
             obj._wake()
 
@@ -154,60 +164,71 @@ def _channel_cancel(obj):
     return cancel
 
 
-async def _retry(attempt):
-    """Calls `attempt` until it returns True, sleeping a little longer each time
-    (up to _RETRY_MAX) in between."""
-    pause = 0.0005
-    while not attempt():
-        await asyncio.sleep(pause)
-        pause = min(pause * 2, _RETRY_MAX)
-
-
 async def recv(obj):
     """Receiver, Subscriber, RpcServer: the next message (request)."""
-    return await _drive(obj, obj._poll_recv, _channel_cancel(obj))
+    return await _drive(obj, obj._poll_recv, _channel_cancel(obj), "recv")
 
 
 async def recv_into(rx, buffer):
-    return await _drive(rx, lambda: rx._poll_recv_into(buffer), _channel_cancel(rx))
+    return await _drive(rx, lambda: rx._poll_recv_into(buffer), _channel_cancel(rx), "recv")
 
 
 async def anext(obj):
     """``async for``: receives until the peer is gone."""
     try:
-        return await _drive(obj, obj._poll_recv, _channel_cancel(obj))
+        return await _drive(obj, obj._poll_recv, _channel_cancel(obj), "recv")
     except Disconnected:
         raise StopAsyncIteration from None
 
 
 async def send(tx, data):
-    await _drive(tx, lambda: tx._poll_send(data) or None, _channel_cancel(tx))
+    await _drive(tx, lambda: tx._poll_send(data) or None, _channel_cancel(tx), "send")
+
+
+def _nothing(last):
+    pass
 
 
 async def call(client, payload):
-    await _retry(lambda: client._start_call(payload))
-    # The core's reply poll registers no wake-up for the server's death (it
-    # checks for it when polled): look again every 50 ms, as `call` does.
-    return await _drive(client, client._poll_reply, lambda last: client._abandon_call(), _RECHECK)
+    # Busy while another call is in progress; from here until the reply (or
+    # the error, or the cancellation) this call is the client's one.
+    client._begin_call()
+    try:
+        await _drive(client, lambda: client._poll_start_call(payload) or None, _nothing, "start")
+    except BaseException:
+        client._cancel_start_call()  # nothing was sent: the request goes whole or not at all
+        raise
+    try:
+        return await _drive(client, client._poll_reply, _nothing, "reply")
+    except BaseException:
+        client._abandon_call()  # the next call discards the reply if it comes
+        raise
 
 
 async def reply(server, request, payload):
-    if server._try_reply(request, payload):
-        return
     loop = asyncio.get_running_loop()
-    first = loop.time()
-    pause = 0.0005
-    while True:
-        await asyncio.sleep(pause)
-        pause = min(pause * 2, _RETRY_MAX)
-        if server._try_reply(request, payload, loop.time() - first):
-            return
+    deadline = loop.time() + server._reply_timeout
+    kind = ("reply", request.client)  # one wait per client's reply queue
+
+    def cancel(last):
+        if last:
+            server._cancel_reply(request)
+
+    await _drive(
+        server,
+        lambda: server._poll_reply(request, payload, loop.time() >= deadline) or None,
+        cancel,
+        kind,
+        deadline,
+    )
 
 
 async def wait(obj):
     """Mutex (returns the guard), Semaphore, Event (return None)."""
     token = obj._start_wait()
-    got = await _drive(obj, lambda: obj._poll_wait(token), lambda last: obj._cancel_wait(token))
+    got = await _drive(
+        obj, lambda: obj._poll_wait(token), lambda last: obj._cancel_wait(token), ("wait", token)
+    )
     return None if got is True else got
 
 

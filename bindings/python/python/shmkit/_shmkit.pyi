@@ -279,7 +279,8 @@ class Receiver:
     def recv_into(self, buffer: Buffer, timeout: float | None = None) -> int: ...
     async def recv_async(self) -> bytes:
         """Receives without blocking the event loop (cancel safe)."""
-    async def recv_into_async(self, buffer: Buffer) -> int: ...
+    async def recv_into_async(self, buffer: Buffer) -> int:
+        """Receives into ``buffer``; a longer message stays queued (``BufferTooSmall``)."""
     def fileno(self) -> int:
         """The descriptor the ``*_async`` coroutines wait on (an eventfd on Linux)."""
     @property
@@ -375,7 +376,10 @@ class RpcServer:
     def serve_one(self, handler: Callable[[bytes], Buffer], timeout: float | None = None) -> bool: ...
     async def recv_async(self) -> Request:
         """Receives a request without blocking the event loop (cancel safe)."""
-    async def reply_async(self, request: Request, payload: Buffer) -> None: ...
+    async def reply_async(self, request: Request, payload: Buffer) -> None:
+        """Replies without blocking the event loop: payloads up to 65,520 bytes (one
+        record of the client's reply queue; longer: ``TooLong``), waiting for room at
+        most the reply timeout (one second, then ``Timeout``)."""
     def fileno(self) -> int:
         """The descriptor the ``*_async`` coroutines wait on (an eventfd on Linux)."""
     @property
@@ -393,7 +397,8 @@ class RpcClient:
     def connect(name: str) -> "RpcClient": ...
     def call(self, payload: Buffer, timeout: float | None = None) -> bytes: ...
     async def call_async(self, payload: Buffer) -> bytes:
-        """Calls (requests shorter than 64 KiB) without blocking the event loop."""
+        """Calls without blocking the event loop: requests up to one record of the
+        server's request queue (about 256 KiB; longer: ``TooLong``)."""
     def fileno(self) -> int:
         """The descriptor the ``*_async`` coroutines wait on (an eventfd on Linux)."""
     @property
