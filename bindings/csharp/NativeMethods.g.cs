@@ -82,6 +82,30 @@ namespace Shmkit.Native
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
         internal delegate int shmkit_subscriber_recv_with_callback_delegate(byte* data, System.UIntPtr len, void* user_data);
 
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void shmkit_event_on_ready_callback_delegate(void* user_data);
+
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void shmkit_mutex_on_ready_callback_delegate(void* user_data);
+
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void shmkit_receiver_on_ready_callback_delegate(void* user_data);
+
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void shmkit_rpc_client_on_ready_callback_delegate(void* user_data);
+
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void shmkit_rpc_server_on_ready_callback_delegate(void* user_data);
+
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void shmkit_semaphore_on_ready_callback_delegate(void* user_data);
+
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void shmkit_sender_on_ready_callback_delegate(void* user_data);
+
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void shmkit_subscriber_on_ready_callback_delegate(void* user_data);
+
 
 
         /// <summary>
@@ -255,7 +279,9 @@ namespace Shmkit.Native
 
         /// <summary>
         ///  Locks the mutex if it is free now: `SHMKIT_ERR_WOULD_BLOCK` if not
-        ///  (`SHMKIT_ERR_BUSY` if this thread holds it through this handle).
+        ///  (`SHMKIT_ERR_BUSY` if this thread holds it through this handle). On a
+        ///  pollable handle (`shmkit_mutex_pollable`), WOULD_BLOCK arms its descriptor,
+        ///  and so does `shmkit_mutex_lock` with timeout 0.
         /// </summary>
         [DllImport(__DllName, EntryPoint = "shmkit_mutex_try_lock", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern shmkit_status shmkit_mutex_try_lock(shmkit_mutex* m);
@@ -318,7 +344,8 @@ namespace Shmkit.Native
 
         /// <summary>
         ///  Takes one unit, waiting up to `timeout_ms` (negative: forever; 0: not at all,
-        ///  `SHMKIT_ERR_WOULD_BLOCK` if none is free; `SHMKIT_ERR_TIMEOUT` when a
+        ///  `SHMKIT_ERR_WOULD_BLOCK` if none is free, which on a pollable handle,
+        ///  `shmkit_semaphore_pollable`, arms its descriptor; `SHMKIT_ERR_TIMEOUT` when a
         ///  positive timeout passes).
         /// </summary>
         [DllImport(__DllName, EntryPoint = "shmkit_semaphore_wait", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
@@ -398,7 +425,8 @@ namespace Shmkit.Native
 
         /// <summary>
         ///  Waits until the event is set, up to `timeout_ms` (negative: forever; 0: not
-        ///  at all, `SHMKIT_ERR_WOULD_BLOCK` if it is not set).
+        ///  at all, `SHMKIT_ERR_WOULD_BLOCK` if it is not set, which on a pollable
+        ///  handle, `shmkit_event_pollable`, arms its descriptor).
         /// </summary>
         [DllImport(__DllName, EntryPoint = "shmkit_event_wait", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern shmkit_status shmkit_event_wait(shmkit_event* @event, long timeout_ms);
@@ -409,6 +437,62 @@ namespace Shmkit.Native
         /// </summary>
         [DllImport(__DllName, EntryPoint = "shmkit_event_close", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern shmkit_status shmkit_event_close(shmkit_event* @event);
+
+        /// <summary>
+        ///  Gives a new descriptor for this mutex handle that an event loop can wait on,
+        ///  owned by the caller (release it with `shmkit_pollable_close`); see
+        ///  `shmkit_sender_pollable` for the contract. A `shmkit_mutex_try_lock` (or
+        ///  `shmkit_mutex_lock` with timeout 0) that returns `SHMKIT_ERR_WOULD_BLOCK` arms
+        ///  it: it becomes ready when the mutex may be free (or its holder died). Nothing
+        ///  is taken until a try succeeds.
+        /// </summary>
+        [DllImport(__DllName, EntryPoint = "shmkit_mutex_pollable", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern shmkit_status shmkit_mutex_pollable(shmkit_mutex* m, System.IntPtr* descriptor);
+
+        /// <summary>
+        ///  Calls `callback(user_data)` once, the next time this mutex may be free, or at
+        ///  once, on this thread, if the handle is ready now; makes the handle pollable.
+        ///  See `shmkit_sender_on_ready`.
+        /// </summary>
+        [DllImport(__DllName, EntryPoint = "shmkit_mutex_on_ready", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern shmkit_status shmkit_mutex_on_ready(shmkit_mutex* m, shmkit_mutex_on_ready_callback_delegate callback, void* user_data);
+
+        /// <summary>
+        ///  Gives a new descriptor for this semaphore handle that an event loop can wait
+        ///  on, owned by the caller (release it with `shmkit_pollable_close`); see
+        ///  `shmkit_sender_pollable` for the contract. A `shmkit_semaphore_wait` with
+        ///  timeout 0 that returns `SHMKIT_ERR_WOULD_BLOCK` arms it: it becomes ready when
+        ///  a unit may have been released. Nothing is taken until a wait succeeds.
+        /// </summary>
+        [DllImport(__DllName, EntryPoint = "shmkit_semaphore_pollable", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern shmkit_status shmkit_semaphore_pollable(shmkit_semaphore* sem, System.IntPtr* descriptor);
+
+        /// <summary>
+        ///  Calls `callback(user_data)` once, the next time a unit may have been
+        ///  released, or at once, on this thread, if the handle is ready now; makes the
+        ///  handle pollable. See `shmkit_sender_on_ready`.
+        /// </summary>
+        [DllImport(__DllName, EntryPoint = "shmkit_semaphore_on_ready", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern shmkit_status shmkit_semaphore_on_ready(shmkit_semaphore* sem, shmkit_semaphore_on_ready_callback_delegate callback, void* user_data);
+
+        /// <summary>
+        ///  Gives a new descriptor for this event handle that an event loop can wait on,
+        ///  owned by the caller (release it with `shmkit_pollable_close`); see
+        ///  `shmkit_sender_pollable` for the contract. A `shmkit_event_wait` with timeout
+        ///  0 that returns `SHMKIT_ERR_WOULD_BLOCK` arms it: it becomes ready when the
+        ///  event may have been set. (An auto-reset event's signal is taken by the wait
+        ///  that succeeds, not by the descriptor.)
+        /// </summary>
+        [DllImport(__DllName, EntryPoint = "shmkit_event_pollable", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern shmkit_status shmkit_event_pollable(shmkit_event* @event, System.IntPtr* descriptor);
+
+        /// <summary>
+        ///  Calls `callback(user_data)` once, the next time the event may have been set,
+        ///  or at once, on this thread, if the handle is ready now; makes the handle
+        ///  pollable. See `shmkit_sender_on_ready`.
+        /// </summary>
+        [DllImport(__DllName, EntryPoint = "shmkit_event_on_ready", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern shmkit_status shmkit_event_on_ready(shmkit_event* @event, shmkit_event_on_ready_callback_delegate callback, void* user_data);
 
         /// <summary>
         ///  Creates or opens (`create`: 1 fails if it exists, 0 opens it if it does)
@@ -537,7 +621,9 @@ namespace Shmkit.Native
         /// <summary>
         ///  Sends `len` bytes, waiting up to `timeout_ms` (negative: forever; 0: not at
         ///  all, `SHMKIT_ERR_WOULD_BLOCK`) for room. `SHMKIT_ERR_DISCONNECTED` if the
-        ///  receiver is gone; `SHMKIT_ERR_CLOSED` if the handle is closed meanwhile.
+        ///  receiver is gone; `SHMKIT_ERR_CLOSED` if the handle is closed meanwhile. On a
+        ///  pollable handle (`shmkit_sender_pollable`), a WOULD_BLOCK with timeout 0 arms
+        ///  its descriptor: it becomes ready when room may have come.
         /// </summary>
         [DllImport(__DllName, EntryPoint = "shmkit_sender_send", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern shmkit_status shmkit_sender_send(shmkit_sender* sender, byte* data, System.UIntPtr len, long timeout_ms);
@@ -546,7 +632,8 @@ namespace Shmkit.Native
         ///  Reserves `len` bytes in the ring (waiting up to `timeout_ms` for room) and
         ///  points `*data` at them: write the message there, then `shmkit_sender_commit`
         ///  (or `shmkit_sender_cancel`). Until then the sender refuses other sends.
-        ///  A reservation holds at most a quarter of the ring.
+        ///  A reservation holds at most a quarter of the ring. (Its WOULD_BLOCK does not
+        ///  arm a pollable handle's descriptor: wait for room with `shmkit_sender_send`.)
         /// </summary>
         [DllImport(__DllName, EntryPoint = "shmkit_sender_reserve", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern shmkit_status shmkit_sender_reserve(shmkit_sender* sender, System.UIntPtr len, long timeout_ms, byte** data);
@@ -573,6 +660,37 @@ namespace Shmkit.Native
         internal static extern shmkit_status shmkit_sender_close(shmkit_sender* sender);
 
         /// <summary>
+        ///  Gives a new descriptor for this sender that an event loop can wait on
+        ///  (Linux: an eventfd, other Unixes: a pipe's read end, both readable when
+        ///  ready; Windows: an event HANDLE, signalled when ready), owned by the caller:
+        ///  release it with `shmkit_pollable_close` after taking it out of the loop.
+        ///
+        ///  The first call makes the handle pollable (as `shmkit_sender_on_ready` does):
+        ///  from then on `shmkit_sender_send` with timeout 0 that returns
+        ///  `SHMKIT_ERR_WOULD_BLOCK` arms the descriptor, which becomes ready when room
+        ///  may have come; every such send clears it first. The loop is a non-blocking
+        ///  socket's, edge-triggered: when the descriptor is ready, send with timeout 0
+        ///  until `SHMKIT_ERR_WOULD_BLOCK` (or until you have nothing to send; a wake-up
+        ///  may be spurious). Do not read from the descriptor. Closing the handle makes it
+        ///  ready for good; the next call on the handle says it is closed.
+        /// </summary>
+        [DllImport(__DllName, EntryPoint = "shmkit_sender_pollable", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern shmkit_status shmkit_sender_pollable(shmkit_sender* sender, System.IntPtr* descriptor);
+
+        /// <summary>
+        ///  Calls `callback(user_data)` once, the next time this sender may be ready
+        ///  (what makes `shmkit_sender_pollable`'s descriptor ready: room may have come,
+        ///  or the handle was closed), or at once, on this thread, if it is ready now.
+        ///  Makes the handle pollable, as `shmkit_sender_pollable` does: call it, then
+        ///  send with timeout 0, and on `SHMKIT_ERR_WOULD_BLOCK` wait for the callback.
+        ///  See `shmkit_ready_fn` for the thread it runs on. Every callback registered is
+        ///  called exactly once (at the latest soon after the handle is closed), so it may free
+        ///  `user_data`.
+        /// </summary>
+        [DllImport(__DllName, EntryPoint = "shmkit_sender_on_ready", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern shmkit_status shmkit_sender_on_ready(shmkit_sender* sender, shmkit_sender_on_ready_callback_delegate callback, void* user_data);
+
+        /// <summary>
         ///  Attaches to channel `name` as its receiver, creating it if needed.
         /// </summary>
         [DllImport(__DllName, EntryPoint = "shmkit_receiver_connect", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
@@ -585,6 +703,8 @@ namespace Shmkit.Native
         ///  `SHMKIT_ERR_BUFFER_TOO_SMALL`, and `*len` says how long it is.
         ///  `SHMKIT_ERR_DISCONNECTED` once the queue is empty and every sender is gone;
         ///  `SHMKIT_ERR_CLOSED` if the handle is closed (from another thread) meanwhile.
+        ///  On a pollable handle (`shmkit_receiver_pollable`), a WOULD_BLOCK with timeout
+        ///  0 arms its descriptor: it becomes ready when a message may have come.
         /// </summary>
         [DllImport(__DllName, EntryPoint = "shmkit_receiver_recv", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern shmkit_status shmkit_receiver_recv(shmkit_receiver* receiver, byte* buf, System.UIntPtr capacity, System.UIntPtr* len, long timeout_ms);
@@ -592,7 +712,8 @@ namespace Shmkit.Native
         /// <summary>
         ///  Receives the next message and lends it to `callback` without copying it,
         ///  waiting up to `timeout_ms`. The callback's non-zero return comes back as
-        ///  `SHMKIT_ERR_CALLBACK`.
+        ///  `SHMKIT_ERR_CALLBACK`. Timeout 0 on a pollable handle arms it as
+        ///  `shmkit_receiver_recv` does.
         /// </summary>
         [DllImport(__DllName, EntryPoint = "shmkit_receiver_recv_with", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern shmkit_status shmkit_receiver_recv_with(shmkit_receiver* receiver, shmkit_receiver_recv_with_callback_delegate callback, void* user_data, long timeout_ms);
@@ -604,6 +725,39 @@ namespace Shmkit.Native
         /// </summary>
         [DllImport(__DllName, EntryPoint = "shmkit_receiver_close", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern shmkit_status shmkit_receiver_close(shmkit_receiver* receiver);
+
+        /// <summary>
+        ///  Gives a new descriptor for this receiver that an event loop can wait on, owned
+        ///  by the caller (release it with `shmkit_pollable_close`); see
+        ///  `shmkit_sender_pollable` for what it is on each system and for the contract.
+        ///  From the first call on, a `shmkit_receiver_recv` or `_recv_with` with timeout 0
+        ///  that returns `SHMKIT_ERR_WOULD_BLOCK` arms the descriptor, which becomes ready
+        ///  when a message may have come (or the senders are gone). When it is ready,
+        ///  receive with timeout 0 until `SHMKIT_ERR_WOULD_BLOCK`:
+        ///
+        ///  ```c
+        ///  intptr_t fd;
+        ///  shmkit_receiver_pollable(rx, &amp;fd);
+        ///  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = rx};
+        ///  epoll_ctl(ep, EPOLL_CTL_ADD, (int)fd, &amp;ev);
+        ///  for (;;) {
+        ///      epoll_wait(ep, &amp;ev, 1, -1);
+        ///      while ((s = shmkit_receiver_recv(rx, buf, sizeof buf, &amp;len, 0)) == SHMKIT_OK)
+        ///          handle(buf, len);
+        ///      if (s != SHMKIT_ERR_WOULD_BLOCK) break; /* DISCONNECTED, BAD_HANDLE... */
+        ///  }
+        ///  ```
+        /// </summary>
+        [DllImport(__DllName, EntryPoint = "shmkit_receiver_pollable", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern shmkit_status shmkit_receiver_pollable(shmkit_receiver* receiver, System.IntPtr* descriptor);
+
+        /// <summary>
+        ///  Calls `callback(user_data)` once, the next time this receiver may be ready (a
+        ///  message may have come, or the handle was closed), or at once, on this thread,
+        ///  if it is ready now; makes the handle pollable. See `shmkit_sender_on_ready`.
+        /// </summary>
+        [DllImport(__DllName, EntryPoint = "shmkit_receiver_on_ready", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern shmkit_status shmkit_receiver_on_ready(shmkit_receiver* receiver, shmkit_receiver_on_ready_callback_delegate callback, void* user_data);
 
         /// <summary>
         ///  Attaches to broadcast channel `name` as its publisher, creating it if needed
@@ -637,7 +791,8 @@ namespace Shmkit.Native
         ///  `SHMKIT_ERR_LAGGED`: this subscriber fell behind and `*missed` (may be NULL)
         ///  messages were overwritten; call again for the oldest one still held.
         ///  `SHMKIT_ERR_BUFFER_TOO_SMALL`: `*len` says how long the message is; the next
-        ///  call returns it.
+        ///  call returns it. On a pollable handle (`shmkit_subscriber_pollable`), a
+        ///  WOULD_BLOCK with timeout 0 arms its descriptor.
         /// </summary>
         [DllImport(__DllName, EntryPoint = "shmkit_subscriber_recv", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern shmkit_status shmkit_subscriber_recv(shmkit_subscriber* subscriber, byte* buf, System.UIntPtr capacity, System.UIntPtr* len, long timeout_ms, ulong* missed);
@@ -658,6 +813,26 @@ namespace Shmkit.Native
         internal static extern shmkit_status shmkit_subscriber_close(shmkit_subscriber* subscriber);
 
         /// <summary>
+        ///  Gives a new descriptor for this subscriber that an event loop can wait on,
+        ///  owned by the caller (release it with `shmkit_pollable_close`); see
+        ///  `shmkit_sender_pollable` for the contract. A `shmkit_subscriber_recv` or
+        ///  `_recv_with` with timeout 0 that returns `SHMKIT_ERR_WOULD_BLOCK` arms it: it
+        ///  becomes ready when a message may have been published (or the publisher is
+        ///  gone). When it is ready, receive with timeout 0 until WOULD_BLOCK
+        ///  (`SHMKIT_ERR_LAGGED` included: call again).
+        /// </summary>
+        [DllImport(__DllName, EntryPoint = "shmkit_subscriber_pollable", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern shmkit_status shmkit_subscriber_pollable(shmkit_subscriber* subscriber, System.IntPtr* descriptor);
+
+        /// <summary>
+        ///  Calls `callback(user_data)` once, the next time this subscriber may be ready,
+        ///  or at once, on this thread, if it is ready now; makes the handle pollable. See
+        ///  `shmkit_sender_on_ready`.
+        /// </summary>
+        [DllImport(__DllName, EntryPoint = "shmkit_subscriber_on_ready", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern shmkit_status shmkit_subscriber_on_ready(shmkit_subscriber* subscriber, shmkit_subscriber_on_ready_callback_delegate callback, void* user_data);
+
+        /// <summary>
         ///  Serves request/response channel `name` (one server per name:
         ///  `SHMKIT_ERR_OCCUPIED`, naming the bound server's process, while another is
         ///  bound).
@@ -669,7 +844,8 @@ namespace Shmkit.Native
         ///  Receives the next request into `buf`, setting `*len`, waiting up to
         ///  `timeout_ms` (negative: forever). Answer it with `shmkit_rpc_server_reply`.
         ///  `SHMKIT_ERR_BUFFER_TOO_SMALL`: `*len` says how long it is; the next call
-        ///  returns the same request.
+        ///  returns the same request. On a pollable handle (`shmkit_rpc_server_pollable`),
+        ///  a WOULD_BLOCK with timeout 0 arms its descriptor.
         /// </summary>
         [DllImport(__DllName, EntryPoint = "shmkit_rpc_server_recv", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern shmkit_status shmkit_rpc_server_recv(shmkit_rpc_server* server, byte* buf, System.UIntPtr capacity, System.UIntPtr* len, long timeout_ms);
@@ -705,7 +881,8 @@ namespace Shmkit.Native
         internal static extern shmkit_status shmkit_rpc_client_call(shmkit_rpc_client* client, byte* request, System.UIntPtr request_len, byte* buf, System.UIntPtr capacity, System.UIntPtr* len, long timeout_ms);
 
         /// <summary>
-        ///  Copies the reply that did not fit the last `shmkit_rpc_client_call`'s buffer.
+        ///  Copies the reply that did not fit the last `shmkit_rpc_client_call`'s (or
+        ///  `shmkit_rpc_client_finish_call`'s) buffer.
         /// </summary>
         [DllImport(__DllName, EntryPoint = "shmkit_rpc_client_last_reply", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern shmkit_status shmkit_rpc_client_last_reply(shmkit_rpc_client* client, byte* buf, System.UIntPtr capacity, System.UIntPtr* len);
@@ -723,6 +900,73 @@ namespace Shmkit.Native
         /// </summary>
         [DllImport(__DllName, EntryPoint = "shmkit_rpc_client_close", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern shmkit_status shmkit_rpc_client_close(shmkit_rpc_client* client);
+
+        /// <summary>
+        ///  Sends a request of `request_len` bytes without waiting for its reply (only,
+        ///  up to `timeout_ms`, for room in the server's request queue: 0 does not wait,
+        ///  `SHMKIT_ERR_WOULD_BLOCK` when it is full; that one does not arm the
+        ///  descriptor). Collect the reply with `shmkit_rpc_client_finish_call`. A
+        ///  `shmkit_rpc_client_call`, `_call_with` or another start abandons a call not
+        ///  finished: its reply is discarded when it comes.
+        /// </summary>
+        [DllImport(__DllName, EntryPoint = "shmkit_rpc_client_start_call", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern shmkit_status shmkit_rpc_client_start_call(shmkit_rpc_client* client, byte* request, System.UIntPtr request_len, long timeout_ms);
+
+        /// <summary>
+        ///  Receives the reply to the call `shmkit_rpc_client_start_call` sent into `buf`,
+        ///  setting `*len`, waiting up to `timeout_ms` (negative: forever; 0: not at all,
+        ///  `SHMKIT_ERR_WOULD_BLOCK` if it has not come, which on a pollable handle arms
+        ///  the descriptor). A timeout leaves the call pending: ask again.
+        ///  `SHMKIT_ERR_BUFFER_TOO_SMALL`: `*len` says how long the reply is; fetch it
+        ///  with `shmkit_rpc_client_last_reply`. `SHMKIT_ERR_DISCONNECTED` if the server
+        ///  stopped or died; `SHMKIT_ERR_INVALID_ARGUMENT` if no call is pending.
+        /// </summary>
+        [DllImport(__DllName, EntryPoint = "shmkit_rpc_client_finish_call", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern shmkit_status shmkit_rpc_client_finish_call(shmkit_rpc_client* client, byte* buf, System.UIntPtr capacity, System.UIntPtr* len, long timeout_ms);
+
+        /// <summary>
+        ///  Gives a new descriptor for this server that an event loop can wait on, owned
+        ///  by the caller (release it with `shmkit_pollable_close`); see
+        ///  `shmkit_sender_pollable` for the contract. A `shmkit_rpc_server_recv` with
+        ///  timeout 0 that returns `SHMKIT_ERR_WOULD_BLOCK` arms it: it becomes ready when
+        ///  a request may have come.
+        /// </summary>
+        [DllImport(__DllName, EntryPoint = "shmkit_rpc_server_pollable", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern shmkit_status shmkit_rpc_server_pollable(shmkit_rpc_server* server, System.IntPtr* descriptor);
+
+        /// <summary>
+        ///  Calls `callback(user_data)` once, the next time this server may be ready, or
+        ///  at once, on this thread, if it is ready now; makes the handle pollable. See
+        ///  `shmkit_sender_on_ready`.
+        /// </summary>
+        [DllImport(__DllName, EntryPoint = "shmkit_rpc_server_on_ready", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern shmkit_status shmkit_rpc_server_on_ready(shmkit_rpc_server* server, shmkit_rpc_server_on_ready_callback_delegate callback, void* user_data);
+
+        /// <summary>
+        ///  Gives a new descriptor for this client that an event loop can wait on, owned
+        ///  by the caller (release it with `shmkit_pollable_close`); see
+        ///  `shmkit_sender_pollable` for the contract. A `shmkit_rpc_client_finish_call`
+        ///  with timeout 0 that returns `SHMKIT_ERR_WOULD_BLOCK` arms it: it becomes
+        ///  ready when the reply may have come (or the server stopped).
+        /// </summary>
+        [DllImport(__DllName, EntryPoint = "shmkit_rpc_client_pollable", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern shmkit_status shmkit_rpc_client_pollable(shmkit_rpc_client* client, System.IntPtr* descriptor);
+
+        /// <summary>
+        ///  Calls `callback(user_data)` once, the next time this client may be ready (its
+        ///  reply may have come), or at once, on this thread, if it is ready now; makes
+        ///  the handle pollable. See `shmkit_sender_on_ready`.
+        /// </summary>
+        [DllImport(__DllName, EntryPoint = "shmkit_rpc_client_on_ready", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern shmkit_status shmkit_rpc_client_on_ready(shmkit_rpc_client* client, shmkit_rpc_client_on_ready_callback_delegate callback, void* user_data);
+
+        /// <summary>
+        ///  Closes a descriptor made by a `shmkit_*_pollable` function (Unix: `close`;
+        ///  Windows: `CloseHandle`). Close it after taking it out of your event loop; it
+        ///  stays valid, and ready, after its handle is closed.
+        /// </summary>
+        [DllImport(__DllName, EntryPoint = "shmkit_pollable_close", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern shmkit_status shmkit_pollable_close(System.IntPtr descriptor);
 
 
     }

@@ -13,6 +13,13 @@
 // ObjectDisposedException); the C ABI keeps the object alive until its in-flight
 // calls have returned, so closing early never frees memory a call still uses.
 //
+// Awaiting (ReceiveAsync, SendAsync, CallAsync, LockAsync, WaitAsync...) uses no
+// thread per object: the C ABI's shmkit_*_on_ready calls back from shmkit's
+// reactor thread, which completes a TaskCompletionSource (continuations run on
+// the thread pool, never on that thread). The async methods sit in the safe
+// partial parts of the classes at the end of this file (await is not allowed in
+// an unsafe context).
+//
 // Build (Mono): mcs -unsafe -target:library -out:Shmkit.dll NativeMethods.g.cs Shmkit.cs
 // Run: the native library (libshmkit_ffi.so / shmkit_ffi.dll) must be on the
 // loader's path (LD_LIBRARY_PATH on Linux, beside the .exe on Windows).
@@ -21,6 +28,7 @@ using System.Runtime.ExceptionServices;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Threading;
+using System.Threading.Tasks;
 using Shmkit.Native;
 
 namespace Shmkit
@@ -169,7 +177,34 @@ namespace Shmkit
     {
         internal readonly ShmkitHandle Handle;
         int disposed;
+        /// <summary>Made by the first async wait on the object.</summary>
+        Readiness ready;
         internal ShmkitObject(IntPtr h, Func<IntPtr, shmkit_status> close) { Handle = new ShmkitHandle(h, close); }
+
+        /// <summary>Registers the C ABI's one-shot ready callback with context ctx
+        /// (shmkit_*_on_ready), for the objects that can be awaited.</summary>
+        internal virtual shmkit_status RegisterReady(IntPtr ctx) =>
+            throw new NotSupportedException(GetType().Name + " cannot be awaited");
+
+        /// <summary>Runs attempt (a "try once" C call, timeout 0) until it gives something
+        /// other than WouldBlock, awaiting the handle's ready callback in between. Nothing is
+        /// taken by a wait cancelled through ct: only an attempt takes, and none runs after
+        /// the cancellation is seen.</summary>
+        internal async Task<shmkit_status> UntilReady(Func<shmkit_status> attempt, CancellationToken ct)
+        {
+            var r = LazyInitializer.EnsureInitialized(ref ready, () => new Readiness(RegisterReady));
+            while (true)
+            {
+                ct.ThrowIfCancellationRequested();
+                if (IsDisposed) throw Disposed();
+                // Registered before the attempt: the attempt's WouldBlock arms the handle,
+                // and a wake-up from then on completes this signal.
+                var signal = r.Arm(this);
+                var s = attempt();
+                if (s != shmkit_status.SHMKIT_ERR_WOULD_BLOCK) return s;
+                await Readiness.Wait(signal, ct).ConfigureAwait(false);
+            }
+        }
 
         /// <summary>Dispose was called (the native handle may still be open for a view,
         /// reservation or lock). SafeHandle.IsClosed cannot tell: it turns true only when
@@ -234,7 +269,14 @@ namespace Shmkit
         /// of this object is disposed). Safe to call more than once, from any thread.</summary>
         public void Dispose()
         {
-            if (Interlocked.Exchange(ref disposed, 1) == 0) Handle.Dispose();
+            if (Interlocked.Exchange(ref disposed, 1) == 0)
+            {
+                Handle.Dispose();
+                // Closing the handle calls its ready callbacks; if a view, reservation or
+                // lock keeps it open, the awaiting tasks are woken here (they then throw
+                // ObjectDisposedException).
+                Volatile.Read(ref ready)?.Wake();
+            }
         }
     }
 
@@ -581,10 +623,17 @@ namespace Shmkit
     public sealed unsafe class MutexLock : IDisposable
     {
         ShmkitHandle handle;
+        readonly NamedMutex owner;
         /// <summary>The previous holder died holding the mutex: check the data it guards,
         /// then <see cref="MarkConsistent"/>.</summary>
         public bool OwnerDied { get; private set; }
-        internal MutexLock(ShmkitHandle h, bool died) { handle = h; OwnerDied = died; }
+        internal MutexLock(ShmkitHandle h, bool died, NamedMutex owner)
+        {
+            handle = h;
+            OwnerDied = died;
+            this.owner = owner;
+            Interlocked.Increment(ref owner.Held);
+        }
 
         ShmkitHandle Held()
         {
@@ -612,6 +661,7 @@ namespace Shmkit
             }
             finally
             {
+                Interlocked.Decrement(ref owner.Held);
                 h.DangerousRelease();
             }
         }
@@ -622,9 +672,12 @@ namespace Shmkit
     /// it throws ShmkitException <see cref="Status.Busy"/> at once (it would wait for
     /// itself). Other NamedMutex objects of the same name, in this process or another,
     /// wait as usual.</remarks>
-    public sealed unsafe class NamedMutex : ShmkitObject
+    public sealed unsafe partial class NamedMutex : ShmkitObject
     {
         NamedMutex(IntPtr h) : base(h, p => NativeMethods.shmkit_mutex_close((shmkit_mutex*)p)) { }
+
+        /// <summary>MutexLocks of this NamedMutex not yet disposed (LockAsync refuses to wait for itself).</summary>
+        internal int Held;
 
         /// <summary>Creates mutex <paramref name="name"/>; ShmkitException AlreadyExists if the name is taken.</summary>
         public static NamedMutex Create(string name)
@@ -719,13 +772,13 @@ namespace Shmkit
             bool died = s == shmkit_status.SHMKIT_ERR_OWNER_DIED;
             if (!died) Check(s);
             // Disposed between the lock and here: closing the handle unlocked it.
-            return new MutexLock(AddRef(), died);
+            return new MutexLock(AddRef(), died, this);
         }
     }
 
     /// <summary>A named counting semaphore (named so to stay clear of
     /// System.Threading.Semaphore).</summary>
-    public sealed unsafe class NamedSemaphore : ShmkitObject
+    public sealed unsafe partial class NamedSemaphore : ShmkitObject
     {
         NamedSemaphore(IntPtr h) : base(h, p => NativeMethods.shmkit_semaphore_close((shmkit_semaphore*)p)) { }
 
@@ -814,7 +867,7 @@ namespace Shmkit
 
     /// <summary>A named event: manual-reset (stays set until Reset) or auto-reset (each Set
     /// lets one Wait through).</summary>
-    public sealed unsafe class NamedEvent : ShmkitObject
+    public sealed unsafe partial class NamedEvent : ShmkitObject
     {
         NamedEvent(IntPtr h) : base(h, p => NativeMethods.shmkit_event_close((shmkit_event*)p)) { }
 
@@ -970,7 +1023,7 @@ namespace Shmkit
     }
 
     /// <summary>The sending end of a queue channel.</summary>
-    public sealed unsafe class Sender : ShmkitObject
+    public sealed unsafe partial class Sender : ShmkitObject
     {
         Sender(IntPtr h) : base(h, p => NativeMethods.shmkit_sender_close((shmkit_sender*)p)) { }
 
@@ -1105,7 +1158,7 @@ namespace Shmkit
     }
 
     /// <summary>The receiving end of a queue channel.</summary>
-    public sealed unsafe class Receiver : ShmkitObject
+    public sealed unsafe partial class Receiver : ShmkitObject
     {
         Receiver(IntPtr h) : base(h, p => NativeMethods.shmkit_receiver_close((shmkit_receiver*)p)) { }
 
@@ -1173,7 +1226,7 @@ namespace Shmkit
     }
 
     /// <summary>A subscriber; Receive throws ShmkitException Lagged (Count = missed) when it fell behind.</summary>
-    public sealed unsafe class Subscriber : ShmkitObject
+    public sealed unsafe partial class Subscriber : ShmkitObject
     {
         Subscriber(IntPtr h) : base(h, p => NativeMethods.shmkit_subscriber_close((shmkit_subscriber*)p)) { }
 
@@ -1224,7 +1277,7 @@ namespace Shmkit
     }
 
     /// <summary>A request/response client.</summary>
-    public sealed unsafe class RpcClient : ShmkitObject
+    public sealed unsafe partial class RpcClient : ShmkitObject
     {
         RpcClient(IntPtr h) : base(h, p => NativeMethods.shmkit_rpc_client_close((shmkit_rpc_client*)p)) { }
 
@@ -1293,7 +1346,7 @@ namespace Shmkit
     }
 
     /// <summary>A request/response server.</summary>
-    public sealed unsafe class RpcServer : ShmkitObject
+    public sealed unsafe partial class RpcServer : ShmkitObject
     {
         RpcServer(IntPtr h) : base(h, p => NativeMethods.shmkit_rpc_server_close((shmkit_rpc_server*)p)) { }
 
@@ -1530,6 +1583,484 @@ namespace Shmkit
             }
             Check(s);
             return true;
+        }
+    }
+
+    // ---- Awaiting: pollable handles and async waits (issue 24) ----
+
+    /// <summary>A descriptor an event loop can wait on, from an object's <c>Pollable()</c>:
+    /// on Unix a file descriptor (readable when the object may be ready), on Windows an
+    /// event HANDLE (signalled then; wrap it in a WaitHandle with
+    /// <c>new SafeWaitHandle(d.Value, false)</c>). Closed by Dispose. The object's
+    /// "try once" calls (TimeSpan.Zero, TryLock) arm it when they find nothing; once it
+    /// is ready, repeat them until they find nothing. It stays valid, and ready, after
+    /// the object is disposed.</summary>
+    public sealed class PollableDescriptor : SafeHandle
+    {
+        internal PollableDescriptor(IntPtr d) : base(new IntPtr(-1), true) { SetHandle(d); }
+        /// <summary>True when it holds no descriptor.</summary>
+        public override bool IsInvalid => handle == new IntPtr(-1);
+        /// <summary>The descriptor: a file descriptor on Unix, an event HANDLE on Windows.</summary>
+        public IntPtr Value => handle;
+        /// <summary>Closes it (shmkit_pollable_close).</summary>
+        protected override bool ReleaseHandle() => NativeMethods.shmkit_pollable_close(handle) == shmkit_status.SHMKIT_OK;
+    }
+
+    /// <summary>A value set by an attempt, read after the await (no ref locals in lambdas).</summary>
+    internal sealed class Box<T>
+    {
+        internal T Value;
+    }
+
+    /// <summary>What tasks awaiting one object wait on: the C ABI's one-shot ready callback,
+    /// at most one registered at a time, completing a TaskCompletionSource.</summary>
+    internal sealed class Readiness
+    {
+        readonly object gate = new object();
+        readonly Func<IntPtr, shmkit_status> register;
+        TaskCompletionSource<bool> signal = NewSignal();
+        bool registered;
+
+        internal Readiness(Func<IntPtr, shmkit_status> register) { this.register = register; }
+
+        // Continuations run on the thread pool: the callback comes on shmkit's reactor
+        // thread, which must never run user code.
+        static TaskCompletionSource<bool> NewSignal() =>
+            new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        /// <summary>A task completed by the object's next wake-up; registers the callback
+        /// unless one is registered already (the first one makes the handle pollable).</summary>
+        internal Task Arm(ShmkitObject owner)
+        {
+            Task t;
+            bool register_now = false;
+            lock (gate)
+            {
+                if (signal.Task.IsCompleted) signal = NewSignal();
+                t = signal.Task;
+                if (!registered) registered = register_now = true;
+            }
+            if (!register_now) return t;
+            // Freed by the callback, which the C ABI calls exactly once (ready, or closed).
+            var self = GCHandle.Alloc(this);
+            shmkit_status s;
+            try
+            {
+                s = register(GCHandle.ToIntPtr(self));
+            }
+            catch
+            {
+                self.Free();
+                lock (gate) registered = false;
+                throw;
+            }
+            if (s != shmkit_status.SHMKIT_OK)
+            {
+                self.Free();
+                lock (gate) registered = false;
+                owner.Check(s);
+            }
+            return t;
+        }
+
+        /// <summary>From the native callback: the registration is used up.</summary>
+        internal void Fire()
+        {
+            TaskCompletionSource<bool> s;
+            lock (gate)
+            {
+                registered = false;
+                s = signal;
+            }
+            s.TrySetResult(true);
+        }
+
+        /// <summary>Wakes the tasks waiting now (Dispose), leaving the registration.</summary>
+        internal void Wake()
+        {
+            TaskCompletionSource<bool> s;
+            lock (gate) s = signal;
+            s.TrySetResult(true);
+        }
+
+        /// <summary>Awaits signal or the cancellation, whichever comes first (the signal
+        /// if both have).</summary>
+        internal static async Task Wait(Task signal, CancellationToken ct)
+        {
+            if (!ct.CanBeCanceled)
+            {
+                await signal.ConfigureAwait(false);
+                return;
+            }
+            var cancelled = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+            using (ct.Register(() => cancelled.TrySetResult(true)))
+            {
+                if (await Task.WhenAny(signal, cancelled.Task).ConfigureAwait(false) != signal)
+                    ct.ThrowIfCancellationRequested();
+            }
+        }
+    }
+
+    /// <summary>The native ready callbacks: one static delegate per C function (csbindgen
+    /// makes a delegate type for each), kept alive for the process's lifetime.</summary>
+    internal static unsafe class ReadyCallbacks
+    {
+        /// <summary>Whether this (shmkit's) thread was made a background thread.</summary>
+        [ThreadStatic] static bool background;
+
+        static void Fired(void* ctx)
+        {
+            try
+            {
+                // The runtime adopted shmkit's reactor thread for this call; as a
+                // foreground thread it would keep the process from exiting.
+                if (!background)
+                {
+                    Thread.CurrentThread.IsBackground = true;
+                    background = true;
+                }
+                var h = GCHandle.FromIntPtr((IntPtr)ctx);
+                var r = (Readiness)h.Target;
+                h.Free();
+                r.Fire();
+            }
+            catch
+            {
+                // On shmkit's thread nothing could catch it, and an exception must not
+                // unwind into the C ABI.
+            }
+        }
+
+        internal static readonly NativeMethods.shmkit_sender_on_ready_callback_delegate Sender = Fired;
+        internal static readonly NativeMethods.shmkit_receiver_on_ready_callback_delegate Receiver = Fired;
+        internal static readonly NativeMethods.shmkit_subscriber_on_ready_callback_delegate Subscriber = Fired;
+        internal static readonly NativeMethods.shmkit_rpc_client_on_ready_callback_delegate RpcClient = Fired;
+        internal static readonly NativeMethods.shmkit_rpc_server_on_ready_callback_delegate RpcServer = Fired;
+        internal static readonly NativeMethods.shmkit_mutex_on_ready_callback_delegate Mutex = Fired;
+        internal static readonly NativeMethods.shmkit_semaphore_on_ready_callback_delegate Semaphore = Fired;
+        internal static readonly NativeMethods.shmkit_event_on_ready_callback_delegate Event = Fired;
+    }
+
+    // The pointer work of the async methods (unsafe parts: no await here).
+
+    public sealed unsafe partial class Sender
+    {
+        internal override shmkit_status RegisterReady(IntPtr ctx) =>
+            NativeMethods.shmkit_sender_on_ready((shmkit_sender*)Raw, ReadyCallbacks.Sender, (void*)ctx);
+
+        /// <summary>A descriptor for an event loop (see <see cref="PollableDescriptor"/>): ready when
+        /// room may have come, armed by <c>Send(message, TimeSpan.Zero)</c> finding the ring full.</summary>
+        public PollableDescriptor Pollable()
+        {
+            IntPtr d;
+            Check(NativeMethods.shmkit_sender_pollable((shmkit_sender*)Raw, &d));
+            return new PollableDescriptor(d);
+        }
+
+        Func<shmkit_status> SendAttempt(ReadOnlyMemory<byte> message) => () =>
+        {
+            using (var pin = message.Pin())
+                return NativeMethods.shmkit_sender_send((shmkit_sender*)Raw, (byte*)pin.Pointer, (UIntPtr)message.Length, 0);
+        };
+    }
+
+    public sealed unsafe partial class Receiver
+    {
+        internal override shmkit_status RegisterReady(IntPtr ctx) =>
+            NativeMethods.shmkit_receiver_on_ready((shmkit_receiver*)Raw, ReadyCallbacks.Receiver, (void*)ctx);
+
+        /// <summary>A descriptor for an event loop (see <see cref="PollableDescriptor"/>): ready when
+        /// a message may have come, armed by a <c>Receive(..., TimeSpan.Zero)</c> that finds none.</summary>
+        public PollableDescriptor Pollable()
+        {
+            IntPtr d;
+            Check(NativeMethods.shmkit_receiver_pollable((shmkit_receiver*)Raw, &d));
+            return new PollableDescriptor(d);
+        }
+
+        Func<shmkit_status> ReceiveAttempt(Callbacks.Lend lend)
+        {
+            NativeMethods.shmkit_receiver_recv_with_callback_delegate cb = lend.Call;
+            return () => NativeMethods.shmkit_receiver_recv_with((shmkit_receiver*)Raw, cb, null, 0);
+        }
+    }
+
+    public sealed unsafe partial class Subscriber
+    {
+        internal override shmkit_status RegisterReady(IntPtr ctx) =>
+            NativeMethods.shmkit_subscriber_on_ready((shmkit_subscriber*)Raw, ReadyCallbacks.Subscriber, (void*)ctx);
+
+        /// <summary>A descriptor for an event loop (see <see cref="PollableDescriptor"/>): ready when
+        /// a message may have been published, armed by a <c>Receive(..., TimeSpan.Zero)</c> that finds none.</summary>
+        public PollableDescriptor Pollable()
+        {
+            IntPtr d;
+            Check(NativeMethods.shmkit_subscriber_pollable((shmkit_subscriber*)Raw, &d));
+            return new PollableDescriptor(d);
+        }
+
+        Func<shmkit_status> ReceiveAttempt(Callbacks.Lend lend, Box<ulong> missed)
+        {
+            NativeMethods.shmkit_subscriber_recv_with_callback_delegate cb = lend.Call;
+            return () =>
+            {
+                ulong m = 0;
+                var s = NativeMethods.shmkit_subscriber_recv_with((shmkit_subscriber*)Raw, cb, null, 0, &m);
+                missed.Value = m;
+                return s;
+            };
+        }
+    }
+
+    public sealed unsafe partial class RpcServer
+    {
+        internal override shmkit_status RegisterReady(IntPtr ctx) =>
+            NativeMethods.shmkit_rpc_server_on_ready((shmkit_rpc_server*)Raw, ReadyCallbacks.RpcServer, (void*)ctx);
+
+        /// <summary>A descriptor for an event loop (see <see cref="PollableDescriptor"/>): ready when
+        /// a request may have come, armed by a <c>Receive(..., TimeSpan.Zero)</c> that finds none.</summary>
+        public PollableDescriptor Pollable()
+        {
+            IntPtr d;
+            Check(NativeMethods.shmkit_rpc_server_pollable((shmkit_rpc_server*)Raw, &d));
+            return new PollableDescriptor(d);
+        }
+
+        /// <summary>One try into a buffer that grows to the request's size (a request too
+        /// long for it stays the server's current one).</summary>
+        Func<shmkit_status> ReceiveAttempt(Box<byte[]> request) => () =>
+        {
+            var buf = request.Value ?? new byte[4096];
+            UIntPtr len = UIntPtr.Zero;
+            shmkit_status s;
+            fixed (byte* p = buf)
+                s = NativeMethods.shmkit_rpc_server_recv((shmkit_rpc_server*)Raw, p, (UIntPtr)buf.Length, &len, 0);
+            if (s == shmkit_status.SHMKIT_ERR_BUFFER_TOO_SMALL)
+            {
+                buf = new byte[(int)len];
+                fixed (byte* p = buf)
+                    s = NativeMethods.shmkit_rpc_server_recv((shmkit_rpc_server*)Raw, p, (UIntPtr)buf.Length, &len, 0);
+            }
+            if (s == shmkit_status.SHMKIT_OK) Array.Resize(ref buf, (int)len);
+            request.Value = s == shmkit_status.SHMKIT_OK ? buf : null;
+            return s;
+        };
+    }
+
+    public sealed unsafe partial class RpcClient
+    {
+        internal override shmkit_status RegisterReady(IntPtr ctx) =>
+            NativeMethods.shmkit_rpc_client_on_ready((shmkit_rpc_client*)Raw, ReadyCallbacks.RpcClient, (void*)ctx);
+
+        /// <summary>A descriptor for an event loop (see <see cref="PollableDescriptor"/>): ready when
+        /// the reply to a started call may have come, armed by the C ABI's
+        /// <c>shmkit_rpc_client_finish_call</c> with timeout 0.</summary>
+        public PollableDescriptor Pollable()
+        {
+            IntPtr d;
+            Check(NativeMethods.shmkit_rpc_client_pollable((shmkit_rpc_client*)Raw, &d));
+            return new PollableDescriptor(d);
+        }
+
+        Func<shmkit_status> StartAttempt(ReadOnlyMemory<byte> request) => () =>
+        {
+            using (var pin = request.Pin())
+                return NativeMethods.shmkit_rpc_client_start_call((shmkit_rpc_client*)Raw, (byte*)pin.Pointer, (UIntPtr)request.Length, 0);
+        };
+
+        Func<shmkit_status> FinishAttempt(Box<byte[]> reply) => () =>
+        {
+            var buf = new byte[4096];
+            UIntPtr len = UIntPtr.Zero;
+            shmkit_status s;
+            fixed (byte* p = buf)
+                s = NativeMethods.shmkit_rpc_client_finish_call((shmkit_rpc_client*)Raw, p, (UIntPtr)buf.Length, &len, 0);
+            if (s == shmkit_status.SHMKIT_ERR_BUFFER_TOO_SMALL)
+            {
+                buf = new byte[(int)len];
+                fixed (byte* p = buf)
+                    s = NativeMethods.shmkit_rpc_client_last_reply((shmkit_rpc_client*)Raw, p, (UIntPtr)buf.Length, &len);
+            }
+            if (s == shmkit_status.SHMKIT_OK)
+            {
+                Array.Resize(ref buf, (int)len);
+                reply.Value = buf;
+            }
+            return s;
+        };
+    }
+
+    public sealed unsafe partial class NamedMutex
+    {
+        internal override shmkit_status RegisterReady(IntPtr ctx) =>
+            NativeMethods.shmkit_mutex_on_ready((shmkit_mutex*)Raw, ReadyCallbacks.Mutex, (void*)ctx);
+
+        /// <summary>A descriptor for an event loop (see <see cref="PollableDescriptor"/>): ready when
+        /// the mutex may be free, armed by a <see cref="TryLock"/> that finds it held.</summary>
+        public PollableDescriptor Pollable()
+        {
+            IntPtr d;
+            Check(NativeMethods.shmkit_mutex_pollable((shmkit_mutex*)Raw, &d));
+            return new PollableDescriptor(d);
+        }
+
+        Func<shmkit_status> LockAttempt() => () => NativeMethods.shmkit_mutex_try_lock((shmkit_mutex*)Raw);
+    }
+
+    public sealed unsafe partial class NamedSemaphore
+    {
+        internal override shmkit_status RegisterReady(IntPtr ctx) =>
+            NativeMethods.shmkit_semaphore_on_ready((shmkit_semaphore*)Raw, ReadyCallbacks.Semaphore, (void*)ctx);
+
+        /// <summary>A descriptor for an event loop (see <see cref="PollableDescriptor"/>): ready when
+        /// a unit may have been released, armed by a <c>Wait(TimeSpan.Zero)</c> that finds none.</summary>
+        public PollableDescriptor Pollable()
+        {
+            IntPtr d;
+            Check(NativeMethods.shmkit_semaphore_pollable((shmkit_semaphore*)Raw, &d));
+            return new PollableDescriptor(d);
+        }
+
+        Func<shmkit_status> WaitAttempt() => () => NativeMethods.shmkit_semaphore_wait((shmkit_semaphore*)Raw, 0);
+    }
+
+    public sealed unsafe partial class NamedEvent
+    {
+        internal override shmkit_status RegisterReady(IntPtr ctx) =>
+            NativeMethods.shmkit_event_on_ready((shmkit_event*)Raw, ReadyCallbacks.Event, (void*)ctx);
+
+        /// <summary>A descriptor for an event loop (see <see cref="PollableDescriptor"/>): ready when
+        /// the event may have been set, armed by a <c>Wait(TimeSpan.Zero)</c> that finds it unset.</summary>
+        public PollableDescriptor Pollable()
+        {
+            IntPtr d;
+            Check(NativeMethods.shmkit_event_pollable((shmkit_event*)Raw, &d));
+            return new PollableDescriptor(d);
+        }
+
+        Func<shmkit_status> WaitAttempt() => () => NativeMethods.shmkit_event_wait((shmkit_event*)Raw, 0);
+    }
+
+    // The async methods (safe parts). Each awaits without a thread: the object's ready
+    // callback wakes it. Cancelling through the CancellationToken takes nothing (the
+    // message, request, reply, lock, unit or signal stays for the next call) and ends
+    // in OperationCanceledException; Dispose from any thread ends it in
+    // ObjectDisposedException.
+
+    public sealed partial class Sender
+    {
+        /// <summary>Sends message once there is room, awaiting room without a thread. For
+        /// messages up to a quarter of the ring (longer ones: ShmkitException TooLong; send
+        /// them with <see cref="Send"/>). Disconnected if the receiver goes while it waits.
+        /// Cancelled, nothing was sent.</summary>
+        public async Task SendAsync(ReadOnlyMemory<byte> message, CancellationToken cancellationToken = default(CancellationToken))
+        {
+            Check(await UntilReady(SendAttempt(message), cancellationToken).ConfigureAwait(false));
+        }
+    }
+
+    public sealed partial class Receiver
+    {
+        /// <summary>The next message, awaited without a thread. ShmkitException Disconnected
+        /// once the queue is empty and every sender is gone (or died). Cancelled, nothing was
+        /// taken: the message stays for the next receive.</summary>
+        public async Task<byte[]> ReceiveAsync(CancellationToken cancellationToken = default(CancellationToken))
+        {
+            byte[] result = null;
+            var lend = new Callbacks.Lend(m => result = m.ToArray());
+            var s = await UntilReady(ReceiveAttempt(lend), cancellationToken).ConfigureAwait(false);
+            Interop.Rethrow(lend.Error);
+            Check(s);
+            return result;
+        }
+    }
+
+    public sealed partial class Subscriber
+    {
+        /// <summary>The next message, awaited without a thread. ShmkitException Lagged (Count =
+        /// messages missed) when this subscriber fell behind: await again for the oldest one
+        /// still held. Cancelled, nothing was taken.</summary>
+        public async Task<byte[]> ReceiveAsync(CancellationToken cancellationToken = default(CancellationToken))
+        {
+            byte[] result = null;
+            var lend = new Callbacks.Lend(m => result = m.ToArray());
+            var missed = new Box<ulong>();
+            var s = await UntilReady(ReceiveAttempt(lend, missed), cancellationToken).ConfigureAwait(false);
+            Interop.Rethrow(lend.Error);
+            Check(s, missed.Value);
+            return result;
+        }
+    }
+
+    public sealed partial class RpcServer
+    {
+        /// <summary>The next request, awaited without a thread; answer it with
+        /// <see cref="Reply"/>. Cancelled, nothing was taken.</summary>
+        public async Task<byte[]> ReceiveAsync(CancellationToken cancellationToken = default(CancellationToken))
+        {
+            var request = new Box<byte[]>();
+            Check(await UntilReady(ReceiveAttempt(request), cancellationToken).ConfigureAwait(false));
+            return request.Value;
+        }
+    }
+
+    public sealed partial class RpcClient
+    {
+        /// <summary>Sends request and awaits the reply without a thread. ShmkitException
+        /// Disconnected if the server stops or dies first. Cancelled before the request went
+        /// out, nothing was sent; after, the server still answers and the next call discards
+        /// that reply. (Room in the server's request queue, seldom lacking, is awaited in
+        /// short naps: the C ABI has no wake-up for it.)</summary>
+        public async Task<byte[]> CallAsync(ReadOnlyMemory<byte> request, CancellationToken cancellationToken = default(CancellationToken))
+        {
+            var start = StartAttempt(request);
+            int nap = 1;
+            shmkit_status s;
+            while (true)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                s = start();
+                if (s != shmkit_status.SHMKIT_ERR_WOULD_BLOCK) break;
+                await Task.Delay(nap, cancellationToken).ConfigureAwait(false);
+                nap = Math.Min(nap * 2, 50);
+            }
+            Check(s);
+            var reply = new Box<byte[]>();
+            Check(await UntilReady(FinishAttempt(reply), cancellationToken).ConfigureAwait(false));
+            return reply.Value;
+        }
+    }
+
+    public sealed partial class NamedMutex
+    {
+        /// <summary>Locks, awaiting the mutex without a thread; the lock may be disposed on any
+        /// thread. <see cref="MutexLock.OwnerDied"/> as for <see cref="Lock"/>. ShmkitException
+        /// Busy at once if this NamedMutex already holds it (it is not recursive). Cancelled,
+        /// nothing was taken.</summary>
+        public async Task<MutexLock> LockAsync(CancellationToken cancellationToken = default(CancellationToken))
+        {
+            if (Volatile.Read(ref Held) != 0)
+                throw new ShmkitException(Status.Busy, "this NamedMutex already holds the lock (it is not recursive): dispose its MutexLock first");
+            return Locked(await UntilReady(LockAttempt(), cancellationToken).ConfigureAwait(false));
+        }
+    }
+
+    public sealed partial class NamedSemaphore
+    {
+        /// <summary>Takes one unit, awaiting it without a thread. Cancelled, no unit was taken.</summary>
+        public async Task WaitAsync(CancellationToken cancellationToken = default(CancellationToken))
+        {
+            Check(await UntilReady(WaitAttempt(), cancellationToken).ConfigureAwait(false));
+        }
+    }
+
+    public sealed partial class NamedEvent
+    {
+        /// <summary>Awaits the event set, without a thread (an auto-reset event's signal is taken
+        /// by the await that completes). Cancelled, nothing was taken.</summary>
+        public async Task WaitAsync(CancellationToken cancellationToken = default(CancellationToken))
+        {
+            Check(await UntilReady(WaitAttempt(), cancellationToken).ConfigureAwait(false));
         }
     }
 }

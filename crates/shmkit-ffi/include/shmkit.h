@@ -47,6 +47,18 @@
  *   close returns. Closing a handle from inside its own callback is allowed:
  *   the handle is closed at once and released when the callback's call
  *   returns. (The native and POSIX adapters' waits are not interrupted.)
+ * - Event loops: every handle that waits (sender, receiver, subscriber, RPC
+ *   server and client, mutex, semaphore, event) has `shmkit_*_pollable`, which
+ *   gives a new `shmkit_descriptor` (Unix: an fd; Windows: an event HANDLE) for
+ *   epoll, poll, kqueue, libuv or WaitForMultipleObjects, owned by the caller
+ *   (`shmkit_pollable_close`), and `shmkit_*_on_ready`, a one-shot callback for
+ *   runtimes without such a loop. Either makes the handle pollable: from then
+ *   on its "try once" calls (timeout 0, `try_lock`) arm the descriptor when they
+ *   return SHMKIT_ERR_WOULD_BLOCK, and it becomes ready when the object may be.
+ *   Edge-triggered, as a non-blocking socket: once it is ready, repeat the try
+ *   until WOULD_BLOCK. A wake-up may be spurious, none is lost; nothing is taken
+ *   until a try succeeds; closing the handle makes the descriptor ready for
+ *   good (the next call on the handle says it is closed).
  */
 
 
@@ -56,6 +68,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+// What an event loop waits on, from a `shmkit_*_pollable` function: on Unix a
+// file descriptor (an `int`: Linux's eventfd, other systems' pipe read end),
+// readable when the handle may be ready; on Windows an event `HANDLE`,
+// signalled when the handle may be ready (usable with `WaitForMultipleObjects`
+// and `RegisterWaitForSingleObject`). Cast it to `int` or `HANDLE`.
+typedef intptr_t shmkit_descriptor;
 
 // Wait forever (any negative `timeout_ms` does).
 #define SHMKIT_FOREVER -1
@@ -246,6 +265,15 @@ typedef struct {
 // other handles are fine.
 typedef int32_t (*shmkit_message_fn)(const uint8_t *data, size_t len, void *user_data);
 
+// Called once by `shmkit_*_on_ready`, with the `user_data` given there, when the
+// handle may be ready (or is closed). It runs on shmkit's callback thread (one
+// per process, started when needed and gone after 50 ms without work), in the
+// order the wake-ups came; or, if the handle is ready already when
+// `shmkit_*_on_ready` is called, on that thread before it returns. It must
+// return quickly and must not block (the other callbacks wait for it): post an
+// event to your own loop, complete a promise, and return.
+typedef void (*shmkit_ready_fn)(void *user_data);
+
 // Fills a new segment before any other process can open it; returns 0 on
 // success. Anything else fails the creation (`SHMKIT_ERR_CALLBACK` for the
 // creator; `SHMKIT_ERR_INIT_FAILED` for processes waiting to open it).
@@ -305,7 +333,8 @@ shmkit_status shmkit_subscriber_connect(const char *name,
 // `SHMKIT_ERR_LAGGED`: this subscriber fell behind and `*missed` (may be NULL)
 // messages were overwritten; call again for the oldest one still held.
 // `SHMKIT_ERR_BUFFER_TOO_SMALL`: `*len` says how long the message is; the next
-// call returns it.
+// call returns it. On a pollable handle (`shmkit_subscriber_pollable`), a
+// WOULD_BLOCK with timeout 0 arms its descriptor.
 shmkit_status shmkit_subscriber_recv(shmkit_subscriber *subscriber,
                                      uint8_t *buf,
                                      size_t capacity,
@@ -326,6 +355,23 @@ shmkit_status shmkit_subscriber_recv_with(shmkit_subscriber *subscriber,
 // (called from inside this subscriber's callback, when that receive returns).
 shmkit_status shmkit_subscriber_close(shmkit_subscriber *subscriber);
 
+// Gives a new descriptor for this subscriber that an event loop can wait on,
+// owned by the caller (release it with `shmkit_pollable_close`); see
+// `shmkit_sender_pollable` for the contract. A `shmkit_subscriber_recv` or
+// `_recv_with` with timeout 0 that returns `SHMKIT_ERR_WOULD_BLOCK` arms it: it
+// becomes ready when a message may have been published (or the publisher is
+// gone). When it is ready, receive with timeout 0 until WOULD_BLOCK
+// (`SHMKIT_ERR_LAGGED` included: call again).
+shmkit_status shmkit_subscriber_pollable(shmkit_subscriber *subscriber,
+                                         shmkit_descriptor *descriptor);
+
+// Calls `callback(user_data)` once, the next time this subscriber may be ready,
+// or at once, on this thread, if it is ready now; makes the handle pollable. See
+// `shmkit_sender_on_ready`.
+shmkit_status shmkit_subscriber_on_ready(shmkit_subscriber *subscriber,
+                                         shmkit_ready_fn callback,
+                                         void *user_data);
+
 // Attaches to channel `name` as a sender, creating it if needed (see
 // `shmkit_channel_options`; `opts` may be NULL).
 shmkit_status shmkit_sender_connect(const char *name,
@@ -334,7 +380,9 @@ shmkit_status shmkit_sender_connect(const char *name,
 
 // Sends `len` bytes, waiting up to `timeout_ms` (negative: forever; 0: not at
 // all, `SHMKIT_ERR_WOULD_BLOCK`) for room. `SHMKIT_ERR_DISCONNECTED` if the
-// receiver is gone; `SHMKIT_ERR_CLOSED` if the handle is closed meanwhile.
+// receiver is gone; `SHMKIT_ERR_CLOSED` if the handle is closed meanwhile. On a
+// pollable handle (`shmkit_sender_pollable`), a WOULD_BLOCK with timeout 0 arms
+// its descriptor: it becomes ready when room may have come.
 shmkit_status shmkit_sender_send(shmkit_sender *sender,
                                  const uint8_t *data,
                                  size_t len,
@@ -343,7 +391,8 @@ shmkit_status shmkit_sender_send(shmkit_sender *sender,
 // Reserves `len` bytes in the ring (waiting up to `timeout_ms` for room) and
 // points `*data` at them: write the message there, then `shmkit_sender_commit`
 // (or `shmkit_sender_cancel`). Until then the sender refuses other sends.
-// A reservation holds at most a quarter of the ring.
+// A reservation holds at most a quarter of the ring. (Its WOULD_BLOCK does not
+// arm a pollable handle's descriptor: wait for room with `shmkit_sender_send`.)
 shmkit_status shmkit_sender_reserve(shmkit_sender *sender,
                                     size_t len,
                                     int64_t timeout_ms,
@@ -361,6 +410,33 @@ shmkit_status shmkit_sender_cancel(shmkit_sender *sender);
 // `SHMKIT_ERR_CLOSED`; the close waits for it to leave.
 shmkit_status shmkit_sender_close(shmkit_sender *sender);
 
+// Gives a new descriptor for this sender that an event loop can wait on
+// (Linux: an eventfd, other Unixes: a pipe's read end, both readable when
+// ready; Windows: an event HANDLE, signalled when ready), owned by the caller:
+// release it with `shmkit_pollable_close` after taking it out of the loop.
+//
+// The first call makes the handle pollable (as `shmkit_sender_on_ready` does):
+// from then on `shmkit_sender_send` with timeout 0 that returns
+// `SHMKIT_ERR_WOULD_BLOCK` arms the descriptor, which becomes ready when room
+// may have come; every such send clears it first. The loop is a non-blocking
+// socket's, edge-triggered: when the descriptor is ready, send with timeout 0
+// until `SHMKIT_ERR_WOULD_BLOCK` (or until you have nothing to send; a wake-up
+// may be spurious). Do not read from the descriptor. Closing the handle makes it
+// ready for good; the next call on the handle says it is closed.
+shmkit_status shmkit_sender_pollable(shmkit_sender *sender, shmkit_descriptor *descriptor);
+
+// Calls `callback(user_data)` once, the next time this sender may be ready
+// (what makes `shmkit_sender_pollable`'s descriptor ready: room may have come,
+// or the handle was closed), or at once, on this thread, if it is ready now.
+// Makes the handle pollable, as `shmkit_sender_pollable` does: call it, then
+// send with timeout 0, and on `SHMKIT_ERR_WOULD_BLOCK` wait for the callback.
+// See `shmkit_ready_fn` for the thread it runs on. Every callback registered is
+// called exactly once (at the latest soon after the handle is closed), so it may free
+// `user_data`.
+shmkit_status shmkit_sender_on_ready(shmkit_sender *sender,
+                                     shmkit_ready_fn callback,
+                                     void *user_data);
+
 // Attaches to channel `name` as its receiver, creating it if needed.
 shmkit_status shmkit_receiver_connect(const char *name,
                                       const shmkit_channel_options *opts,
@@ -372,6 +448,8 @@ shmkit_status shmkit_receiver_connect(const char *name,
 // `SHMKIT_ERR_BUFFER_TOO_SMALL`, and `*len` says how long it is.
 // `SHMKIT_ERR_DISCONNECTED` once the queue is empty and every sender is gone;
 // `SHMKIT_ERR_CLOSED` if the handle is closed (from another thread) meanwhile.
+// On a pollable handle (`shmkit_receiver_pollable`), a WOULD_BLOCK with timeout
+// 0 arms its descriptor: it becomes ready when a message may have come.
 shmkit_status shmkit_receiver_recv(shmkit_receiver *receiver,
                                    uint8_t *buf,
                                    size_t capacity,
@@ -380,7 +458,8 @@ shmkit_status shmkit_receiver_recv(shmkit_receiver *receiver,
 
 // Receives the next message and lends it to `callback` without copying it,
 // waiting up to `timeout_ms`. The callback's non-zero return comes back as
-// `SHMKIT_ERR_CALLBACK`.
+// `SHMKIT_ERR_CALLBACK`. Timeout 0 on a pollable handle arms it as
+// `shmkit_receiver_recv` does.
 shmkit_status shmkit_receiver_recv_with(shmkit_receiver *receiver,
                                         shmkit_message_fn callback,
                                         void *user_data,
@@ -390,6 +469,35 @@ shmkit_status shmkit_receiver_recv_with(shmkit_receiver *receiver,
 // returns `SHMKIT_ERR_CLOSED`, and the receiver role is free when this returns
 // (called from inside this receiver's callback, when that receive returns).
 shmkit_status shmkit_receiver_close(shmkit_receiver *receiver);
+
+// Gives a new descriptor for this receiver that an event loop can wait on, owned
+// by the caller (release it with `shmkit_pollable_close`); see
+// `shmkit_sender_pollable` for what it is on each system and for the contract.
+// From the first call on, a `shmkit_receiver_recv` or `_recv_with` with timeout 0
+// that returns `SHMKIT_ERR_WOULD_BLOCK` arms the descriptor, which becomes ready
+// when a message may have come (or the senders are gone). When it is ready,
+// receive with timeout 0 until `SHMKIT_ERR_WOULD_BLOCK`:
+//
+// ```c
+// intptr_t fd;
+// shmkit_receiver_pollable(rx, &fd);
+// struct epoll_event ev = {.events = EPOLLIN, .data.ptr = rx};
+// epoll_ctl(ep, EPOLL_CTL_ADD, (int)fd, &ev);
+// for (;;) {
+//     epoll_wait(ep, &ev, 1, -1);
+//     while ((s = shmkit_receiver_recv(rx, buf, sizeof buf, &len, 0)) == SHMKIT_OK)
+//         handle(buf, len);
+//     if (s != SHMKIT_ERR_WOULD_BLOCK) break; /* DISCONNECTED, BAD_HANDLE... */
+// }
+// ```
+shmkit_status shmkit_receiver_pollable(shmkit_receiver *receiver, shmkit_descriptor *descriptor);
+
+// Calls `callback(user_data)` once, the next time this receiver may be ready (a
+// message may have come, or the handle was closed), or at once, on this thread,
+// if it is ready now; makes the handle pollable. See `shmkit_sender_on_ready`.
+shmkit_status shmkit_receiver_on_ready(shmkit_receiver *receiver,
+                                       shmkit_ready_fn callback,
+                                       void *user_data);
 
 // Creates or opens (`create`: 1 fails if it exists, 0 opens it if it does)
 // Win32 semaphore `os_name` with `initial` and `max`.
@@ -465,6 +573,11 @@ shmkit_status shmkit_posix_semaphore_remove(const char *os_name);
 // Closes the handle (`sem_close`).
 shmkit_status shmkit_posix_semaphore_close(shmkit_posix_semaphore *sem);
 
+// Closes a descriptor made by a `shmkit_*_pollable` function (Unix: `close`;
+// Windows: `CloseHandle`). Close it after taking it out of your event loop; it
+// stays valid, and ready, after its handle is closed.
+shmkit_status shmkit_pollable_close(shmkit_descriptor descriptor);
+
 // Serves request/response channel `name` (one server per name:
 // `SHMKIT_ERR_OCCUPIED`, naming the bound server's process, while another is
 // bound).
@@ -473,7 +586,8 @@ shmkit_status shmkit_rpc_server_bind(const char *name, shmkit_rpc_server **serve
 // Receives the next request into `buf`, setting `*len`, waiting up to
 // `timeout_ms` (negative: forever). Answer it with `shmkit_rpc_server_reply`.
 // `SHMKIT_ERR_BUFFER_TOO_SMALL`: `*len` says how long it is; the next call
-// returns the same request.
+// returns the same request. On a pollable handle (`shmkit_rpc_server_pollable`),
+// a WOULD_BLOCK with timeout 0 arms its descriptor.
 shmkit_status shmkit_rpc_server_recv(shmkit_rpc_server *server,
                                      uint8_t *buf,
                                      size_t capacity,
@@ -504,7 +618,8 @@ shmkit_status shmkit_rpc_client_call(shmkit_rpc_client *client,
                                      size_t *len,
                                      int64_t timeout_ms);
 
-// Copies the reply that did not fit the last `shmkit_rpc_client_call`'s buffer.
+// Copies the reply that did not fit the last `shmkit_rpc_client_call`'s (or
+// `shmkit_rpc_client_finish_call`'s) buffer.
 shmkit_status shmkit_rpc_client_last_reply(shmkit_rpc_client *client,
                                            uint8_t *buf,
                                            size_t capacity,
@@ -522,6 +637,58 @@ shmkit_status shmkit_rpc_client_call_with(shmkit_rpc_client *client,
 // `SHMKIT_ERR_CLOSED` (called from inside this client's callback, the handle
 // closes when that call returns).
 shmkit_status shmkit_rpc_client_close(shmkit_rpc_client *client);
+
+// Sends a request of `request_len` bytes without waiting for its reply (only,
+// up to `timeout_ms`, for room in the server's request queue: 0 does not wait,
+// `SHMKIT_ERR_WOULD_BLOCK` when it is full; that one does not arm the
+// descriptor). Collect the reply with `shmkit_rpc_client_finish_call`. A
+// `shmkit_rpc_client_call`, `_call_with` or another start abandons a call not
+// finished: its reply is discarded when it comes.
+shmkit_status shmkit_rpc_client_start_call(shmkit_rpc_client *client,
+                                           const uint8_t *request,
+                                           size_t request_len,
+                                           int64_t timeout_ms);
+
+// Receives the reply to the call `shmkit_rpc_client_start_call` sent into `buf`,
+// setting `*len`, waiting up to `timeout_ms` (negative: forever; 0: not at all,
+// `SHMKIT_ERR_WOULD_BLOCK` if it has not come, which on a pollable handle arms
+// the descriptor). A timeout leaves the call pending: ask again.
+// `SHMKIT_ERR_BUFFER_TOO_SMALL`: `*len` says how long the reply is; fetch it
+// with `shmkit_rpc_client_last_reply`. `SHMKIT_ERR_DISCONNECTED` if the server
+// stopped or died; `SHMKIT_ERR_INVALID_ARGUMENT` if no call is pending.
+shmkit_status shmkit_rpc_client_finish_call(shmkit_rpc_client *client,
+                                            uint8_t *buf,
+                                            size_t capacity,
+                                            size_t *len,
+                                            int64_t timeout_ms);
+
+// Gives a new descriptor for this server that an event loop can wait on, owned
+// by the caller (release it with `shmkit_pollable_close`); see
+// `shmkit_sender_pollable` for the contract. A `shmkit_rpc_server_recv` with
+// timeout 0 that returns `SHMKIT_ERR_WOULD_BLOCK` arms it: it becomes ready when
+// a request may have come.
+shmkit_status shmkit_rpc_server_pollable(shmkit_rpc_server *server, shmkit_descriptor *descriptor);
+
+// Calls `callback(user_data)` once, the next time this server may be ready, or
+// at once, on this thread, if it is ready now; makes the handle pollable. See
+// `shmkit_sender_on_ready`.
+shmkit_status shmkit_rpc_server_on_ready(shmkit_rpc_server *server,
+                                         shmkit_ready_fn callback,
+                                         void *user_data);
+
+// Gives a new descriptor for this client that an event loop can wait on, owned
+// by the caller (release it with `shmkit_pollable_close`); see
+// `shmkit_sender_pollable` for the contract. A `shmkit_rpc_client_finish_call`
+// with timeout 0 that returns `SHMKIT_ERR_WOULD_BLOCK` arms it: it becomes
+// ready when the reply may have come (or the server stopped).
+shmkit_status shmkit_rpc_client_pollable(shmkit_rpc_client *client, shmkit_descriptor *descriptor);
+
+// Calls `callback(user_data)` once, the next time this client may be ready (its
+// reply may have come), or at once, on this thread, if it is ready now; makes
+// the handle pollable. See `shmkit_sender_on_ready`.
+shmkit_status shmkit_rpc_client_on_ready(shmkit_rpc_client *client,
+                                         shmkit_ready_fn callback,
+                                         void *user_data);
 
 // Creates managed segment `name` of `size` zeroed bytes; `SHMKIT_ERR_ALREADY_EXISTS`
 // if the name is taken. `flags`: 0 or `SHMKIT_PERSISTENT`.
@@ -630,7 +797,9 @@ shmkit_status shmkit_mutex_open_in(shmkit_shm *shm, uint64_t offset, shmkit_mute
 shmkit_status shmkit_mutex_lock(shmkit_mutex *m, int64_t timeout_ms);
 
 // Locks the mutex if it is free now: `SHMKIT_ERR_WOULD_BLOCK` if not
-// (`SHMKIT_ERR_BUSY` if this thread holds it through this handle).
+// (`SHMKIT_ERR_BUSY` if this thread holds it through this handle). On a
+// pollable handle (`shmkit_mutex_pollable`), WOULD_BLOCK arms its descriptor,
+// and so does `shmkit_mutex_lock` with timeout 0.
 shmkit_status shmkit_mutex_try_lock(shmkit_mutex *m);
 
 // Unlocks the mutex (locked through this handle).
@@ -676,7 +845,8 @@ shmkit_status shmkit_semaphore_init_in(shmkit_shm *shm,
 shmkit_status shmkit_semaphore_open_in(shmkit_shm *shm, uint64_t offset, shmkit_semaphore **sem);
 
 // Takes one unit, waiting up to `timeout_ms` (negative: forever; 0: not at all,
-// `SHMKIT_ERR_WOULD_BLOCK` if none is free; `SHMKIT_ERR_TIMEOUT` when a
+// `SHMKIT_ERR_WOULD_BLOCK` if none is free, which on a pollable handle,
+// `shmkit_semaphore_pollable`, arms its descriptor; `SHMKIT_ERR_TIMEOUT` when a
 // positive timeout passes).
 shmkit_status shmkit_semaphore_wait(shmkit_semaphore *sem, int64_t timeout_ms);
 
@@ -723,12 +893,53 @@ shmkit_status shmkit_event_reset(shmkit_event *event);
 shmkit_status shmkit_event_is_set(shmkit_event *event, bool *is_set);
 
 // Waits until the event is set, up to `timeout_ms` (negative: forever; 0: not
-// at all, `SHMKIT_ERR_WOULD_BLOCK` if it is not set).
+// at all, `SHMKIT_ERR_WOULD_BLOCK` if it is not set, which on a pollable
+// handle, `shmkit_event_pollable`, arms its descriptor).
 shmkit_status shmkit_event_wait(shmkit_event *event, int64_t timeout_ms);
 
 // Closes the handle. A wait blocked on this handle on another thread returns
 // `SHMKIT_ERR_CLOSED`; the close waits for it to leave.
 shmkit_status shmkit_event_close(shmkit_event *event);
+
+// Gives a new descriptor for this mutex handle that an event loop can wait on,
+// owned by the caller (release it with `shmkit_pollable_close`); see
+// `shmkit_sender_pollable` for the contract. A `shmkit_mutex_try_lock` (or
+// `shmkit_mutex_lock` with timeout 0) that returns `SHMKIT_ERR_WOULD_BLOCK` arms
+// it: it becomes ready when the mutex may be free (or its holder died). Nothing
+// is taken until a try succeeds.
+shmkit_status shmkit_mutex_pollable(shmkit_mutex *m, shmkit_descriptor *descriptor);
+
+// Calls `callback(user_data)` once, the next time this mutex may be free, or at
+// once, on this thread, if the handle is ready now; makes the handle pollable.
+// See `shmkit_sender_on_ready`.
+shmkit_status shmkit_mutex_on_ready(shmkit_mutex *m, shmkit_ready_fn callback, void *user_data);
+
+// Gives a new descriptor for this semaphore handle that an event loop can wait
+// on, owned by the caller (release it with `shmkit_pollable_close`); see
+// `shmkit_sender_pollable` for the contract. A `shmkit_semaphore_wait` with
+// timeout 0 that returns `SHMKIT_ERR_WOULD_BLOCK` arms it: it becomes ready when
+// a unit may have been released. Nothing is taken until a wait succeeds.
+shmkit_status shmkit_semaphore_pollable(shmkit_semaphore *sem, shmkit_descriptor *descriptor);
+
+// Calls `callback(user_data)` once, the next time a unit may have been
+// released, or at once, on this thread, if the handle is ready now; makes the
+// handle pollable. See `shmkit_sender_on_ready`.
+shmkit_status shmkit_semaphore_on_ready(shmkit_semaphore *sem,
+                                        shmkit_ready_fn callback,
+                                        void *user_data);
+
+// Gives a new descriptor for this event handle that an event loop can wait on,
+// owned by the caller (release it with `shmkit_pollable_close`); see
+// `shmkit_sender_pollable` for the contract. A `shmkit_event_wait` with timeout
+// 0 that returns `SHMKIT_ERR_WOULD_BLOCK` arms it: it becomes ready when the
+// event may have been set. (An auto-reset event's signal is taken by the wait
+// that succeeds, not by the descriptor.)
+shmkit_status shmkit_event_pollable(shmkit_event *event, shmkit_descriptor *descriptor);
+
+// Calls `callback(user_data)` once, the next time the event may have been set,
+// or at once, on this thread, if the handle is ready now; makes the handle
+// pollable. See `shmkit_sender_on_ready`.
+shmkit_status shmkit_event_on_ready(shmkit_event *event, shmkit_ready_fn callback, void *user_data);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -18,6 +18,12 @@
 //   go away with their last user) or inside a segment (init_in/open_in: they
 //   live as long as the segment, so a persistent segment keeps an owner's death
 //   for a process that starts later).
+// - Event loops: pollable() on every object that waits gives a shmkit::pollable,
+//   a descriptor (Unix: an fd for epoll/poll; Windows: an event HANDLE) closed
+//   when destroyed; on_ready(f) calls f once, on shmkit's thread, instead. Either
+//   makes the object pollable: its try_* calls (try_recv, try_send, try_lock,
+//   try_wait...) then arm the descriptor when they find nothing. Edge-triggered:
+//   once it is ready, call the try_* until it says "nothing".
 //
 // Link with the shmkit_ffi library (libshmkit_ffi.so/.a, shmkit_ffi.dll).
 #ifndef SHMKIT_HPP
@@ -31,6 +37,7 @@
 #include <cstring>
 #include <exception>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -170,6 +177,66 @@ inline bool waited(shmkit_status s) {
     check(s);
     return true;
 }
+
+/// on_ready's trampoline: runs the heap-held function once and frees it (the C
+/// ABI calls every registered callback exactly once).
+inline void ready_fn(void *user) {
+    std::unique_ptr<std::function<void()>> f(static_cast<std::function<void()> *>(user));
+    try {
+        (*f)();
+    } catch (...) {
+        // It runs on shmkit's thread, where nobody could catch it.
+        std::terminate();
+    }
+}
+
+template <class H>
+void on_ready(shmkit_status (*register_fn)(H *, shmkit_ready_fn, void *), H *h, std::function<void()> f) {
+    auto held = std::make_unique<std::function<void()>>(std::move(f));
+    check(register_fn(h, &ready_fn, held.get()));
+    held.release(); // now owned by the callback
+}
+} // namespace detail
+
+/// A descriptor an event loop waits on (from an object's pollable()), closed
+/// when destroyed. Unix: fd() for epoll/poll/select, readable when the object
+/// may be ready; Windows: get() is an event HANDLE, signalled when it may be
+/// ready. It stays valid (and ready) after its object is closed: take it out of
+/// your loop, then let it go.
+class pollable {
+public:
+    pollable() = default;
+    explicit pollable(shmkit_descriptor d) : d_(d) {}
+    pollable(pollable &&o) noexcept : d_(std::exchange(o.d_, -1)) {}
+    pollable &operator=(pollable &&o) noexcept {
+        if (this != &o) {
+            reset();
+            d_ = std::exchange(o.d_, -1);
+        }
+        return *this;
+    }
+    pollable(const pollable &) = delete;
+    pollable &operator=(const pollable &) = delete;
+    ~pollable() { reset(); }
+    /// The descriptor: an fd on Unix, a HANDLE on Windows.
+    shmkit_descriptor get() const noexcept { return d_; }
+    /// The file descriptor (Unix).
+    int fd() const noexcept { return static_cast<int>(d_); }
+    explicit operator bool() const noexcept { return d_ != -1; }
+    void reset() noexcept {
+        if (d_ != -1) shmkit_pollable_close(std::exchange(d_, -1));
+    }
+
+private:
+    shmkit_descriptor d_ = -1;
+};
+
+namespace detail {
+template <class H> pollable make_pollable(shmkit_status (*f)(H *, shmkit_descriptor *), H *h) {
+    shmkit_descriptor d;
+    check(f(h, &d));
+    return pollable(d);
+}
 } // namespace detail
 
 /// Access modes for opening segments.
@@ -304,6 +371,15 @@ public:
         return shmkit::lock(h_.get(), false);
     }
 
+    /// A descriptor for an event loop (see shmkit::pollable); makes this object
+    /// pollable: a try_* that finds nothing arms it. Edge-triggered: when it is
+    /// ready, call the try_* until it finds nothing.
+    shmkit::pollable pollable() { return detail::make_pollable(shmkit_mutex_pollable, h_.get()); }
+    /// Calls `f` once, on shmkit's thread, when this object may be ready (or is
+    /// closed), or at once, here, if it is ready now; makes it pollable. `f` must
+    /// return quickly and must not throw (std::terminate).
+    void on_ready(std::function<void()> f) { detail::on_ready(shmkit_mutex_on_ready, h_.get(), std::move(f)); }
+
     /// Closes now, from any thread: a call blocked on this object on another
     /// thread throws shmkit::error SHMKIT_ERR_CLOSED, and later calls throw
     /// SHMKIT_ERR_BAD_HANDLE. The destructor closes too.
@@ -369,6 +445,15 @@ public:
         return before;
     }
 
+    /// A descriptor for an event loop (see shmkit::pollable); makes this object
+    /// pollable: a try_* that finds nothing arms it. Edge-triggered: when it is
+    /// ready, call the try_* until it finds nothing.
+    shmkit::pollable pollable() { return detail::make_pollable(shmkit_semaphore_pollable, h_.get()); }
+    /// Calls `f` once, on shmkit's thread, when this object may be ready (or is
+    /// closed), or at once, here, if it is ready now; makes it pollable. `f` must
+    /// return quickly and must not throw (std::terminate).
+    void on_ready(std::function<void()> f) { detail::on_ready(shmkit_semaphore_on_ready, h_.get(), std::move(f)); }
+
     /// Closes now, from any thread: a call blocked on this object on another
     /// thread throws shmkit::error SHMKIT_ERR_CLOSED, and later calls throw
     /// SHMKIT_ERR_BAD_HANDLE. The destructor closes too.
@@ -421,6 +506,17 @@ public:
     bool wait(milliseconds timeout = forever) {
         return detail::waited(shmkit_event_wait(h_.get(), detail::ms(timeout)));
     }
+    /// Whether it is set now (an auto-reset event's signal is taken).
+    bool try_wait() { return wait(milliseconds(0)); }
+
+    /// A descriptor for an event loop (see shmkit::pollable); makes this object
+    /// pollable: a try_* that finds nothing arms it. Edge-triggered: when it is
+    /// ready, call the try_* until it finds nothing.
+    shmkit::pollable pollable() { return detail::make_pollable(shmkit_event_pollable, h_.get()); }
+    /// Calls `f` once, on shmkit's thread, when this object may be ready (or is
+    /// closed), or at once, here, if it is ready now; makes it pollable. `f` must
+    /// return quickly and must not throw (std::terminate).
+    void on_ready(std::function<void()> f) { detail::on_ready(shmkit_event_on_ready, h_.get(), std::move(f)); }
 
     /// Closes now, from any thread: a call blocked on this object on another
     /// thread throws shmkit::error SHMKIT_ERR_CLOSED, and later calls throw
@@ -478,12 +574,29 @@ public:
     void send(bytes msg, milliseconds timeout = forever) {
         detail::check(shmkit_sender_send(h_.get(), msg.data, msg.size, detail::ms(timeout)));
     }
+    /// Sends if there is room now; false if not (on a pollable sender, its
+    /// descriptor is then armed for when room may have come).
+    bool try_send(bytes msg) {
+        shmkit_status s = shmkit_sender_send(h_.get(), msg.data, msg.size, 0);
+        if (s == SHMKIT_ERR_WOULD_BLOCK) return false;
+        detail::check(s);
+        return true;
+    }
     /// Zero-copy: write into the reservation's data(), then commit().
     reservation reserve(std::size_t len, milliseconds timeout = forever) {
         std::uint8_t *d;
         detail::check(shmkit_sender_reserve(h_.get(), len, detail::ms(timeout), &d));
         return reservation(h_.get(), {d, len});
     }
+
+    /// A descriptor for an event loop (see shmkit::pollable); makes this object
+    /// pollable: a try_* that finds nothing arms it. Edge-triggered: when it is
+    /// ready, call the try_* until it finds nothing.
+    shmkit::pollable pollable() { return detail::make_pollable(shmkit_sender_pollable, h_.get()); }
+    /// Calls `f` once, on shmkit's thread, when this object may be ready (or is
+    /// closed), or at once, here, if it is ready now; makes it pollable. `f` must
+    /// return quickly and must not throw (std::terminate).
+    void on_ready(std::function<void()> f) { detail::on_ready(shmkit_sender_on_ready, h_.get(), std::move(f)); }
 
     /// Closes now, from any thread: a call blocked on this object on another
     /// thread throws shmkit::error SHMKIT_ERR_CLOSED, and later calls throw
@@ -517,6 +630,26 @@ public:
         recv_with([&](bytes m) { out.assign(m.data, m.data + m.size); }, timeout);
         return out;
     }
+    /// The next message if there is one now; nullopt if not (which arms a
+    /// pollable receiver's descriptor). Throws for the rest
+    /// (SHMKIT_ERR_DISCONNECTED, SHMKIT_ERR_BUFFER_TOO_SMALL with count()...).
+    std::optional<std::size_t> try_recv_into(mutable_bytes buf) {
+        std::size_t len = 0;
+        shmkit_status s = shmkit_receiver_recv(h_.get(), buf.data, buf.size, &len, 0);
+        if (s == SHMKIT_ERR_WOULD_BLOCK) return std::nullopt;
+        if (s != SHMKIT_OK) throw error(s, shmkit_last_error()).with_count(len);
+        return len;
+    }
+    /// The next message in a new vector if there is one now (see try_recv_into).
+    std::optional<std::vector<std::uint8_t>> try_recv() {
+        std::vector<std::uint8_t> out;
+        auto keep = [&](bytes m) { out.assign(m.data, m.data + m.size); };
+        detail::callback<decltype(keep)> cb{keep};
+        shmkit_status s = shmkit_receiver_recv_with(h_.get(), &detail::call_fn<decltype(keep)>, cb.user(), 0);
+        if (s == SHMKIT_ERR_WOULD_BLOCK) return std::nullopt;
+        cb.finish(s);
+        return out;
+    }
     /// Lends the next message to `f(shmkit::bytes)` without copying it. An
     /// exception `f` throws is rethrown here (the message is consumed).
     template <class F> void recv_with(F &&f, milliseconds timeout = forever) {
@@ -524,6 +657,15 @@ public:
         detail::callback<Fn> cb{f};
         cb.finish(shmkit_receiver_recv_with(h_.get(), &detail::call_fn<Fn>, cb.user(), detail::ms(timeout)));
     }
+
+    /// A descriptor for an event loop (see shmkit::pollable); makes this object
+    /// pollable: a try_* that finds nothing arms it. Edge-triggered: when it is
+    /// ready, call the try_* until it finds nothing.
+    shmkit::pollable pollable() { return detail::make_pollable(shmkit_receiver_pollable, h_.get()); }
+    /// Calls `f` once, on shmkit's thread, when this object may be ready (or is
+    /// closed), or at once, here, if it is ready now; makes it pollable. `f` must
+    /// return quickly and must not throw (std::terminate).
+    void on_ready(std::function<void()> f) { detail::on_ready(shmkit_receiver_on_ready, h_.get(), std::move(f)); }
 
     /// Closes now, from any thread: a call blocked on this object on another
     /// thread throws shmkit::error SHMKIT_ERR_CLOSED, and later calls throw
@@ -571,6 +713,16 @@ public:
         if (s != SHMKIT_OK) throw error(s, shmkit_last_error()).with_count(s == SHMKIT_ERR_LAGGED ? missed : len);
         return len;
     }
+    /// The next message if there is one now; nullopt if not (which arms a
+    /// pollable subscriber's descriptor). SHMKIT_ERR_LAGGED and the rest throw.
+    std::optional<std::size_t> try_recv_into(mutable_bytes buf) {
+        std::size_t len = 0;
+        std::uint64_t missed = 0;
+        shmkit_status s = shmkit_subscriber_recv(h_.get(), buf.data, buf.size, &len, 0, &missed);
+        if (s == SHMKIT_ERR_WOULD_BLOCK) return std::nullopt;
+        if (s != SHMKIT_OK) throw error(s, shmkit_last_error()).with_count(s == SHMKIT_ERR_LAGGED ? missed : len);
+        return len;
+    }
     /// Lends the next message to `f(shmkit::bytes)` without copying it; an
     /// exception `f` throws is rethrown here.
     template <class F> void recv_with(F &&f, milliseconds timeout = forever) {
@@ -582,6 +734,15 @@ public:
         if (cb.thrown) std::rethrow_exception(cb.thrown);
         if (s != SHMKIT_OK) throw error(s, shmkit_last_error()).with_count(missed);
     }
+
+    /// A descriptor for an event loop (see shmkit::pollable); makes this object
+    /// pollable: a try_* that finds nothing arms it. Edge-triggered: when it is
+    /// ready, call the try_* until it finds nothing.
+    shmkit::pollable pollable() { return detail::make_pollable(shmkit_subscriber_pollable, h_.get()); }
+    /// Calls `f` once, on shmkit's thread, when this object may be ready (or is
+    /// closed), or at once, here, if it is ready now; makes it pollable. `f` must
+    /// return quickly and must not throw (std::terminate).
+    void on_ready(std::function<void()> f) { detail::on_ready(shmkit_subscriber_on_ready, h_.get(), std::move(f)); }
 
     /// Closes now, from any thread: a call blocked on this object on another
     /// thread throws shmkit::error SHMKIT_ERR_CLOSED, and later calls throw
@@ -615,6 +776,30 @@ public:
         cb.finish(shmkit_rpc_client_call_with(h_.get(), request.data, request.size, &detail::call_fn<Fn>,
                                               cb.user(), detail::ms(timeout)));
     }
+    /// Sends `request` without waiting for the reply (only, up to `timeout`, for
+    /// room in the request queue); collect it with finish_call/try_finish_call.
+    void start_call(bytes request, milliseconds timeout = forever) {
+        detail::check(shmkit_rpc_client_start_call(h_.get(), request.data, request.size, detail::ms(timeout)));
+    }
+    /// The reply to the started call, waiting up to `timeout` (a timeout leaves
+    /// the call pending).
+    std::vector<std::uint8_t> finish_call(milliseconds timeout = forever) {
+        auto r = finish(detail::ms(timeout));
+        if (!r) throw error(SHMKIT_ERR_TIMEOUT, shmkit_last_error());
+        return *r;
+    }
+    /// The reply to the started call if it has come; nullopt if not (which arms
+    /// a pollable client's descriptor).
+    std::optional<std::vector<std::uint8_t>> try_finish_call() { return finish(0); }
+
+    /// A descriptor for an event loop (see shmkit::pollable); makes this object
+    /// pollable: a try_* that finds nothing arms it. Edge-triggered: when it is
+    /// ready, call the try_* until it finds nothing.
+    shmkit::pollable pollable() { return detail::make_pollable(shmkit_rpc_client_pollable, h_.get()); }
+    /// Calls `f` once, on shmkit's thread, when this object may be ready (or is
+    /// closed), or at once, here, if it is ready now; makes it pollable. `f` must
+    /// return quickly and must not throw (std::terminate).
+    void on_ready(std::function<void()> f) { detail::on_ready(shmkit_rpc_client_on_ready, h_.get(), std::move(f)); }
 
     /// Closes now, from any thread: a call blocked on this object on another
     /// thread throws shmkit::error SHMKIT_ERR_CLOSED, and later calls throw
@@ -622,6 +807,19 @@ public:
     void close() { h_.close(); }
 
 private:
+    std::optional<std::vector<std::uint8_t>> finish(std::int64_t ms) {
+        std::vector<std::uint8_t> out(256);
+        std::size_t len = 0;
+        shmkit_status s = shmkit_rpc_client_finish_call(h_.get(), out.data(), out.size(), &len, ms);
+        if (s == SHMKIT_ERR_BUFFER_TOO_SMALL) {
+            out.resize(len);
+            s = shmkit_rpc_client_last_reply(h_.get(), out.data(), out.size(), &len);
+        }
+        if (s == SHMKIT_ERR_WOULD_BLOCK || (ms != 0 && s == SHMKIT_ERR_TIMEOUT)) return std::nullopt;
+        detail::check(s);
+        out.resize(len);
+        return out;
+    }
     explicit rpc_client(shmkit_rpc_client *h) : h_(h) {}
     detail::handle<shmkit_rpc_client, shmkit_rpc_client_close> h_;
 };
@@ -649,6 +847,33 @@ public:
         bytes a(answer);
         detail::check(shmkit_rpc_server_reply(h_.get(), a.data, a.size));
     }
+    /// Answers one request with `handler(request)` if one is there now; false if
+    /// not (which arms a pollable server's descriptor).
+    template <class F> bool try_serve_one(F &&handler) {
+        std::vector<std::uint8_t> req(4096);
+        std::size_t len = 0;
+        shmkit_status s = shmkit_rpc_server_recv(h_.get(), req.data(), req.size(), &len, 0);
+        if (s == SHMKIT_ERR_WOULD_BLOCK) return false;
+        if (s == SHMKIT_ERR_BUFFER_TOO_SMALL) {
+            req.resize(len);
+            s = shmkit_rpc_server_recv(h_.get(), req.data(), req.size(), &len, 0);
+        }
+        detail::check(s);
+        req.resize(len);
+        auto answer = handler(bytes(req));
+        bytes a(answer);
+        detail::check(shmkit_rpc_server_reply(h_.get(), a.data, a.size));
+        return true;
+    }
+
+    /// A descriptor for an event loop (see shmkit::pollable); makes this object
+    /// pollable: a try_* that finds nothing arms it. Edge-triggered: when it is
+    /// ready, call the try_* until it finds nothing.
+    shmkit::pollable pollable() { return detail::make_pollable(shmkit_rpc_server_pollable, h_.get()); }
+    /// Calls `f` once, on shmkit's thread, when this object may be ready (or is
+    /// closed), or at once, here, if it is ready now; makes it pollable. `f` must
+    /// return quickly and must not throw (std::terminate).
+    void on_ready(std::function<void()> f) { detail::on_ready(shmkit_rpc_server_on_ready, h_.get(), std::move(f)); }
 
     /// Closes now, from any thread: a call blocked on this object on another
     /// thread throws shmkit::error SHMKIT_ERR_CLOSED, and later calls throw

@@ -4,10 +4,12 @@ use crate::args::{bytes, bytes_mut, out, put, text};
 use crate::calls::{Serial, Wait};
 use crate::channel::{callback_result, channel_options, shmkit_channel_options, shmkit_message_fn};
 use crate::handle::{get, insert, remove, Kind};
+use crate::pollable::{on_ready, pollable, shmkit_descriptor, shmkit_ready_fn, would_block};
 use crate::status::{once, run, shmkit_status, shmkit_status::*, Failure};
 use shmkit::channel::{Publisher, Subscriber};
 use shmkit::Error;
 use std::ffi::{c_char, c_void};
+use std::task::Poll;
 
 /// The one publisher of a broadcast channel.
 pub struct shmkit_publisher {
@@ -21,12 +23,12 @@ pub struct shmkit_subscriber {
 
 pub(crate) struct PublisherEntry(Serial<Publisher>);
 
-pub(crate) struct SubscriberEntry(Serial<SubscriberState>);
+pub(crate) struct SubscriberEntry(pub(crate) Serial<SubscriberState>);
 
-struct SubscriberState {
-    sub: Subscriber,
+pub(crate) struct SubscriberState {
+    pub(crate) sub: Subscriber,
     /// A message too long for the caller's buffer, handed out by the next call.
-    pending: Option<Vec<u8>>,
+    pub(crate) pending: Option<Vec<u8>>,
 }
 
 /// Attaches to broadcast channel `name` as its publisher, creating it if needed
@@ -105,15 +107,28 @@ pub unsafe extern "C" fn shmkit_subscriber_connect(
     })
 }
 
+/// A receive: polled on a pollable handle with timeout 0 (`None`: pending, the
+/// handle is armed), else tried or waited for.
 fn recv_with<R>(
     s: &mut SubscriberState,
+    polled: Option<&std::sync::Arc<crate::pollable::Readiness>>,
     wait: Wait,
     f: impl FnOnce(&[u8]) -> R,
-) -> shmkit::Result<R> {
-    match wait.left() {
-        Some(t) => s.sub.recv_with_timeout(t, f),
-        None => s.sub.recv_with(f),
+) -> shmkit::Result<Option<R>> {
+    match (wait, polled) {
+        (Wait::Now, Some(r)) => match r.poll(|cx| s.sub.poll_recv_with(cx, f)) {
+            Poll::Ready(got) => got.map(Some),
+            Poll::Pending => Ok(None),
+        },
+        (_, _) => match wait.left() {
+            Some(t) => s.sub.recv_with_timeout(t, f).map(Some),
+            None => s.sub.recv_with(f).map(Some),
+        },
     }
+}
+
+fn nothing_new(entry: &SubscriberEntry) -> Failure {
+    would_block(entry.0.what(), "nothing new now")
 }
 
 fn lag(e: Error, missed: *mut u64) -> Failure {
@@ -129,7 +144,8 @@ fn lag(e: Error, missed: *mut u64) -> Failure {
 /// `SHMKIT_ERR_LAGGED`: this subscriber fell behind and `*missed` (may be NULL)
 /// messages were overwritten; call again for the oldest one still held.
 /// `SHMKIT_ERR_BUFFER_TOO_SMALL`: `*len` says how long the message is; the next
-/// call returns it.
+/// call returns it. On a pollable handle (`shmkit_subscriber_pollable`), a
+/// WOULD_BLOCK with timeout 0 arms its descriptor.
 #[no_mangle]
 pub unsafe extern "C" fn shmkit_subscriber_recv(
     subscriber: *mut shmkit_subscriber,
@@ -163,7 +179,7 @@ pub unsafe extern "C" fn shmkit_subscriber_recv(
             buf[..msg.len()].copy_from_slice(&msg);
             return Ok(());
         }
-        let got = recv_with(&mut s, wait, |m| {
+        let got = recv_with(&mut s, entry.0.polled(), wait, |m| {
             if m.len() <= buf.len() {
                 buf[..m.len()].copy_from_slice(m);
                 Ok(m.len())
@@ -171,7 +187,8 @@ pub unsafe extern "C" fn shmkit_subscriber_recv(
                 Err(m.to_vec())
             }
         })
-        .map_err(|e| lag(once(timeout_ms)(e), missed))?;
+        .map_err(|e| lag(once(timeout_ms)(e), missed))?
+        .ok_or_else(|| nothing_new(&entry))?;
         match got {
             Ok(n) => {
                 // SAFETY: checked by `out`.
@@ -211,7 +228,9 @@ pub unsafe extern "C" fn shmkit_subscriber_recv_with(
         if let Some(msg) = s.pending.take() {
             return callback_result(call(&msg));
         }
-        let code = recv_with(&mut s, wait, call).map_err(|e| lag(once(timeout_ms)(e), missed))?;
+        let code = recv_with(&mut s, entry.0.polled(), wait, call)
+            .map_err(|e| lag(once(timeout_ms)(e), missed))?
+            .ok_or_else(|| nothing_new(&entry))?;
         callback_result(code)
     })
 }
@@ -226,5 +245,44 @@ pub extern "C" fn shmkit_subscriber_close(subscriber: *mut shmkit_subscriber) ->
             .0
             .close();
         Ok(())
+    })
+}
+
+/// Gives a new descriptor for this subscriber that an event loop can wait on,
+/// owned by the caller (release it with `shmkit_pollable_close`); see
+/// `shmkit_sender_pollable` for the contract. A `shmkit_subscriber_recv` or
+/// `_recv_with` with timeout 0 that returns `SHMKIT_ERR_WOULD_BLOCK` arms it: it
+/// becomes ready when a message may have been published (or the publisher is
+/// gone). When it is ready, receive with timeout 0 until WOULD_BLOCK
+/// (`SHMKIT_ERR_LAGGED` included: call again).
+#[no_mangle]
+pub unsafe extern "C" fn shmkit_subscriber_pollable(
+    subscriber: *mut shmkit_subscriber,
+    descriptor: *mut shmkit_descriptor,
+) -> shmkit_status {
+    run("shmkit_subscriber_pollable", || {
+        pollable(descriptor, || {
+            get::<SubscriberEntry>(subscriber as usize, Kind::Subscriber)?
+                .0
+                .readiness()
+        })
+    })
+}
+
+/// Calls `callback(user_data)` once, the next time this subscriber may be ready,
+/// or at once, on this thread, if it is ready now; makes the handle pollable. See
+/// `shmkit_sender_on_ready`.
+#[no_mangle]
+pub unsafe extern "C" fn shmkit_subscriber_on_ready(
+    subscriber: *mut shmkit_subscriber,
+    callback: shmkit_ready_fn,
+    user_data: *mut c_void,
+) -> shmkit_status {
+    run("shmkit_subscriber_on_ready", || {
+        on_ready(callback, user_data, || {
+            get::<SubscriberEntry>(subscriber as usize, Kind::Subscriber)?
+                .0
+                .readiness()
+        })
     })
 }

@@ -11,10 +11,14 @@
 //!   object (they return `SHMKIT_ERR_CLOSED`), waits until they have left and
 //!   drops the object, so that a role it held (receiver, publisher, server...) or
 //!   a lock is free when the close returns.
+//! - Both keep the handle's [`Readiness`](crate::pollable::Readiness), made when
+//!   the handle is first made pollable, and make it ready for good on close.
 
+use crate::pollable::{Lazy, Readiness};
 use crate::status::{shmkit_status::*, Failure};
 use shmkit::Interrupter;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a call may wait, from a C timeout in milliseconds.
@@ -82,12 +86,18 @@ pub(crate) struct Serial<T> {
     closed: AtomicBool,
     /// Ends the object's blocked calls when the handle is closed.
     interrupter: Option<Interrupter>,
+    /// Once the handle is pollable.
+    ready: Lazy,
+    /// A pollable handle's try call found the handle in use by another thread:
+    /// that call makes the handle ready when it ends (the try could not arm it).
+    contended: AtomicBool,
 }
 
 /// A call in progress on a [`Serial`]: the object, exclusively.
 pub(crate) struct Call<'a, T> {
     serial: &'a Serial<T>,
-    state: parking_lot::MutexGuard<'a, Option<T>>,
+    /// `None` only while the call ends.
+    state: Option<parking_lot::MutexGuard<'a, Option<T>>>,
 }
 
 impl<T> Serial<T> {
@@ -102,7 +112,27 @@ impl<T> Serial<T> {
             holder: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             interrupter,
+            ready: Lazy::default(),
+            contended: AtomicBool::new(false),
         }
+    }
+
+    /// Names the object in messages.
+    pub(crate) fn what(&self) -> &str {
+        &self.what
+    }
+
+    /// The handle's readiness, made now if needed: from now on its try calls
+    /// poll (see `pollable.rs`).
+    pub(crate) fn readiness(&self) -> Result<Arc<Readiness>, Failure> {
+        self.ready
+            .get_or_make(|| self.closed.load(SeqCst))
+            .map(Arc::clone)
+    }
+
+    /// The readiness, if the handle is pollable.
+    pub(crate) fn polled(&self) -> Option<&Arc<Readiness>> {
+        self.ready.get()
     }
 
     /// Starts a call: waits for the calls before it on other threads, until
@@ -130,7 +160,13 @@ impl<T> Serial<T> {
         }
         let state = match wait {
             Wait::Forever => Some(self.state.lock()),
-            Wait::Now => self.state.try_lock(),
+            Wait::Now => self.state.try_lock().or_else(|| {
+                // A pollable handle's try must arm it: the call in the way makes
+                // it ready when it ends (and if it just ended, try again).
+                self.ready.get()?;
+                self.contended.store(true, SeqCst);
+                self.state.try_lock()
+            }),
             Wait::Until(t) => self.state.try_lock_until(t),
         };
         let Some(state) = state else {
@@ -153,7 +189,7 @@ impl<T> Serial<T> {
         self.holder.store(me, SeqCst);
         Ok(Call {
             serial: self,
-            state,
+            state: Some(state),
         })
     }
 
@@ -166,11 +202,12 @@ impl<T> Serial<T> {
         if let Some(i) = &self.interrupter {
             i.interrupt();
         }
-        if self.holder.load(SeqCst) == this_thread() {
-            return; // `Call::drop` drops the object.
+        if self.holder.load(SeqCst) != this_thread() {
+            // (From inside a call, `Call::drop` drops the object.)
+            let object = self.state.lock().take();
+            drop(object);
         }
-        let object = self.state.lock().take();
-        drop(object);
+        self.ready.close();
     }
 }
 
@@ -179,6 +216,7 @@ impl<T> std::ops::Deref for Call<'_, T> {
     fn deref(&self) -> &T {
         self.state
             .as_ref()
+            .and_then(|s| s.as_ref())
             .expect("a call's object is present until it ends")
     }
 }
@@ -187,6 +225,7 @@ impl<T> std::ops::DerefMut for Call<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
         self.state
             .as_mut()
+            .and_then(|s| s.as_mut())
             .expect("a call's object is present until it ends")
     }
 }
@@ -194,10 +233,22 @@ impl<T> std::ops::DerefMut for Call<'_, T> {
 impl<T> Drop for Call<'_, T> {
     fn drop(&mut self) {
         self.serial.holder.store(0, SeqCst);
+        let Some(mut state) = self.state.take() else {
+            return;
+        };
         if self.serial.closed.load(SeqCst) {
             // Closed from inside this call: the object goes now, before the
             // handle's lock is released.
-            drop(self.state.take());
+            drop(state.take());
+        }
+        // Released before looking at `contended`: a try that failed to take
+        // the lock set it before its second attempt, so either that attempt
+        // succeeds or this sees the flag.
+        drop(state);
+        if self.serial.contended.swap(false, SeqCst) {
+            if let Some(r) = self.serial.ready.get() {
+                r.wake_now();
+            }
         }
     }
 }
@@ -211,6 +262,8 @@ pub(crate) struct Gate {
     calls: parking_lot::Mutex<(usize, bool)>,
     left: parking_lot::Condvar,
     interrupter: Interrupter,
+    /// Once the handle is pollable.
+    ready: Lazy,
 }
 
 /// A call in progress through a [`Gate`].
@@ -223,7 +276,18 @@ impl Gate {
             calls: parking_lot::Mutex::new((0, false)),
             left: parking_lot::Condvar::new(),
             interrupter,
+            ready: Lazy::default(),
         }
+    }
+
+    /// The handle's readiness, made now if needed (see [`Serial::readiness`]).
+    pub(crate) fn readiness(&self) -> Result<Arc<Readiness>, Failure> {
+        self.ready.get_or_make(|| self.is_closed()).map(Arc::clone)
+    }
+
+    /// The readiness, if the handle is pollable.
+    pub(crate) fn polled(&self) -> Option<&Arc<Readiness>> {
+        self.ready.get()
     }
 
     pub(crate) fn enter(&self) -> Result<Pass<'_>, Failure> {
@@ -254,6 +318,8 @@ impl Gate {
         while c.0 > 0 {
             self.left.wait(&mut c);
         }
+        drop(c);
+        self.ready.close();
     }
 }
 

@@ -4,10 +4,12 @@
 use crate::args::{bytes, bytes_mut, out, put, text};
 use crate::calls::{Serial, Wait};
 use crate::handle::{get, insert, remove, Kind};
+use crate::pollable::{on_ready, pollable, shmkit_descriptor, shmkit_ready_fn, would_block};
 use crate::status::{run, shmkit_status, shmkit_status::*, Failure};
 use shmkit::channel::{ChannelOptions, OwnedReservation, Receiver, Sender, WaitMode};
 use shmkit::{Error, Lifetime};
 use std::ffi::{c_char, c_void};
+use std::task::Poll;
 
 /// The sending end of a queue channel.
 pub struct shmkit_sender {
@@ -154,7 +156,7 @@ fn lost() -> Failure {
     )
 }
 
-pub(crate) struct SenderEntry(Serial<SenderSlot>);
+pub(crate) struct SenderEntry(pub(crate) Serial<SenderSlot>);
 
 fn sender_entry(h: *mut shmkit_sender) -> Result<std::sync::Arc<SenderEntry>, Failure> {
     get::<SenderEntry>(h as usize, Kind::Sender)
@@ -184,7 +186,9 @@ pub unsafe extern "C" fn shmkit_sender_connect(
 
 /// Sends `len` bytes, waiting up to `timeout_ms` (negative: forever; 0: not at
 /// all, `SHMKIT_ERR_WOULD_BLOCK`) for room. `SHMKIT_ERR_DISCONNECTED` if the
-/// receiver is gone; `SHMKIT_ERR_CLOSED` if the handle is closed meanwhile.
+/// receiver is gone; `SHMKIT_ERR_CLOSED` if the handle is closed meanwhile. On a
+/// pollable handle (`shmkit_sender_pollable`), a WOULD_BLOCK with timeout 0 arms
+/// its descriptor: it becomes ready when room may have come.
 #[no_mangle]
 pub unsafe extern "C" fn shmkit_sender_send(
     sender: *mut shmkit_sender,
@@ -199,6 +203,12 @@ pub unsafe extern "C" fn shmkit_sender_send(
         let data = unsafe { bytes("data", data, len) }?;
         let mut state = entry.0.enter(wait, SHMKIT_ERR_WOULD_BLOCK)?;
         let tx = state.sender()?;
+        if let (Wait::Now, Some(r)) = (wait, entry.0.polled()) {
+            return match r.poll(|cx| tx.poll_send(cx, data)) {
+                Poll::Ready(sent) => Ok(sent?),
+                Poll::Pending => Err(would_block(entry.0.what(), "no room in the ring now")),
+            };
+        }
         match (wait, wait.left()) {
             (Wait::Now, _) => Ok(tx.try_send(data)?),
             (_, Some(t)) => Ok(tx.send_timeout(data, t)?),
@@ -210,7 +220,8 @@ pub unsafe extern "C" fn shmkit_sender_send(
 /// Reserves `len` bytes in the ring (waiting up to `timeout_ms` for room) and
 /// points `*data` at them: write the message there, then `shmkit_sender_commit`
 /// (or `shmkit_sender_cancel`). Until then the sender refuses other sends.
-/// A reservation holds at most a quarter of the ring.
+/// A reservation holds at most a quarter of the ring. (Its WOULD_BLOCK does not
+/// arm a pollable handle's descriptor: wait for room with `shmkit_sender_send`.)
 #[no_mangle]
 pub unsafe extern "C" fn shmkit_sender_reserve(
     sender: *mut shmkit_sender,
@@ -293,7 +304,56 @@ pub extern "C" fn shmkit_sender_close(sender: *mut shmkit_sender) -> shmkit_stat
     })
 }
 
-pub(crate) struct ReceiverEntry(Serial<Receiver>);
+/// Gives a new descriptor for this sender that an event loop can wait on
+/// (Linux: an eventfd, other Unixes: a pipe's read end, both readable when
+/// ready; Windows: an event HANDLE, signalled when ready), owned by the caller:
+/// release it with `shmkit_pollable_close` after taking it out of the loop.
+///
+/// The first call makes the handle pollable (as `shmkit_sender_on_ready` does):
+/// from then on `shmkit_sender_send` with timeout 0 that returns
+/// `SHMKIT_ERR_WOULD_BLOCK` arms the descriptor, which becomes ready when room
+/// may have come; every such send clears it first. The loop is a non-blocking
+/// socket's, edge-triggered: when the descriptor is ready, send with timeout 0
+/// until `SHMKIT_ERR_WOULD_BLOCK` (or until you have nothing to send; a wake-up
+/// may be spurious). Do not read from the descriptor. Closing the handle makes it
+/// ready for good; the next call on the handle says it is closed.
+#[no_mangle]
+pub unsafe extern "C" fn shmkit_sender_pollable(
+    sender: *mut shmkit_sender,
+    descriptor: *mut shmkit_descriptor,
+) -> shmkit_status {
+    run("shmkit_sender_pollable", || {
+        pollable(descriptor, || sender_entry(sender)?.0.readiness())
+    })
+}
+
+/// Calls `callback(user_data)` once, the next time this sender may be ready
+/// (what makes `shmkit_sender_pollable`'s descriptor ready: room may have come,
+/// or the handle was closed), or at once, on this thread, if it is ready now.
+/// Makes the handle pollable, as `shmkit_sender_pollable` does: call it, then
+/// send with timeout 0, and on `SHMKIT_ERR_WOULD_BLOCK` wait for the callback.
+/// See `shmkit_ready_fn` for the thread it runs on. Every callback registered is
+/// called exactly once (at the latest soon after the handle is closed), so it may free
+/// `user_data`.
+#[no_mangle]
+pub unsafe extern "C" fn shmkit_sender_on_ready(
+    sender: *mut shmkit_sender,
+    callback: shmkit_ready_fn,
+    user_data: *mut c_void,
+) -> shmkit_status {
+    run("shmkit_sender_on_ready", || {
+        on_ready(callback, user_data, || sender_entry(sender)?.0.readiness())
+    })
+}
+
+/// A receiver, and a message too long for the buffer a pollable receive was
+/// given (a poll lends the message whole: it is kept here for the next call).
+pub(crate) struct ReceiverState {
+    pub(crate) rx: Receiver,
+    pub(crate) pending: Option<Vec<u8>>,
+}
+
+pub(crate) struct ReceiverEntry(pub(crate) Serial<ReceiverState>);
 
 fn receiver_entry(h: *mut shmkit_receiver) -> Result<std::sync::Arc<ReceiverEntry>, Failure> {
     get::<ReceiverEntry>(h as usize, Kind::Receiver)
@@ -312,9 +372,13 @@ pub unsafe extern "C" fn shmkit_receiver_connect(
         let (name, o) = unsafe { (text("name", name)?, channel_options(opts, false)?) };
         let r = o.receiver(name)?;
         let stop = r.interrupter();
+        let state = ReceiverState {
+            rx: r,
+            pending: None,
+        };
         let h = insert(
             Kind::Receiver,
-            ReceiverEntry(Serial::new(name, r, Some(stop))),
+            ReceiverEntry(Serial::new(name, state, Some(stop))),
         )?;
         // SAFETY: checked by `out`.
         unsafe { put(receiver, h as *mut shmkit_receiver) };
@@ -328,6 +392,8 @@ pub unsafe extern "C" fn shmkit_receiver_connect(
 /// `SHMKIT_ERR_BUFFER_TOO_SMALL`, and `*len` says how long it is.
 /// `SHMKIT_ERR_DISCONNECTED` once the queue is empty and every sender is gone;
 /// `SHMKIT_ERR_CLOSED` if the handle is closed (from another thread) meanwhile.
+/// On a pollable handle (`shmkit_receiver_pollable`), a WOULD_BLOCK with timeout
+/// 0 arms its descriptor: it becomes ready when a message may have come.
 #[no_mangle]
 pub unsafe extern "C" fn shmkit_receiver_recv(
     receiver: *mut shmkit_receiver,
@@ -342,7 +408,57 @@ pub unsafe extern "C" fn shmkit_receiver_recv(
         let entry = receiver_entry(receiver)?;
         // SAFETY: `capacity` writable bytes per the header's conventions.
         let buf = unsafe { bytes_mut("buf", buf, capacity) }?;
-        let mut rx = entry.0.enter(wait, SHMKIT_ERR_WOULD_BLOCK)?;
+        let mut st = entry.0.enter(wait, SHMKIT_ERR_WOULD_BLOCK)?;
+        let cap = buf.len();
+        let too_small = |n: usize| {
+            Failure::from(Error::BufferTooSmall {
+                object: entry.0.what().into(),
+                len: n as u64,
+                capacity: cap as u64,
+            })
+        };
+        if let Some(msg) = st.pending.take() {
+            // SAFETY: checked by `out`.
+            unsafe { put(len, msg.len()) };
+            if msg.len() > buf.len() {
+                let n = msg.len();
+                st.pending = Some(msg);
+                return Err(too_small(n));
+            }
+            buf[..msg.len()].copy_from_slice(&msg);
+            return Ok(());
+        }
+        if let (Wait::Now, Some(r)) = (wait, entry.0.polled()) {
+            let polled = r.poll(|cx| {
+                st.rx.poll_recv_with(cx, |m| {
+                    if m.len() <= cap {
+                        buf[..m.len()].copy_from_slice(m);
+                        Ok(m.len())
+                    } else {
+                        Err(m.to_vec())
+                    }
+                })
+            });
+            let got = match polled {
+                Poll::Pending => return Err(would_block(entry.0.what(), "no message now")),
+                Poll::Ready(got) => got?,
+            };
+            return match got {
+                Ok(n) => {
+                    // SAFETY: checked by `out`.
+                    unsafe { put(len, n) };
+                    Ok(())
+                }
+                Err(msg) => {
+                    let n = msg.len();
+                    // SAFETY: checked by `out`.
+                    unsafe { put(len, n) };
+                    st.pending = Some(msg);
+                    Err(too_small(n))
+                }
+            };
+        }
+        let rx = &mut st.rx;
         let got = match (wait, wait.left()) {
             (Wait::Now, _) => rx.try_recv_into(buf),
             (_, Some(t)) => rx.recv_into_timeout(buf, t),
@@ -367,7 +483,8 @@ pub unsafe extern "C" fn shmkit_receiver_recv(
 
 /// Receives the next message and lends it to `callback` without copying it,
 /// waiting up to `timeout_ms`. The callback's non-zero return comes back as
-/// `SHMKIT_ERR_CALLBACK`.
+/// `SHMKIT_ERR_CALLBACK`. Timeout 0 on a pollable handle arms it as
+/// `shmkit_receiver_recv` does.
 #[no_mangle]
 pub unsafe extern "C" fn shmkit_receiver_recv_with(
     receiver: *mut shmkit_receiver,
@@ -381,9 +498,19 @@ pub unsafe extern "C" fn shmkit_receiver_recv_with(
             return Err(Failure::new(SHMKIT_ERR_NULL_POINTER, "callback is NULL"));
         };
         let entry = receiver_entry(receiver)?;
-        let mut rx = entry.0.enter(wait, SHMKIT_ERR_WOULD_BLOCK)?;
+        let mut st = entry.0.enter(wait, SHMKIT_ERR_WOULD_BLOCK)?;
         // SAFETY: the caller's callback gets the message, valid for the call.
         let call = |m: &[u8]| unsafe { f(m.as_ptr(), m.len(), user_data) };
+        if let Some(msg) = st.pending.take() {
+            return callback_result(call(&msg));
+        }
+        if let (Wait::Now, Some(r)) = (wait, entry.0.polled()) {
+            return match r.poll(|cx| st.rx.poll_recv_with(cx, call)) {
+                Poll::Pending => Err(would_block(entry.0.what(), "no message now")),
+                Poll::Ready(code) => callback_result(code?),
+            };
+        }
+        let rx = &mut st.rx;
         let code = match (wait, wait.left()) {
             (Wait::Now, _) => rx.try_recv_with(call)?,
             (_, Some(t)) => rx.recv_with_timeout(t, call)?,
@@ -413,5 +540,51 @@ pub extern "C" fn shmkit_receiver_close(receiver: *mut shmkit_receiver) -> shmki
             .0
             .close();
         Ok(())
+    })
+}
+
+/// Gives a new descriptor for this receiver that an event loop can wait on, owned
+/// by the caller (release it with `shmkit_pollable_close`); see
+/// `shmkit_sender_pollable` for what it is on each system and for the contract.
+/// From the first call on, a `shmkit_receiver_recv` or `_recv_with` with timeout 0
+/// that returns `SHMKIT_ERR_WOULD_BLOCK` arms the descriptor, which becomes ready
+/// when a message may have come (or the senders are gone). When it is ready,
+/// receive with timeout 0 until `SHMKIT_ERR_WOULD_BLOCK`:
+///
+/// ```c
+/// intptr_t fd;
+/// shmkit_receiver_pollable(rx, &fd);
+/// struct epoll_event ev = {.events = EPOLLIN, .data.ptr = rx};
+/// epoll_ctl(ep, EPOLL_CTL_ADD, (int)fd, &ev);
+/// for (;;) {
+///     epoll_wait(ep, &ev, 1, -1);
+///     while ((s = shmkit_receiver_recv(rx, buf, sizeof buf, &len, 0)) == SHMKIT_OK)
+///         handle(buf, len);
+///     if (s != SHMKIT_ERR_WOULD_BLOCK) break; /* DISCONNECTED, BAD_HANDLE... */
+/// }
+/// ```
+#[no_mangle]
+pub unsafe extern "C" fn shmkit_receiver_pollable(
+    receiver: *mut shmkit_receiver,
+    descriptor: *mut shmkit_descriptor,
+) -> shmkit_status {
+    run("shmkit_receiver_pollable", || {
+        pollable(descriptor, || receiver_entry(receiver)?.0.readiness())
+    })
+}
+
+/// Calls `callback(user_data)` once, the next time this receiver may be ready (a
+/// message may have come, or the handle was closed), or at once, on this thread,
+/// if it is ready now; makes the handle pollable. See `shmkit_sender_on_ready`.
+#[no_mangle]
+pub unsafe extern "C" fn shmkit_receiver_on_ready(
+    receiver: *mut shmkit_receiver,
+    callback: shmkit_ready_fn,
+    user_data: *mut c_void,
+) -> shmkit_status {
+    run("shmkit_receiver_on_ready", || {
+        on_ready(callback, user_data, || {
+            receiver_entry(receiver)?.0.readiness()
+        })
     })
 }

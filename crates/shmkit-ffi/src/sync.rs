@@ -3,11 +3,40 @@
 use crate::args::{out, put, text, timeout};
 use crate::calls::{this_thread, Gate};
 use crate::handle::{get, insert, remove, Kind};
+use crate::pollable::{on_ready, pollable, shmkit_descriptor, shmkit_ready_fn, would_block};
 use crate::status::{once, run, shmkit_status, shmkit_status::*, Failure};
-use shmkit::sync::{ArcMutexGuard, Event, EventMode, LockError, Mutex, Semaphore};
+use shmkit::sync::{ArcMutexGuard, Event, EventMode, LockError, LockResult, Mutex, Semaphore};
 use shmkit::{Interrupter, Shm};
-use std::ffi::c_char;
+use std::ffi::{c_char, c_void};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
+
+/// A pollable handle's wait in progress (`*_async` of an `Arc` of the object),
+/// kept between its try calls; dropped, it has taken nothing.
+type Waiting<T> = parking_lot::Mutex<Option<BoxedWait<T>>>;
+
+/// A wait's future, owning what it waits on.
+type BoxedWait<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// Polls the wait in `slot`, starting it with `start` if none is in progress.
+/// `None`: pending (the readiness's waker is registered).
+fn poll_waiting<T>(
+    slot: &Waiting<T>,
+    ready: &Arc<crate::pollable::Readiness>,
+    start: impl FnOnce() -> BoxedWait<T>,
+) -> Option<T> {
+    let mut slot = slot.lock();
+    let waiting = slot.get_or_insert_with(start);
+    match ready.poll(|cx| waiting.as_mut().poll(cx)) {
+        Poll::Ready(out) => {
+            *slot = None;
+            Some(out)
+        }
+        Poll::Pending => None,
+    }
+}
 
 /// A named cross-process mutex.
 pub struct shmkit_mutex {
@@ -49,13 +78,15 @@ struct Held {
 }
 
 pub(crate) struct MutexEntry {
-    mutex: Arc<Mutex>,
+    pub(crate) mutex: Arc<Mutex>,
     /// The segment holding an in-segment mutex (`*_init_in`, `*_open_in`): kept
     /// open with the handle, whatever happens to the segment's own handle.
     _segment: Option<Arc<Shm>>,
-    gate: Gate,
+    pub(crate) gate: Gate,
     /// The lock, while this handle holds it.
     held: parking_lot::Mutex<Option<Held>>,
+    /// A pollable handle's lock in progress.
+    waiting: Waiting<LockResult<ArcMutexGuard<()>>>,
 }
 
 fn mutex_out(out_ptr: *mut *mut shmkit_mutex, m: Mutex) -> Result<(), Failure> {
@@ -72,6 +103,7 @@ fn mutex_out_in(
         gate: Gate::new(m.name(), m.interrupter()),
         mutex: Arc::new(m),
         held: parking_lot::Mutex::new(None),
+        waiting: parking_lot::Mutex::new(None),
     };
     let h = insert(Kind::Mutex, entry)?;
     // SAFETY: checked by `out` first.
@@ -239,11 +271,17 @@ fn lock(function: &str, m: *mut shmkit_mutex, wait: Option<std::time::Duration>)
                 ),
             ));
         }
-        let (guard, died) = match match wait {
-            Some(t) if t.is_zero() => entry.mutex.try_lock_arc(),
-            Some(t) => entry.mutex.lock_arc_timeout(t),
-            None => entry.mutex.lock_arc(),
-        } {
+        let taken = match (wait, entry.gate.polled()) {
+            (Some(t), Some(r)) if t.is_zero() => {
+                let m = &entry.mutex;
+                poll_waiting(&entry.waiting, r, || Box::pin(m.lock_arc_async()))
+                    .ok_or_else(|| would_block(m.name(), "the mutex is held"))?
+            }
+            (Some(t), None) if t.is_zero() => entry.mutex.try_lock_arc(),
+            (Some(t), _) => entry.mutex.lock_arc_timeout(t),
+            (None, _) => entry.mutex.lock_arc(),
+        };
+        let (guard, died) = match taken {
             Ok(g) => (g, false),
             Err(LockError::OwnerDied(g)) => (g, true),
             Err(LockError::Failed(e)) => return Err(e.into()),
@@ -277,7 +315,9 @@ pub extern "C" fn shmkit_mutex_lock(m: *mut shmkit_mutex, timeout_ms: i64) -> sh
 }
 
 /// Locks the mutex if it is free now: `SHMKIT_ERR_WOULD_BLOCK` if not
-/// (`SHMKIT_ERR_BUSY` if this thread holds it through this handle).
+/// (`SHMKIT_ERR_BUSY` if this thread holds it through this handle). On a
+/// pollable handle (`shmkit_mutex_pollable`), WOULD_BLOCK arms its descriptor,
+/// and so does `shmkit_mutex_lock` with timeout 0.
 #[no_mangle]
 pub extern "C" fn shmkit_mutex_try_lock(m: *mut shmkit_mutex) -> shmkit_status {
     lock("shmkit_mutex_try_lock", m, Some(std::time::Duration::ZERO))
@@ -333,25 +373,53 @@ pub extern "C" fn shmkit_mutex_close(m: *mut shmkit_mutex) -> shmkit_status {
         entry.gate.close();
         let held = entry.held.lock().take();
         drop(held);
+        let waiting = entry.waiting.lock().take();
+        drop(waiting);
         Ok(())
     })
 }
 
 /// A semaphore or event and the calls in progress on its handle.
 pub(crate) struct Waitable<T> {
-    object: T,
-    gate: Gate,
+    pub(crate) object: Arc<T>,
+    pub(crate) gate: Gate,
     /// The segment holding an in-segment object, kept open with the handle.
     _segment: Option<Arc<Shm>>,
+    /// A pollable handle's wait in progress.
+    waiting: Waiting<shmkit::Result<()>>,
 }
 
 impl<T> Waitable<T> {
     fn new(name: &str, object: T, interrupter: Interrupter, segment: Option<Arc<Shm>>) -> Self {
         Waitable {
-            object,
+            object: Arc::new(object),
             gate: Gate::new(name, interrupter),
             _segment: segment,
+            waiting: parking_lot::Mutex::new(None),
         }
+    }
+
+    /// A wait with timeout 0: on a pollable handle, polls `wait_async` (kept
+    /// between calls); else tries once.
+    fn try_wait(
+        &self,
+        name: &str,
+        op: &str,
+        wait_async: fn(Arc<T>) -> BoxedWait<shmkit::Result<()>>,
+        try_once: impl FnOnce(&T) -> shmkit::Result<()>,
+    ) -> Result<(), Failure> {
+        match self.gate.polled() {
+            Some(r) => poll_waiting(&self.waiting, r, || wait_async(self.object.clone()))
+                .ok_or_else(|| would_block(name, op))?
+                .map_err(Failure::from),
+            None => try_once(&self.object).map_err(|e| once(0)(e).into()),
+        }
+    }
+
+    fn close(&self) {
+        self.gate.close();
+        let waiting = self.waiting.lock().take();
+        drop(waiting);
     }
 }
 
@@ -456,7 +524,8 @@ pub extern "C" fn shmkit_semaphore_open_in(
 }
 
 /// Takes one unit, waiting up to `timeout_ms` (negative: forever; 0: not at all,
-/// `SHMKIT_ERR_WOULD_BLOCK` if none is free; `SHMKIT_ERR_TIMEOUT` when a
+/// `SHMKIT_ERR_WOULD_BLOCK` if none is free, which on a pollable handle,
+/// `shmkit_semaphore_pollable`, arms its descriptor; `SHMKIT_ERR_TIMEOUT` when a
 /// positive timeout passes).
 #[no_mangle]
 pub extern "C" fn shmkit_semaphore_wait(
@@ -467,6 +536,12 @@ pub extern "C" fn shmkit_semaphore_wait(
         let s = get::<Waitable<Semaphore>>(sem as usize, Kind::Semaphore)?;
         let _call = s.gate.enter()?;
         match timeout(timeout_ms) {
+            Some(t) if t.is_zero() => s.try_wait(
+                s.object.name(),
+                "no unit free now (the count is 0)",
+                |s| Box::pin(async move { s.wait_async().await }),
+                |s| s.wait_timeout(t),
+            ),
             Some(t) => Ok(s.object.wait_timeout(t).map_err(once(timeout_ms))?),
             None => Ok(s.object.wait()?),
         }
@@ -510,9 +585,7 @@ pub unsafe extern "C" fn shmkit_semaphore_count(
 #[no_mangle]
 pub extern "C" fn shmkit_semaphore_close(sem: *mut shmkit_semaphore) -> shmkit_status {
     run("shmkit_semaphore_close", || {
-        remove::<Waitable<Semaphore>>(sem as usize, Kind::Semaphore)?
-            .gate
-            .close();
+        remove::<Waitable<Semaphore>>(sem as usize, Kind::Semaphore)?.close();
         Ok(())
     })
 }
@@ -662,13 +735,20 @@ pub unsafe extern "C" fn shmkit_event_is_set(
 }
 
 /// Waits until the event is set, up to `timeout_ms` (negative: forever; 0: not
-/// at all, `SHMKIT_ERR_WOULD_BLOCK` if it is not set).
+/// at all, `SHMKIT_ERR_WOULD_BLOCK` if it is not set, which on a pollable
+/// handle, `shmkit_event_pollable`, arms its descriptor).
 #[no_mangle]
 pub extern "C" fn shmkit_event_wait(event: *mut shmkit_event, timeout_ms: i64) -> shmkit_status {
     run("shmkit_event_wait", || {
         let e = get::<Waitable<Event>>(event as usize, Kind::Event)?;
         let _call = e.gate.enter()?;
         match timeout(timeout_ms) {
+            Some(t) if t.is_zero() => e.try_wait(
+                e.object.name(),
+                "the event is not set",
+                |e| Box::pin(async move { e.wait_async().await }),
+                |e| e.wait_timeout(t),
+            ),
             Some(t) => Ok(e.object.wait_timeout(t).map_err(once(timeout_ms))?),
             None => Ok(e.object.wait()?),
         }
@@ -680,9 +760,116 @@ pub extern "C" fn shmkit_event_wait(event: *mut shmkit_event, timeout_ms: i64) -
 #[no_mangle]
 pub extern "C" fn shmkit_event_close(event: *mut shmkit_event) -> shmkit_status {
     run("shmkit_event_close", || {
-        remove::<Waitable<Event>>(event as usize, Kind::Event)?
-            .gate
-            .close();
+        remove::<Waitable<Event>>(event as usize, Kind::Event)?.close();
         Ok(())
+    })
+}
+
+/// Gives a new descriptor for this mutex handle that an event loop can wait on,
+/// owned by the caller (release it with `shmkit_pollable_close`); see
+/// `shmkit_sender_pollable` for the contract. A `shmkit_mutex_try_lock` (or
+/// `shmkit_mutex_lock` with timeout 0) that returns `SHMKIT_ERR_WOULD_BLOCK` arms
+/// it: it becomes ready when the mutex may be free (or its holder died). Nothing
+/// is taken until a try succeeds.
+#[no_mangle]
+pub unsafe extern "C" fn shmkit_mutex_pollable(
+    m: *mut shmkit_mutex,
+    descriptor: *mut shmkit_descriptor,
+) -> shmkit_status {
+    run("shmkit_mutex_pollable", || {
+        pollable(descriptor, || {
+            get::<MutexEntry>(m as usize, Kind::Mutex)?.gate.readiness()
+        })
+    })
+}
+
+/// Calls `callback(user_data)` once, the next time this mutex may be free, or at
+/// once, on this thread, if the handle is ready now; makes the handle pollable.
+/// See `shmkit_sender_on_ready`.
+#[no_mangle]
+pub unsafe extern "C" fn shmkit_mutex_on_ready(
+    m: *mut shmkit_mutex,
+    callback: shmkit_ready_fn,
+    user_data: *mut c_void,
+) -> shmkit_status {
+    run("shmkit_mutex_on_ready", || {
+        on_ready(callback, user_data, || {
+            get::<MutexEntry>(m as usize, Kind::Mutex)?.gate.readiness()
+        })
+    })
+}
+
+/// Gives a new descriptor for this semaphore handle that an event loop can wait
+/// on, owned by the caller (release it with `shmkit_pollable_close`); see
+/// `shmkit_sender_pollable` for the contract. A `shmkit_semaphore_wait` with
+/// timeout 0 that returns `SHMKIT_ERR_WOULD_BLOCK` arms it: it becomes ready when
+/// a unit may have been released. Nothing is taken until a wait succeeds.
+#[no_mangle]
+pub unsafe extern "C" fn shmkit_semaphore_pollable(
+    sem: *mut shmkit_semaphore,
+    descriptor: *mut shmkit_descriptor,
+) -> shmkit_status {
+    run("shmkit_semaphore_pollable", || {
+        pollable(descriptor, || {
+            get::<Waitable<Semaphore>>(sem as usize, Kind::Semaphore)?
+                .gate
+                .readiness()
+        })
+    })
+}
+
+/// Calls `callback(user_data)` once, the next time a unit may have been
+/// released, or at once, on this thread, if the handle is ready now; makes the
+/// handle pollable. See `shmkit_sender_on_ready`.
+#[no_mangle]
+pub unsafe extern "C" fn shmkit_semaphore_on_ready(
+    sem: *mut shmkit_semaphore,
+    callback: shmkit_ready_fn,
+    user_data: *mut c_void,
+) -> shmkit_status {
+    run("shmkit_semaphore_on_ready", || {
+        on_ready(callback, user_data, || {
+            get::<Waitable<Semaphore>>(sem as usize, Kind::Semaphore)?
+                .gate
+                .readiness()
+        })
+    })
+}
+
+/// Gives a new descriptor for this event handle that an event loop can wait on,
+/// owned by the caller (release it with `shmkit_pollable_close`); see
+/// `shmkit_sender_pollable` for the contract. A `shmkit_event_wait` with timeout
+/// 0 that returns `SHMKIT_ERR_WOULD_BLOCK` arms it: it becomes ready when the
+/// event may have been set. (An auto-reset event's signal is taken by the wait
+/// that succeeds, not by the descriptor.)
+#[no_mangle]
+pub unsafe extern "C" fn shmkit_event_pollable(
+    event: *mut shmkit_event,
+    descriptor: *mut shmkit_descriptor,
+) -> shmkit_status {
+    run("shmkit_event_pollable", || {
+        pollable(descriptor, || {
+            get::<Waitable<Event>>(event as usize, Kind::Event)?
+                .gate
+                .readiness()
+        })
+    })
+}
+
+/// Calls `callback(user_data)` once, the next time the event may have been set,
+/// or at once, on this thread, if the handle is ready now; makes the handle
+/// pollable. See `shmkit_sender_on_ready`.
+#[no_mangle]
+pub unsafe extern "C" fn shmkit_event_on_ready(
+    event: *mut shmkit_event,
+    callback: shmkit_ready_fn,
+    user_data: *mut c_void,
+) -> shmkit_status {
+    run("shmkit_event_on_ready", || {
+        on_ready(callback, user_data, || {
+            get::<Waitable<Event>>(event as usize, Kind::Event)?
+                .gate
+                .readiness()
+        })
     })
 }

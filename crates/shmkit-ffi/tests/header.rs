@@ -50,6 +50,7 @@ fn the_checked_in_csharp_declarations_are_current() {
         "channel.rs",
         "broadcast.rs",
         "rpc.rs",
+        "pollable.rs",
     ] {
         builder = builder.input_extern_file(format!("{dir}/src/{file}"));
     }

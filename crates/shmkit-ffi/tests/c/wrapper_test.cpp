@@ -1,13 +1,18 @@
 // The C++ wrapper (shmkit.hpp) beyond what the peers use (issue 23, items 2-5):
 // objects inside a segment (an owner that died is reported to a process that
 // opens the mutex later), a callback's own exception rethrown, plain arrays as
-// mutable_bytes, the POSIX and Win32 adapters, and timeout 0 as "not now".
+// mutable_bytes, the POSIX and Win32 adapters, and timeout 0 as "not now";
+// pollable objects (issue 24): pollable() descriptors armed by try_*, on_ready,
+// RPC start_call/finish_call. (examples/cpp/epoll_loop.cpp is the epoll loop.)
 //
 // Prints "N passed, N failed"; exits non-zero if anything failed.
 #include "shmkit.hpp"
 
+#include <atomic>
 #include <cstdio>
 #include <cstring>
+#include <poll.h>
+#include <thread>
 #include <stdexcept>
 #include <string>
 #include <sys/wait.h>
@@ -152,11 +157,81 @@ static void adapters() {
     }
 }
 
+static bool readable(const shmkit::pollable &p, int ms) {
+    pollfd f{p.fd(), POLLIN, 0};
+    return poll(&f, 1, ms) == 1 && (f.revents & POLLIN);
+}
+
+static void pollables() {
+    using namespace std::chrono_literals;
+    const std::string name = unique("poll");
+    auto rx = shmkit::receiver::connect(name);
+    shmkit::channel_options small;
+    small.capacity = 4096;
+    auto tx = shmkit::sender::connect(name);
+    auto fd = rx.pollable();
+    check(!rx.try_recv(), "receiver: try_recv on an empty queue is nullopt");
+    check(!readable(fd, 0), "receiver: armed, not ready");
+    std::atomic<int> calls{0};
+    rx.on_ready([&] { calls++; });
+    tx.send(std::string_view("hi"));
+    check(readable(fd, 5000), "receiver: a message makes the descriptor ready");
+    for (int i = 0; i < 500 && calls == 0; i++) std::this_thread::sleep_for(10ms);
+    check(calls == 1, "receiver: on_ready's function ran once");
+    auto got = rx.try_recv();
+    check(got && std::string(got->begin(), got->end()) == "hi", "receiver: try_recv gets it");
+    char buf[8];
+    check(!rx.try_recv_into(buf), "receiver: then nothing");
+
+    const std::string rn = unique("poll-rpc");
+    auto server = shmkit::rpc_server::bind(rn);
+    auto client = shmkit::rpc_client::connect(rn);
+    auto sfd = server.pollable();
+    auto cfd = client.pollable();
+    check(!server.try_serve_one([](shmkit::bytes) { return std::string(); }), "server: nothing to serve");
+    client.start_call(std::string_view("ping"));
+    check(!client.try_finish_call(), "client: no reply yet");
+    check(readable(sfd, 5000), "server: the request makes its descriptor ready");
+    bool served = server.try_serve_one([](shmkit::bytes r) { return std::string(300, static_cast<char>(r.size)); });
+    check(served, "server: try_serve_one answers");
+    check(readable(cfd, 5000), "client: the reply makes its descriptor ready");
+    auto reply = client.try_finish_call();
+    check(reply && reply->size() == 300 && (*reply)[0] == 4, "client: try_finish_call gets the reply (longer than 256)");
+
+    const std::string mn = unique("poll-mutex");
+    auto a = shmkit::mutex::create(mn);
+    auto b = shmkit::mutex::open(mn);
+    auto mfd = b.pollable();
+    {
+        auto held = a.lock(1s);
+        check(!b.try_lock(), "mutex: try_lock while held elsewhere");
+    }
+    check(readable(mfd, 5000), "mutex: the unlock makes the descriptor ready");
+    check(b.try_lock().has_value(), "mutex: then try_lock takes it");
+
+    const std::string en = unique("poll-event");
+    auto e = shmkit::event::create(en);
+    auto efd = e.pollable();
+    check(!e.try_wait(), "event: try_wait unset");
+    e.set();
+    check(readable(efd, 5000) && e.try_wait(), "event: set makes it ready");
+
+    auto s = shmkit::sender::connect(unique("poll-room"), small);
+    std::string block(512, 'x');
+    int sent = 0;
+    while (s.try_send(block)) sent++;
+    check(sent > 0, "sender: try_send until the ring is full");
+    auto sfd2 = s.pollable();
+    check(!s.try_send(block), "sender: still full");
+    check(!readable(sfd2, 0), "sender: armed");
+}
+
 int main() {
     try {
         in_segment();
         callbacks();
         adapters();
+        pollables();
     } catch (const std::exception &e) {
         check(false, "unexpected exception", e.what());
     }
