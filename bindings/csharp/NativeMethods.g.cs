@@ -968,6 +968,112 @@ namespace Shmkit.Native
         [DllImport(__DllName, EntryPoint = "shmkit_pollable_close", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern shmkit_status shmkit_pollable_close(System.IntPtr descriptor);
 
+        /// <summary>
+        ///  Makes an empty wait set. Add members with `shmkit_waitset_add_*`, wait with
+        ///  `shmkit_waitset_wait`, release it with `shmkit_waitset_close` (the members are
+        ///  not closed).
+        /// </summary>
+        [DllImport(__DllName, EntryPoint = "shmkit_waitset_new", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern shmkit_status shmkit_waitset_new(shmkit_waitset** set);
+
+        /// <summary>
+        ///  Adds a receiver: ready when it has a message (or an error to report, such as
+        ///  senders gone). `*index` (may be NULL) gets its index: members are numbered
+        ///  from 0 in the order added. The set keeps the handle's object alive; a handle
+        ///  is added once. The same for the other `shmkit_waitset_add_*`.
+        /// </summary>
+        [DllImport(__DllName, EntryPoint = "shmkit_waitset_add_receiver", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern shmkit_status shmkit_waitset_add_receiver(shmkit_waitset* set, shmkit_receiver* receiver, System.UIntPtr* index);
+
+        /// <summary>
+        ///  Adds a sender: ready when its ring has room (or its receiver is gone).
+        /// </summary>
+        [DllImport(__DllName, EntryPoint = "shmkit_waitset_add_sender", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern shmkit_status shmkit_waitset_add_sender(shmkit_waitset* set, shmkit_sender* sender, System.UIntPtr* index);
+
+        /// <summary>
+        ///  Adds a subscriber: ready when a message was published (or it lagged, or the
+        ///  publisher is gone).
+        /// </summary>
+        [DllImport(__DllName, EntryPoint = "shmkit_waitset_add_subscriber", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern shmkit_status shmkit_waitset_add_subscriber(shmkit_waitset* set, shmkit_subscriber* subscriber, System.UIntPtr* index);
+
+        /// <summary>
+        ///  Adds an RPC server: ready when a request came.
+        /// </summary>
+        [DllImport(__DllName, EntryPoint = "shmkit_waitset_add_rpc_server", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern shmkit_status shmkit_waitset_add_rpc_server(shmkit_waitset* set, shmkit_rpc_server* server, System.UIntPtr* index);
+
+        /// <summary>
+        ///  Adds a mutex: ready when it is free (or its owner died); another locker may
+        ///  take it first, so `shmkit_mutex_try_lock` may still say WOULD_BLOCK.
+        /// </summary>
+        [DllImport(__DllName, EntryPoint = "shmkit_waitset_add_mutex", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern shmkit_status shmkit_waitset_add_mutex(shmkit_waitset* set, shmkit_mutex* m, System.UIntPtr* index);
+
+        /// <summary>
+        ///  Adds a semaphore: ready when its count is above 0.
+        /// </summary>
+        [DllImport(__DllName, EntryPoint = "shmkit_waitset_add_semaphore", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern shmkit_status shmkit_waitset_add_semaphore(shmkit_waitset* set, shmkit_semaphore* sem, System.UIntPtr* index);
+
+        /// <summary>
+        ///  Adds an event: ready when it is set (the wait does not take an auto-reset
+        ///  event's signal: `shmkit_event_wait` with timeout 0 does).
+        /// </summary>
+        [DllImport(__DllName, EntryPoint = "shmkit_waitset_add_event", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern shmkit_status shmkit_waitset_add_event(shmkit_waitset* set, shmkit_event* @event, System.UIntPtr* index);
+
+        /// <summary>
+        ///  Adds a descriptor of your own: on Unix a file descriptor, ready when
+        ///  readable (a socket, a pipe, a timerfd, an eventfd to wake the set from another
+        ///  thread); on Windows a HANDLE, ready when signalled (at most 63 per set; the
+        ///  wait takes an auto-reset event's or a semaphore's signal, as any Windows wait
+        ///  does). It must stay open while it is in the set.
+        /// </summary>
+        [DllImport(__DllName, EntryPoint = "shmkit_waitset_add_descriptor", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern shmkit_status shmkit_waitset_add_descriptor(shmkit_waitset* set, System.IntPtr descriptor, System.UIntPtr* index);
+
+        /// <summary>
+        ///  Takes the member at `index` out of the set (the other indices stay as they
+        ///  are; it is never reported again). `SHMKIT_ERR_INVALID_ARGUMENT` if there is
+        ///  none there.
+        /// </summary>
+        [DllImport(__DllName, EntryPoint = "shmkit_waitset_remove", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern shmkit_status shmkit_waitset_remove(shmkit_waitset* set, System.UIntPtr index);
+
+        /// <summary>
+        ///  Waits until at least one member is ready, up to `timeout_ms` (negative:
+        ///  forever; 0: looks once), and writes the indices of the ready members, in
+        ///  order, to `ready` (room for `capacity`; may be NULL if 0), and how many are
+        ///  ready to `*count` (more than `capacity` when they did not all fit: the others
+        ///  are reported again by the next wait).
+        ///
+        ///  Level-triggered, like `poll`: "ready" means the member's try call (timeout 0,
+        ///  `shmkit_mutex_try_lock`) would not say `SHMKIT_ERR_WOULD_BLOCK` now, and a
+        ///  member is reported by every wait until it is taken from. Another process may
+        ///  take first: loop on WOULD_BLOCK. Nothing ready in time:
+        ///  `SHMKIT_ERR_TIMEOUT` (`SHMKIT_ERR_WOULD_BLOCK` for timeout 0), `*count` 0.
+        ///
+        ///  For the wait, every member handle is in a call, as if this thread were
+        ///  blocked on it: another thread's call on a member waits for the wait (within
+        ///  its timeout), and the wait waits (within its timeout) for a call on a member
+        ///  to end. Closing a member ends the wait and reports it ready (its next call
+        ///  returns `SHMKIT_ERR_BAD_HANDLE`: remove it from the set). Closing the set
+        ///  from another thread ends the wait with `SHMKIT_ERR_CLOSED`. Waiting costs no
+        ///  CPU: shmkit's reactor watches the members.
+        /// </summary>
+        [DllImport(__DllName, EntryPoint = "shmkit_waitset_wait", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern shmkit_status shmkit_waitset_wait(shmkit_waitset* set, long timeout_ms, System.UIntPtr* ready, System.UIntPtr capacity, System.UIntPtr* count);
+
+        /// <summary>
+        ///  Releases the set (its members stay open). A wait on it in another thread
+        ///  returns `SHMKIT_ERR_CLOSED`, and the close waits for it to leave, so that the
+        ///  member handles are free when this returns.
+        /// </summary>
+        [DllImport(__DllName, EntryPoint = "shmkit_waitset_close", CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern shmkit_status shmkit_waitset_close(shmkit_waitset* set);
+
 
     }
 
@@ -1154,6 +1260,14 @@ namespace Shmkit.Native
     /// </summary>
     [StructLayout(LayoutKind.Sequential)]
     internal unsafe partial struct shmkit_rpc_client
+    {
+    }
+
+    /// <summary>
+    ///  A set of handles and descriptors to wait on together.
+    /// </summary>
+    [StructLayout(LayoutKind.Sequential)]
+    internal unsafe partial struct shmkit_waitset
     {
     }
 

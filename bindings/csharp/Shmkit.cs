@@ -1401,6 +1401,136 @@ namespace Shmkit
         }
     }
 
+    /// <summary>Waits on many objects at once (a select/epoll for shmkit), without a thread
+    /// per object: receivers, senders, subscribers, RPC servers, mutexes, semaphores, events,
+    /// and descriptors of your own. <see cref="Wait"/> returns the indices of the ready
+    /// members; take from them with their TimeSpan.Zero calls (another process may take
+    /// first: then they say WouldBlock, and you wait again).</summary>
+    /// <remarks>Level-triggered: a member is reported by every wait until it is taken from.
+    /// During a wait every member is in a call (as if this thread were blocked on it): use
+    /// the members from the thread that waits. Disposing a member from another thread ends
+    /// the wait and reports it ready (its next call throws ObjectDisposedException: Remove
+    /// it); disposing the set from another thread ends the wait in ObjectDisposedException.
+    /// The set keeps its members alive; disposing it does not dispose them.</remarks>
+    public sealed unsafe class WaitSet : ShmkitObject
+    {
+        readonly System.Collections.Generic.List<ShmkitObject> members = new System.Collections.Generic.List<ShmkitObject>();
+
+        /// <summary>An empty set.</summary>
+        public WaitSet() : base(New(), p => NativeMethods.shmkit_waitset_close((shmkit_waitset*)p)) { }
+
+        static IntPtr New()
+        {
+            shmkit_waitset* h;
+            Interop.Check(NativeMethods.shmkit_waitset_new(&h));
+            return (IntPtr)h;
+        }
+
+        int Added(ShmkitObject member, Func<IntPtr, UIntPtr> add)
+        {
+            var index = (int)add(Raw);
+            lock (members) members.Add(member);
+            GC.KeepAlive(member);
+            return index;
+        }
+
+        UIntPtr Index(shmkit_status s, UIntPtr index)
+        {
+            Check(s);
+            return index;
+        }
+
+        /// <summary>Adds a receiver (ready: a message, or the senders gone); returns its index
+        /// (members are numbered from 0 in the order added).</summary>
+        public int Add(Receiver member) => Added(member, set =>
+        {
+            UIntPtr i;
+            return Index(NativeMethods.shmkit_waitset_add_receiver((shmkit_waitset*)set, (shmkit_receiver*)member.Raw, &i), i);
+        });
+
+        /// <summary>Adds a sender (ready: room in the ring, or the receiver gone).</summary>
+        public int Add(Sender member) => Added(member, set =>
+        {
+            UIntPtr i;
+            return Index(NativeMethods.shmkit_waitset_add_sender((shmkit_waitset*)set, (shmkit_sender*)member.Raw, &i), i);
+        });
+
+        /// <summary>Adds a subscriber (ready: a message published, a lag, or the publisher gone).</summary>
+        public int Add(Subscriber member) => Added(member, set =>
+        {
+            UIntPtr i;
+            return Index(NativeMethods.shmkit_waitset_add_subscriber((shmkit_waitset*)set, (shmkit_subscriber*)member.Raw, &i), i);
+        });
+
+        /// <summary>Adds an RPC server (ready: a request came).</summary>
+        public int Add(RpcServer member) => Added(member, set =>
+        {
+            UIntPtr i;
+            return Index(NativeMethods.shmkit_waitset_add_rpc_server((shmkit_waitset*)set, (shmkit_rpc_server*)member.Raw, &i), i);
+        });
+
+        /// <summary>Adds a mutex (ready: free, or its owner died; TryLock takes it).</summary>
+        public int Add(NamedMutex member) => Added(member, set =>
+        {
+            UIntPtr i;
+            return Index(NativeMethods.shmkit_waitset_add_mutex((shmkit_waitset*)set, (shmkit_mutex*)member.Raw, &i), i);
+        });
+
+        /// <summary>Adds a semaphore (ready: a unit free; Wait(TimeSpan.Zero) takes it).</summary>
+        public int Add(NamedSemaphore member) => Added(member, set =>
+        {
+            UIntPtr i;
+            return Index(NativeMethods.shmkit_waitset_add_semaphore((shmkit_waitset*)set, (shmkit_semaphore*)member.Raw, &i), i);
+        });
+
+        /// <summary>Adds an event (ready: set; the wait takes no auto-reset signal).</summary>
+        public int Add(NamedEvent member) => Added(member, set =>
+        {
+            UIntPtr i;
+            return Index(NativeMethods.shmkit_waitset_add_event((shmkit_waitset*)set, (shmkit_event*)member.Raw, &i), i);
+        });
+
+        /// <summary>Adds a descriptor of your own: on Unix a file descriptor (ready when
+        /// readable), on Windows a HANDLE (ready when signalled). Keep it open while it is in
+        /// the set.</summary>
+        public int AddDescriptor(IntPtr descriptor)
+        {
+            UIntPtr i;
+            Check(NativeMethods.shmkit_waitset_add_descriptor((shmkit_waitset*)Raw, descriptor, &i));
+            return (int)i;
+        }
+
+        /// <summary>Takes the member at index out of the set (the other indices stay).</summary>
+        public void Remove(int index)
+        {
+            if (index < 0) throw new ArgumentOutOfRangeException(nameof(index), index, "an index cannot be negative");
+            Check(NativeMethods.shmkit_waitset_remove((shmkit_waitset*)Raw, (UIntPtr)index));
+        }
+
+        /// <summary>Waits up to timeout (null: forever; TimeSpan.Zero: looks once) until at least
+        /// one member is ready; returns the ready members' indices, in order (empty if none
+        /// became ready in time).</summary>
+        public int[] Wait(TimeSpan? timeout = null)
+        {
+            int n;
+            lock (members) n = members.Count;
+            var ready = new UIntPtr[Math.Max(n + 64, 1)];
+            UIntPtr count = UIntPtr.Zero;
+            shmkit_status s;
+            fixed (UIntPtr* r = ready)
+                s = NativeMethods.shmkit_waitset_wait((shmkit_waitset*)Raw, Interop.Ms(timeout), (UIntPtr*)r, (UIntPtr)ready.Length, &count);
+            if (s == shmkit_status.SHMKIT_ERR_TIMEOUT || s == shmkit_status.SHMKIT_ERR_WOULD_BLOCK)
+            {
+                GC.KeepAlive(this);
+                return new int[0];
+            }
+            Check(s);
+            var result = new int[Math.Min((int)count, ready.Length)];
+            for (int k = 0; k < result.Length; k++) result[k] = (int)ready[k];
+            return result;
+        }
+    }
+
     /// <summary>A POSIX named semaphore (<c>sem_open</c>) by its exact OS name ("/name"),
     /// to work with a program that uses one (Unix only: ShmkitException Unsupported
     /// elsewhere). Its waits are not ended by Dispose from another thread: give them a timeout.</summary>

@@ -1,6 +1,7 @@
 // Async tests of the C# binding (issue 24, item 4): ReceiveAsync, SendAsync, CallAsync,
 // RpcServer.ReceiveAsync, Subscriber.ReceiveAsync, NamedMutex.LockAsync,
-// NamedSemaphore.WaitAsync, NamedEvent.WaitAsync, awaited without a thread per object:
+// NamedSemaphore.WaitAsync, NamedEvent.WaitAsync, awaited without a thread per object,
+// and the WaitSet (many objects, one blocking wait):
 //  - across processes, C# tasks on both sides (this program run as the child);
 //  - cancellation takes nothing: thousands of cancelled receives and waits interleaved
 //    with another process's sends, every message and unit arrives once, in order;
@@ -618,6 +619,47 @@ static class AsyncTests
         }
     }
 
+    static void WaitSetOfObjects()
+    {
+        var name = Name("ws");
+        using (var set = new WaitSet())
+        using (var rx = Receiver.Connect(name))
+        using (var tx = Sender.Connect(name))
+        using (var sem = NamedSemaphore.Create(Name("ws-sem"), 0, 5))
+        using (var ev = NamedEvent.Create(Name("ws-ev")))
+        {
+            int irx = set.Add(rx), isem = set.Add(sem), iev = set.Add(ev);
+            Assert(irx == 0 && isem == 1 && iev == 2, $"indices {irx} {isem} {iev}");
+            Assert(set.Wait(TimeSpan.Zero).Length == 0, "nothing is ready yet");
+            Assert(set.Wait(TimeSpan.FromMilliseconds(20)).Length == 0, "nothing is ready in 20 ms");
+            tx.Send(new byte[] { 7 });
+            sem.Release();
+            var ready = set.Wait(TimeSpan.FromSeconds(5));
+            Assert(ready.SequenceEqual(new[] { irx, isem }), "ready: " + string.Join(",", ready));
+            Assert(set.Wait(TimeSpan.FromSeconds(5)).SequenceEqual(new[] { irx, isem }), "level-triggered: again");
+            Assert(rx.Receive(TimeSpan.Zero)[0] == 7 && sem.Wait(TimeSpan.Zero), "take from the ready members");
+            ev.Set();
+            Assert(set.Wait(TimeSpan.FromSeconds(5)).SequenceEqual(new[] { iev }), "the event");
+            ev.Reset();
+            // A member disposed from another thread ends a wait without a timeout.
+            var waiting = Task.Run(() => set.Wait());
+            Thread.Sleep(100);
+            Assert(!waiting.IsCompleted, "Wait returned with nothing ready");
+            sem.Dispose();
+            var gone = Within(waiting, 10, "Wait when a member is disposed");
+            Assert(gone.SequenceEqual(new[] { isem }), "the disposed member is reported: " + string.Join(",", gone));
+            set.Remove(isem);
+            // The set disposed from another thread: ObjectDisposedException.
+            waiting = Task.Run(() => set.Wait());
+            Thread.Sleep(100);
+            set.Dispose();
+            Fails<ObjectDisposedException>(waiting, 10, "Wait when the set is disposed");
+            // Its members are still open.
+            tx.Send(new byte[] { 8 });
+            Assert(rx.Receive(TimeSpan.FromSeconds(5))[0] == 8, "the receiver after the set was disposed");
+        }
+    }
+
     static int Main(string[] args)
     {
         if (args.Length == 3 && args[0] == "send-async") return SendAsyncChild(args[1], int.Parse(args[2])).GetAwaiter().GetResult();
@@ -640,6 +682,7 @@ static class AsyncTests
         Run("the peer SIGKILLed while awaiting: ReceiveAsync and CallAsync end in Disconnected", PeerKilledWhileAwaiting);
         Run("Dispose from another thread while awaiting ends every kind of wait in ObjectDisposedException", DisposeWhileAwaiting);
         Run("300 pending ReceiveAsync add no threads, and each gets its own message", NoThreadPerObject);
+        Run("WaitSet over a receiver, a semaphore and an event: level-triggered; a member disposed from another thread is reported, the set disposed ends Wait in ObjectDisposedException", WaitSetOfObjects);
         Run("LockAsync through the NamedMutex holding it: Busy; Subscriber.ReceiveAsync reports Lagged; Pollable gives a descriptor", SameHandleRules);
         Cleanup();
         Console.WriteLine($"{passed} passed, {failed} failed");

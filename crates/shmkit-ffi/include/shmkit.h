@@ -239,6 +239,9 @@ typedef struct shmkit_shm shmkit_shm;
 // A subscriber of a broadcast channel.
 typedef struct shmkit_subscriber shmkit_subscriber;
 
+// A set of handles and descriptors to wait on together.
+typedef struct shmkit_waitset shmkit_waitset;
+
 // Options for creating or opening a channel; 0 in any field means "the
 // default, or whatever the existing channel has". Pass NULL for all defaults.
 typedef struct {
@@ -940,6 +943,90 @@ shmkit_status shmkit_event_pollable(shmkit_event *event, shmkit_descriptor *desc
 // or at once, on this thread, if the handle is ready now; makes the handle
 // pollable. See `shmkit_sender_on_ready`.
 shmkit_status shmkit_event_on_ready(shmkit_event *event, shmkit_ready_fn callback, void *user_data);
+
+// Makes an empty wait set. Add members with `shmkit_waitset_add_*`, wait with
+// `shmkit_waitset_wait`, release it with `shmkit_waitset_close` (the members are
+// not closed).
+shmkit_status shmkit_waitset_new(shmkit_waitset **set);
+
+// Adds a receiver: ready when it has a message (or an error to report, such as
+// senders gone). `*index` (may be NULL) gets its index: members are numbered
+// from 0 in the order added. The set keeps the handle's object alive; a handle
+// is added once. The same for the other `shmkit_waitset_add_*`.
+shmkit_status shmkit_waitset_add_receiver(shmkit_waitset *set,
+                                          shmkit_receiver *receiver,
+                                          size_t *index);
+
+// Adds a sender: ready when its ring has room (or its receiver is gone).
+shmkit_status shmkit_waitset_add_sender(shmkit_waitset *set, shmkit_sender *sender, size_t *index);
+
+// Adds a subscriber: ready when a message was published (or it lagged, or the
+// publisher is gone).
+shmkit_status shmkit_waitset_add_subscriber(shmkit_waitset *set,
+                                            shmkit_subscriber *subscriber,
+                                            size_t *index);
+
+// Adds an RPC server: ready when a request came.
+shmkit_status shmkit_waitset_add_rpc_server(shmkit_waitset *set,
+                                            shmkit_rpc_server *server,
+                                            size_t *index);
+
+// Adds a mutex: ready when it is free (or its owner died); another locker may
+// take it first, so `shmkit_mutex_try_lock` may still say WOULD_BLOCK.
+shmkit_status shmkit_waitset_add_mutex(shmkit_waitset *set, shmkit_mutex *m, size_t *index);
+
+// Adds a semaphore: ready when its count is above 0.
+shmkit_status shmkit_waitset_add_semaphore(shmkit_waitset *set,
+                                           shmkit_semaphore *sem,
+                                           size_t *index);
+
+// Adds an event: ready when it is set (the wait does not take an auto-reset
+// event's signal: `shmkit_event_wait` with timeout 0 does).
+shmkit_status shmkit_waitset_add_event(shmkit_waitset *set, shmkit_event *event, size_t *index);
+
+// Adds a descriptor of your own: on Unix a file descriptor, ready when
+// readable (a socket, a pipe, a timerfd, an eventfd to wake the set from another
+// thread); on Windows a HANDLE, ready when signalled (at most 63 per set; the
+// wait takes an auto-reset event's or a semaphore's signal, as any Windows wait
+// does). It must stay open while it is in the set.
+shmkit_status shmkit_waitset_add_descriptor(shmkit_waitset *set,
+                                            shmkit_descriptor descriptor,
+                                            size_t *index);
+
+// Takes the member at `index` out of the set (the other indices stay as they
+// are; it is never reported again). `SHMKIT_ERR_INVALID_ARGUMENT` if there is
+// none there.
+shmkit_status shmkit_waitset_remove(shmkit_waitset *set, size_t index);
+
+// Waits until at least one member is ready, up to `timeout_ms` (negative:
+// forever; 0: looks once), and writes the indices of the ready members, in
+// order, to `ready` (room for `capacity`; may be NULL if 0), and how many are
+// ready to `*count` (more than `capacity` when they did not all fit: the others
+// are reported again by the next wait).
+//
+// Level-triggered, like `poll`: "ready" means the member's try call (timeout 0,
+// `shmkit_mutex_try_lock`) would not say `SHMKIT_ERR_WOULD_BLOCK` now, and a
+// member is reported by every wait until it is taken from. Another process may
+// take first: loop on WOULD_BLOCK. Nothing ready in time:
+// `SHMKIT_ERR_TIMEOUT` (`SHMKIT_ERR_WOULD_BLOCK` for timeout 0), `*count` 0.
+//
+// For the wait, every member handle is in a call, as if this thread were
+// blocked on it: another thread's call on a member waits for the wait (within
+// its timeout), and the wait waits (within its timeout) for a call on a member
+// to end. Closing a member ends the wait and reports it ready (its next call
+// returns `SHMKIT_ERR_BAD_HANDLE`: remove it from the set). Closing the set
+// from another thread ends the wait with `SHMKIT_ERR_CLOSED`. Waiting costs no
+// CPU: shmkit's reactor watches the members.
+shmkit_status shmkit_waitset_wait(shmkit_waitset *set,
+                                  int64_t timeout_ms,
+                                  size_t *ready,
+                                  size_t capacity,
+                                  size_t *count);
+
+// Releases the set (its members stay open). A wait on it in another thread
+// returns `SHMKIT_ERR_CLOSED`, and the close waits for it to leave, so that the
+// member handles are free when this returns.
+shmkit_status shmkit_waitset_close(shmkit_waitset *set);
 
 #ifdef __cplusplus
 }  // extern "C"

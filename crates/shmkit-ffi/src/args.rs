@@ -79,6 +79,31 @@ pub(crate) unsafe fn bytes_mut<'a>(what: &str, ptr: *mut u8, len: usize) -> Chec
     Ok(unsafe { std::slice::from_raw_parts_mut(ptr, len) })
 }
 
+/// A writable array argument of `len` `T`s; NULL is allowed when `len` is 0.
+///
+/// # Safety
+/// Unless NULL, `ptr` points to `len` writable, aligned `T`s, not otherwise
+/// referenced, that outlive `'a`.
+pub(crate) unsafe fn slice_mut<'a, T>(what: &str, ptr: *mut T, len: usize) -> Checked<&'a mut [T]> {
+    if len == 0 {
+        return Ok(&mut []);
+    }
+    if ptr.is_null() {
+        return Err(Failure::new(
+            SHMKIT_ERR_NULL_POINTER,
+            format!("{what} is NULL but its length is {len}"),
+        ));
+    }
+    if len > isize::MAX as usize / std::mem::size_of::<T>().max(1) {
+        return Err(Failure::new(
+            SHMKIT_ERR_INVALID_ARGUMENT,
+            format!("{what}: length {len} is larger than any array"),
+        ));
+    }
+    // SAFETY: not NULL, `len` writable `T`s per the caller's contract.
+    Ok(unsafe { std::slice::from_raw_parts_mut(ptr, len) })
+}
+
 /// Checks that an output pointer is not NULL (before doing anything else, so
 /// that a call with a NULL output changes nothing).
 pub(crate) fn out<T>(what: &str, ptr: *mut T) -> Checked<()> {

@@ -122,6 +122,16 @@ impl<T> Serial<T> {
         &self.what
     }
 
+    /// Whether the handle was closed.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(SeqCst)
+    }
+
+    /// What ends the object's blocked calls when the handle is closed.
+    pub(crate) fn interrupter(&self) -> Option<&Interrupter> {
+        self.interrupter.as_ref()
+    }
+
     /// The handle's readiness, made now if needed: from now on its try calls
     /// poll (see `pollable.rs`).
     pub(crate) fn readiness(&self) -> Result<Arc<Readiness>, Failure> {

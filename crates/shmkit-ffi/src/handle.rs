@@ -24,6 +24,7 @@ pub(crate) enum Kind {
     Subscriber,
     RpcServer,
     RpcClient,
+    WaitSet,
 }
 
 impl Kind {
@@ -43,6 +44,7 @@ impl Kind {
             Kind::Subscriber => "shmkit_subscriber",
             Kind::RpcServer => "shmkit_rpc_server",
             Kind::RpcClient => "shmkit_rpc_client",
+            Kind::WaitSet => "shmkit_waitset",
         }
     }
 }

@@ -23,6 +23,7 @@ mod rpc;
 mod segment;
 mod status;
 mod sync;
+mod waitset;
 
 pub use broadcast::*;
 pub use channel::*;
@@ -32,6 +33,7 @@ pub use rpc::*;
 pub use segment::*;
 pub use status::*;
 pub use sync::*;
+pub use waitset::*;
 
 /// Wait forever (any negative `timeout_ms` does).
 pub const SHMKIT_FOREVER: i64 = -1;

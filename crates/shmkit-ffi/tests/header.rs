@@ -51,6 +51,7 @@ fn the_checked_in_csharp_declarations_are_current() {
         "broadcast.rs",
         "rpc.rs",
         "pollable.rs",
+        "waitset.rs",
     ] {
         builder = builder.input_extern_file(format!("{dir}/src/{file}"));
     }

@@ -16,7 +16,10 @@
  *  - a try that found the handle busy with another thread's call is armed by
  *    that call's end;
  *  - on_ready: called once per registration, on shmkit's callback thread, or at
- *    once when the handle is ready; bad arguments.
+ *    once when the handle is ready; bad arguments;
+ *  - the wait set (shmkit_waitset_*): level-triggered over every kind of handle and
+ *    a pipe, two receivers fed by another process, a member closed or the set
+ *    closed from another thread ending the wait, timeouts, removal, bad input.
  * A wake-up may be spurious (shmkit looks at a waiting object's peers now and
  * then), so "not ready" is only checked right after arming.
  * Prints each failure and "N passed, N failed"; exits non-zero if anything failed.
@@ -681,6 +684,241 @@ static void contended(void) {
     OK(shmkit_receiver_close(rx));
 }
 
+/* ---- the wait set ------------------------------------------------------------- */
+
+static int has(const size_t *ready, size_t n, size_t index) {
+    for (size_t i = 0; i < n; i++)
+        if (ready[i] == index) return 1;
+    return 0;
+}
+
+struct closer {
+    int delay_ms;
+    shmkit_receiver *rx;
+    shmkit_waitset *set;
+};
+
+static void *close_member_or_set(void *p) {
+    struct closer *c = p;
+    sleep_ms(c->delay_ms);
+    if (c->rx) shmkit_receiver_close(c->rx);
+    if (c->set) shmkit_waitset_close(c->set);
+    return NULL;
+}
+
+static void waitset_kinds(void) {
+    const char *qn = unique("ws-queue"), *bn = unique("ws-bcast"), *rn = unique("ws-rpc");
+    const char *mn = unique("ws-mutex"), *sn = unique("ws-sem"), *en = unique("ws-event");
+    shmkit_waitset *set;
+    shmkit_receiver *rx;
+    shmkit_sender *tx;
+    shmkit_subscriber *sub;
+    shmkit_publisher *pub;
+    shmkit_rpc_server *server;
+    shmkit_rpc_client *client;
+    shmkit_mutex *m, *holder;
+    shmkit_semaphore *sem;
+    shmkit_event *ev;
+    size_t ready[16], n = 99, i_rx, i_tx, i_sub, i_srv, i_m, i_sem, i_ev, i_pipe, i_sub_again;
+    uint8_t buf[64];
+    size_t len;
+    int p[2];
+    struct closer closer = {0};
+    pthread_t t;
+
+    begin("wait set: every kind", 60);
+    shmkit_channel_options small = {.capacity = 4096};
+    OK(shmkit_receiver_connect(qn, &small, &rx));
+    OK(shmkit_sender_connect(qn, &small, &tx));
+    OK(shmkit_subscriber_connect(bn, NULL, &sub));
+    OK(shmkit_publisher_connect(bn, NULL, &pub));
+    OK(shmkit_rpc_server_bind(rn, &server));
+    OK(shmkit_rpc_client_connect(rn, &client));
+    OK(shmkit_mutex_create(mn, &holder));
+    OK(shmkit_mutex_open(mn, &m));
+    OK(shmkit_semaphore_create(sn, 0, 10, &sem));
+    OK(shmkit_event_create(en, 0, &ev));
+    CHECK(pipe(p) == 0);
+    OK(shmkit_mutex_lock(holder, 1000));
+
+    OK(shmkit_waitset_new(&set));
+    EXPECT(shmkit_waitset_wait(set, 0, ready, 16, &n), SHMKIT_ERR_WOULD_BLOCK); /* empty */
+    CHECK(n == 0);
+    OK(shmkit_waitset_add_receiver(set, rx, &i_rx));
+    OK(shmkit_waitset_add_subscriber(set, sub, &i_sub));
+    OK(shmkit_waitset_add_rpc_server(set, server, &i_srv));
+    OK(shmkit_waitset_add_mutex(set, m, &i_m));
+    OK(shmkit_waitset_add_semaphore(set, sem, &i_sem));
+    OK(shmkit_waitset_add_event(set, ev, &i_ev));
+    OK(shmkit_waitset_add_descriptor(set, p[0], &i_pipe));
+    CHECK(i_rx == 0 && i_sub == 1 && i_srv == 2 && i_m == 3 && i_sem == 4 && i_ev == 5 && i_pipe == 6);
+    EXPECT(shmkit_waitset_add_subscriber(set, sub, &i_sub_again), SHMKIT_ERR_INVALID_ARGUMENT);
+    EXPECT(shmkit_waitset_add_descriptor(set, -1, NULL), SHMKIT_ERR_INVALID_ARGUMENT);
+    EXPECT(shmkit_waitset_add_receiver(set, (shmkit_receiver *)sub, NULL), SHMKIT_ERR_BAD_HANDLE);
+    EXPECT(shmkit_waitset_wait(set, 0, NULL, 1, &n), SHMKIT_ERR_NULL_POINTER);
+
+    /* Nothing ready: 0 looks once, a positive timeout passes. */
+    EXPECT(shmkit_waitset_wait(set, 0, ready, 16, &n), SHMKIT_ERR_WOULD_BLOCK);
+    EXPECT(shmkit_waitset_wait(set, 30, ready, 16, &n), SHMKIT_ERR_TIMEOUT);
+    CHECK(n == 0);
+
+    /* Each kind, one at a time; level-triggered: reported until taken. */
+    OK(send_text(tx, "q"));
+    OK(shmkit_waitset_wait(set, 5000, ready, 16, &n));
+    CHECK(n == 1 && ready[0] == i_rx);
+    OK(shmkit_waitset_wait(set, 5000, ready, 16, &n));
+    CHECK(n == 1 && ready[0] == i_rx);
+    OK(shmkit_receiver_recv(rx, buf, sizeof buf, &len, 0));
+    EXPECT(shmkit_waitset_wait(set, 0, ready, 16, &n), SHMKIT_ERR_WOULD_BLOCK);
+
+    OK(shmkit_publisher_publish(pub, (const uint8_t *)"b", 1));
+    OK(shmkit_waitset_wait(set, 5000, ready, 16, &n));
+    CHECK(n == 1 && ready[0] == i_sub);
+    OK(shmkit_subscriber_recv(sub, buf, sizeof buf, &len, 0, NULL));
+
+    OK(shmkit_rpc_client_start_call(client, (const uint8_t *)"r", 1, 1000));
+    OK(shmkit_waitset_wait(set, 5000, ready, 16, &n));
+    CHECK(n == 1 && ready[0] == i_srv);
+    OK(shmkit_rpc_server_recv(server, buf, sizeof buf, &len, 0));
+    OK(shmkit_rpc_server_reply(server, (const uint8_t *)"R", 1));
+
+    OK(shmkit_mutex_unlock(holder));
+    OK(shmkit_waitset_wait(set, 5000, ready, 16, &n));
+    CHECK(n == 1 && ready[0] == i_m);
+    OK(shmkit_mutex_try_lock(m));
+    OK(shmkit_mutex_unlock(m));
+    OK(shmkit_mutex_lock(holder, 1000));
+
+    OK(shmkit_semaphore_release(sem, 1, NULL));
+    OK(shmkit_event_set(ev));
+    CHECK(write(p[1], "x", 1) == 1);
+    OK(shmkit_waitset_wait(set, 5000, ready, 16, &n));
+    /* The three may come in one wait or more: wait until all were seen. */
+    {
+        int seen_sem = 0, seen_ev = 0, seen_pipe = 0;
+        for (int k = 0; k < 50 && !(seen_sem && seen_ev && seen_pipe); k++) {
+            seen_sem |= has(ready, n, i_sem);
+            seen_ev |= has(ready, n, i_ev);
+            seen_pipe |= has(ready, n, i_pipe);
+            if (!(seen_sem && seen_ev && seen_pipe)) shmkit_waitset_wait(set, 5000, ready, 16, &n);
+        }
+        CHECK(seen_sem && seen_ev && seen_pipe);
+    }
+    /* Fewer slots than ready members: *count says how many. */
+    OK(shmkit_waitset_wait(set, 5000, ready, 1, &n));
+    CHECK(n == 3 && ready[0] == i_sem);
+    OK(shmkit_semaphore_wait(sem, 0));
+    OK(shmkit_event_reset(ev));
+    CHECK(read(p[0], buf, 1) == 1);
+    EXPECT(shmkit_waitset_wait(set, 0, ready, 16, &n), SHMKIT_ERR_WOULD_BLOCK);
+
+    /* A message kept by the layer (too long for the buffer given) counts as ready. */
+    OK(shmkit_sender_send(tx, (const uint8_t *)"a longer message", 16, 1000));
+    EXPECT(shmkit_receiver_recv(rx, buf, 4, &len, 0), SHMKIT_ERR_BUFFER_TOO_SMALL);
+    OK(shmkit_waitset_wait(set, 5000, ready, 16, &n));
+    CHECK(n >= 1 && ready[0] == i_rx);
+    OK(shmkit_receiver_recv(rx, buf, sizeof buf, &len, 0));
+
+    /* A sender: ready while its ring has room. */
+    OK(shmkit_waitset_add_sender(set, tx, &i_tx));
+    OK(shmkit_waitset_wait(set, 5000, ready, 16, &n));
+    CHECK(n == 1 && ready[0] == i_tx);
+    OK(shmkit_waitset_remove(set, i_tx));
+    EXPECT(shmkit_waitset_remove(set, i_tx), SHMKIT_ERR_INVALID_ARGUMENT);
+    EXPECT(shmkit_waitset_wait(set, 0, ready, 16, &n), SHMKIT_ERR_WOULD_BLOCK);
+
+    /* A member closed from another thread ends a wait without a timeout. */
+    closer.delay_ms = 200;
+    closer.rx = rx;
+    pthread_create(&t, NULL, close_member_or_set, &closer);
+    OK(shmkit_waitset_wait(set, SHMKIT_FOREVER, ready, 16, &n));
+    pthread_join(t, NULL);
+    CHECK(n == 1 && ready[0] == i_rx);
+    EXPECT(shmkit_receiver_recv(rx, buf, sizeof buf, &len, 0), SHMKIT_ERR_BAD_HANDLE);
+    OK(shmkit_receiver_connect(qn, NULL, &rx)); /* the role was free */
+    OK(shmkit_waitset_remove(set, i_rx));
+
+    /* The set closed from another thread: CLOSED. */
+    closer.rx = NULL;
+    closer.set = set;
+    pthread_create(&t, NULL, close_member_or_set, &closer);
+    EXPECT(shmkit_waitset_wait(set, SHMKIT_FOREVER, ready, 16, &n), SHMKIT_ERR_CLOSED);
+    pthread_join(t, NULL);
+    EXPECT(shmkit_waitset_wait(set, 0, ready, 16, &n), SHMKIT_ERR_BAD_HANDLE);
+    /* The members are not closed. */
+    OK(shmkit_event_set(ev));
+    OK(shmkit_event_wait(ev, 0));
+
+    close(p[0]);
+    close(p[1]);
+    shmkit_receiver_close(rx);
+    shmkit_sender_close(tx);
+    shmkit_publisher_close(pub);
+    shmkit_subscriber_close(sub);
+    shmkit_rpc_client_close(client);
+    shmkit_rpc_server_close(server);
+    shmkit_mutex_close(holder);
+    shmkit_mutex_close(m);
+    shmkit_semaphore_close(sem);
+    shmkit_event_close(ev);
+}
+
+static void waitset_across_processes(void) {
+    const char *names2[2] = {unique("ws-a"), unique("ws-b")};
+    shmkit_receiver *rx[2];
+    shmkit_waitset *set;
+    int next[2] = {0, 0}, done[2] = {0, 0}, in_order = 1, waits = 0, status = 0;
+    char *argv[] = {"poll_test", "send", (char *)names2[0], (char *)names2[1], NULL};
+    pid_t child;
+
+    begin("wait set: two receivers fed by another process", 120);
+    OK(shmkit_waitset_new(&set));
+    for (int c = 0; c < 2; c++) {
+        OK(shmkit_receiver_connect(names2[c], NULL, &rx[c]));
+        OK(shmkit_waitset_add_receiver(set, rx[c], NULL));
+    }
+    child = spawn(argv, NULL);
+    while (!(done[0] && done[1])) {
+        size_t ready[2], n = 0;
+        shmkit_status s = shmkit_waitset_wait(set, 30000, ready, 2, &n);
+        waits++;
+        if (s != SHMKIT_OK) {
+            EXPECT(s, SHMKIT_OK);
+            break;
+        }
+        for (size_t k = 0; k < n && k < 2; k++) {
+            size_t c = ready[k];
+            for (;;) { /* level-triggered: one would do, all is fine too */
+                char buf[32], want[32];
+                s = recv_text(rx[c], buf, sizeof buf);
+                if (s == SHMKIT_ERR_WOULD_BLOCK) break;
+                if (s == SHMKIT_ERR_DISCONNECTED) {
+                    done[c] = 1;
+                    OK(shmkit_waitset_remove(set, c));
+                    break;
+                }
+                if (s != SHMKIT_OK) {
+                    EXPECT(s, SHMKIT_OK);
+                    done[c] = 1;
+                    break;
+                }
+                snprintf(want, sizeof want, "%zu:%d", c, next[c]);
+                if (strcmp(buf, want) != 0 && in_order) {
+                    in_order = 0;
+                    printf("FAIL wait set: channel %zu: got '%s', expected '%s'\n", c, buf, want);
+                }
+                next[c]++;
+            }
+        }
+    }
+    waitpid(child, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(in_order && next[0] == PER_CHANNEL && next[1] == PER_CHANNEL);
+    CHECK(waits > 1);
+    OK(shmkit_waitset_close(set));
+    for (int c = 0; c < 2; c++) OK(shmkit_receiver_close(rx[c]));
+}
+
 int main(int argc, char **argv) {
     if (argc == 4 && strcmp(argv[1], "send") == 0) return child_send(argv[2], argv[3]);
     if (argc == 3 && strcmp(argv[1], "hold") == 0) return child_hold(argv[2]);
@@ -694,6 +932,8 @@ int main(int argc, char **argv) {
         callbacks();
         kinds();
         contended();
+        waitset_kinds();
+        waitset_across_processes();
     }
     alarm(0);
     printf("%d passed, %d failed\n", passed, failed);
