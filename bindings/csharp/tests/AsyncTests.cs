@@ -290,6 +290,7 @@ static class AsyncTests
     {
         const int n = 500;
         var name = Name("rpc");
+        Names.Add(name + "-done");
         using (var done = NamedEvent.Create(name + "-done"))
         {
             var child = Child("serve-async", name, n.ToString());
@@ -317,6 +318,7 @@ static class AsyncTests
     {
         const int n = 200;
         var name = Name("sync");
+        Names.AddRange(new[] { name + "-sem", name + "-ev", name + "-mutex" });
         using (var sem = NamedSemaphore.Create(name + "-sem", 0, 1))
         using (var ev = NamedEvent.Create(name + "-ev", autoReset: true))
         using (var m = NamedMutex.Create(name + "-mutex"))
