@@ -28,11 +28,15 @@ use crate::sys::ProcessIdentity;
 pub(crate) struct Watch {
     wait: HANDLE,
     waker: *mut WatchWaker,
+    /// The registered wait's time limit (the recheck it was made for).
+    recheck: Option<Instant>,
 }
 
 /// What the pool's callback reaches: the waker, and whether it ran.
 struct WatchWaker {
-    waker: Waker,
+    waker: std::sync::Mutex<Waker>,
+    /// The callback ran (permit or time limit): the one-shot wait is spent.
+    ran: std::sync::atomic::AtomicBool,
     fired: std::sync::atomic::AtomicBool,
 }
 
@@ -53,16 +57,18 @@ pub(crate) fn watch(
     recheck: Option<Instant>,
 ) -> Watch {
     let waker = Box::into_raw(Box::new(WatchWaker {
-        waker: waker.clone(),
+        waker: std::sync::Mutex::new(waker.clone()),
+        ran: std::sync::atomic::AtomicBool::new(false),
         fired: std::sync::atomic::AtomicBool::new(false),
     }));
     let mut watch = Watch {
         wait: std::ptr::null_mut(),
         waker,
+        recheck,
     };
     if word.load(SeqCst) != expected {
         // SAFETY: our own box, alive until the watch drops.
-        unsafe { (*waker).waker.wake_by_ref() };
+        unsafe { (*waker).wake() };
         return watch;
     }
     let millis = recheck.map_or(INFINITE, |at| {
@@ -86,9 +92,18 @@ pub(crate) fn watch(
         // No wait could be registered: let the caller look again (it polls).
         watch.wait = std::ptr::null_mut();
         // SAFETY: as above.
-        unsafe { (*waker).waker.wake_by_ref() };
+        unsafe { (*waker).wake() };
     }
     watch
+}
+
+impl WatchWaker {
+    fn wake(&self) {
+        self.waker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .wake_by_ref();
+    }
 }
 
 impl Watch {
@@ -98,14 +113,32 @@ impl Watch {
         unsafe { &*self.waker }.fired.load(SeqCst)
     }
 
-    /// Always `false` here: a registered wait is not changed, a new one is made.
-    pub(crate) fn refresh(
-        &self,
-        _expected: u32,
-        _waker: &Waker,
-        _recheck: Option<Instant>,
-    ) -> bool {
-        false
+    /// Keeps this registered wait, with `waker`, if it has not fired and was
+    /// made for a recheck no later than `recheck`: a semaphore permit is a wake-up whatever the
+    /// word's value, so the wait stands (re-registering for every poll would
+    /// also risk a permit taken by a wait being unregistered).
+    pub(crate) fn refresh(&self, _expected: u32, waker: &Waker, recheck: Option<Instant>) -> bool {
+        // A later recheck than the wait was made for only means an early,
+        // spurious wake-up; a sooner one needs a new wait.
+        let sooner = match (self.recheck, recheck) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some(old), Some(new)) => new < old,
+        };
+        // SAFETY: our box, alive until drop.
+        let spent = unsafe { &*self.waker }.ran.load(SeqCst);
+        if self.wait.is_null() || spent || sooner {
+            return false;
+        }
+        // SAFETY: our box, alive until drop.
+        let mut current = unsafe { &*self.waker }
+            .waker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if !current.will_wake(waker) {
+            *current = waker.clone();
+        }
+        true
     }
 }
 
@@ -118,7 +151,8 @@ unsafe extern "system" fn fire(context: *mut c_void, timed_out: bool) {
     if !timed_out {
         watch.fired.store(true, SeqCst);
     }
-    watch.waker.wake_by_ref();
+    watch.ran.store(true, SeqCst);
+    watch.wake();
 }
 
 impl Drop for Watch {
