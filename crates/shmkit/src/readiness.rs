@@ -297,13 +297,16 @@ impl Drop for AsyncWait {
 
 /// One poll of an operation on `obj`: tries it (`try_op`, which must not wait
 /// and must report "would wait" as [`Error::WouldBlock`]); when it would block,
-/// arms `wait` and returns `Pending`. `op` names the operation in an
+/// arms `wait` and returns `Pending`. `spin_first`: a fresh wait first keeps
+/// trying for the object's spin time (futures do; the `poll_*` methods, made
+/// for event loops that drain many objects, do not). `op` names the operation in an
 /// [`Error::Interrupted`].
 pub(crate) fn poll_op<O: Watched + ?Sized, T>(
     wait: &mut AsyncWait,
     obj: &mut O,
     cx: &mut Context<'_>,
     op: &'static str,
+    spin_first: bool,
     mut try_op: impl FnMut(&mut O) -> Result<T>,
 ) -> Poll<Result<T>> {
     loop {
@@ -315,7 +318,7 @@ pub(crate) fn poll_op<O: Watched + ?Sized, T>(
                 return Poll::Ready(done);
             }
         }
-        if !wait.registered() {
+        if spin_first && !wait.registered() {
             if let Some(done) = spin(obj, &mut try_op) {
                 return Poll::Ready(done);
             }
@@ -396,7 +399,14 @@ impl<O: Watched + Unpin, T, F: FnMut(&mut O) -> Result<T> + Unpin> std::future::
 
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
         let this = self.get_mut();
-        poll_op(&mut this.wait, &mut this.obj, cx, this.op, &mut this.try_op)
+        poll_op(
+            &mut this.wait,
+            &mut this.obj,
+            cx,
+            this.op,
+            true,
+            &mut this.try_op,
+        )
     }
 }
 

@@ -324,7 +324,12 @@ impl<'a> WaitSet<'a> {
             let ready = self.look_at(&look)?;
             if !ready.is_empty() {
                 self.look_again = ready.clone();
-                return Ok(ready);
+                // Descriptors that are ready too are reported with them (a
+                // busy channel must not hide a ready timer or socket).
+                let mut all = ready;
+                all.extend(self.sleep(&shared.notifier, Some(Duration::ZERO))?);
+                all.sort_unstable();
+                return Ok(all);
             }
             look.clear();
             if self.interrupters.iter().any(|(i, _)| i.is_interrupted()) {
@@ -338,7 +343,8 @@ impl<'a> WaitSet<'a> {
                 Some(d) => {
                     let left = d.saturating_duration_since(Instant::now());
                     if left.is_zero() {
-                        return Ok(Vec::new());
+                        // The descriptors get their look too.
+                        return self.sleep(&shared.notifier, Some(Duration::ZERO));
                     }
                     Some(left)
                 }

@@ -350,3 +350,22 @@ fn a_subscriber_whose_publisher_was_killed_is_reported_and_then_disconnected() {
     }
     assert!(rounds <= 2, "{rounds} rounds of ready-then-would-block");
 }
+
+#[cfg(unix)]
+#[test]
+fn a_ready_descriptor_is_reported_beside_a_ready_channel_and_by_a_zero_timeout() {
+    use std::io::Write;
+    use std::os::fd::AsFd;
+    let name = TestName::new("ws-fd-busy");
+    let (mut rx, mut tx) = pair(&name);
+    let (reader, mut writer) = std::os::unix::net::UnixStream::pair().unwrap();
+    writer.write_all(b"x").unwrap();
+    tx.send(b"busy").unwrap();
+    let mut set = WaitSet::new();
+    set.add(&mut rx);
+    let fd = set.add(reader.as_fd());
+    assert_eq!(set.wait_timeout(BOUND).unwrap(), [0, fd]);
+    let rx = set.get_mut::<Receiver>(0).unwrap();
+    rx.try_recv().unwrap();
+    assert_eq!(set.wait_timeout(Duration::ZERO).unwrap(), [fd]);
+}

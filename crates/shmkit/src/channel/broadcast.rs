@@ -585,9 +585,18 @@ impl Subscriber {
         cx: &mut std::task::Context<'_>,
         f: impl FnOnce(&[u8]) -> R,
     ) -> std::task::Poll<Result<R>> {
+        self.poll_recv_spinning(cx, false, f)
+    }
+
+    fn poll_recv_spinning<R>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        spin_first: bool,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> std::task::Poll<Result<R>> {
         let mut wait = std::mem::take(&mut self.waiting);
         let mut f = Some(f);
-        let polled = crate::readiness::poll_op(&mut wait, self, cx, "receive", |sub| {
+        let polled = crate::readiness::poll_op(&mut wait, self, cx, "receive", spin_first, |sub| {
             sub.try_recv_noticing_death(|b| (f.take().expect("called once per message"))(b))
         });
         self.waiting = wait;
@@ -642,7 +651,8 @@ impl futures_core::Stream for Subscriber {
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<Vec<u8>>>> {
-        match self.get_mut().poll_recv_with(cx, <[u8]>::to_vec) {
+        // A stream is awaited like the futures: it spins first.
+        match self.get_mut().poll_recv_spinning(cx, true, <[u8]>::to_vec) {
             std::task::Poll::Ready(Err(e)) if e.is_disconnected() => std::task::Poll::Ready(None),
             other => other.map(Some),
         }

@@ -350,9 +350,10 @@ impl RpcClient {
         let mut wait = std::mem::take(&mut self.waiting);
         let mut since = self.reply_since.take();
         let mut f = Some(f);
-        let polled = crate::readiness::poll_op(&mut wait, self, cx, "receive a reply", |c| {
-            c.try_reply_with(call.0, &mut f, &mut since)
-        });
+        let polled =
+            crate::readiness::poll_op(&mut wait, self, cx, "receive a reply", false, |c| {
+                c.try_reply_with(call.0, &mut f, &mut since)
+            });
         self.waiting = wait;
         if polled.is_pending() {
             self.reply_since = since;

@@ -813,9 +813,18 @@ impl Receiver {
         cx: &mut std::task::Context<'_>,
         f: impl FnOnce(&[u8]) -> R,
     ) -> std::task::Poll<Result<R>> {
+        self.poll_recv_spinning(cx, false, f)
+    }
+
+    fn poll_recv_spinning<R>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        spin_first: bool,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> std::task::Poll<Result<R>> {
         let mut wait = std::mem::take(&mut self.waiting);
         let mut f = Some(f);
-        let polled = crate::readiness::poll_op(&mut wait, self, cx, "receive", |rx| {
+        let polled = crate::readiness::poll_op(&mut wait, self, cx, "receive", spin_first, |rx| {
             rx.try_recv_with(|b| (f.take().expect("called once per message"))(b))
         });
         self.waiting = wait;
@@ -832,8 +841,9 @@ impl Receiver {
         buf: &mut [u8],
     ) -> std::task::Poll<Result<usize>> {
         let mut wait = std::mem::take(&mut self.waiting);
-        let polled =
-            crate::readiness::poll_op(&mut wait, self, cx, "receive", |rx| rx.try_recv_into(buf));
+        let polled = crate::readiness::poll_op(&mut wait, self, cx, "receive", false, |rx| {
+            rx.try_recv_into(buf)
+        });
         self.waiting = wait;
         polled
     }
@@ -855,7 +865,8 @@ impl futures_core::Stream for Receiver {
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<Vec<u8>>>> {
-        match self.get_mut().poll_recv_with(cx, <[u8]>::to_vec) {
+        // A stream is awaited like the futures: it spins first.
+        match self.get_mut().poll_recv_spinning(cx, true, <[u8]>::to_vec) {
             std::task::Poll::Ready(Err(e)) if e.is_disconnected() => std::task::Poll::Ready(None),
             other => other.map(Some),
         }

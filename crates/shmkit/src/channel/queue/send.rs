@@ -772,7 +772,7 @@ impl Sender {
         msg: &[u8],
     ) -> std::task::Poll<Result<()>> {
         let mut wait = std::mem::take(&mut self.waiting);
-        let polled = crate::readiness::poll_op(&mut wait, self, cx, "send", |tx| {
+        let polled = crate::readiness::poll_op(&mut wait, self, cx, "send", false, |tx| {
             tx.try_send_noticing_death(msg)
         });
         self.waiting = wait;
