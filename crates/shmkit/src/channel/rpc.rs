@@ -434,8 +434,12 @@ impl RpcServer {
         }
         let tx = self.replies.get_mut(reply_to).expect("inserted above");
         let polled = tx.poll_send(cx, msg);
-        if let std::task::Poll::Ready(Err(_)) = polled {
-            self.replies.remove(reply_to);
+        // A client that went away takes its queue with it: forget ours. (Not
+        // for a reply refused as too long: the client is there, waiting.)
+        if let std::task::Poll::Ready(Err(e)) = &polled {
+            if e.is_disconnected() || matches!(e, Error::NotFound { .. }) {
+                self.replies.remove(reply_to);
+            }
         }
         polled
     }
