@@ -319,10 +319,9 @@ fn futex_waitv(waitv: &[FutexWaitv], until: Option<Instant>) -> bool {
     let ts_ptr = ts
         .as_ref()
         .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    // SAFETY: `waitv` is a valid array of `futex_waitv` entries whose words are
-    // mapped (shard entries stay mapped while listed; a word unmapped between
-    // the table scan and this call makes the kernel return EFAULT, after which
-    // the table is scanned again without it). The timeout is a valid timespec.
+    // A word unmapped between the table scan and this call makes the kernel
+    // return EFAULT; the table is then scanned again without it.
+    // SAFETY: valid `futex_waitv` entries of listed (mapped) words; a valid timespec.
     let r = unsafe {
         libc::syscall(
             libc::SYS_futex_waitv,
