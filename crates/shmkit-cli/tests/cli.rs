@@ -361,6 +361,7 @@ fn cli_helper_entry() {
     std::thread::sleep(std::time::Duration::from_secs(600));
 }
 
+#[cfg(unix)]
 /// A process of this test binary holding the temporary segment `name`.
 fn holder(name: &str) -> std::process::Child {
     use std::io::BufRead;

@@ -20,7 +20,9 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{hear, role, say, spawn, ChildProc, TestName};
+#[cfg(unix)]
+use common::ChildProc;
+use common::{hear, role, say, spawn, TestName};
 use futures_core::Stream;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
@@ -1509,6 +1511,7 @@ fn rpc_calls_dropped_at_random_points_never_take_another_calls_answer() {
 // 4. A peer killed with SIGKILL while the other side awaits
 // ---------------------------------------------------------------------------
 
+#[cfg(unix)]
 /// Polls `fut` once (it must wait), lets `before_kill` run, then has another
 /// thread kill the child after `delay` while the task sleeps, and awaits the
 /// future: only the core's own wake-ups (the peer's exit watched, a periodic
@@ -1551,6 +1554,7 @@ fn killed_while_awaiting<F: Future>(
     })
 }
 
+#[cfg(unix)]
 fn kill_sender_while_receiving(delay: Duration) {
     let name = TestName::new("aa-kill-tx");
     let mut rx = Receiver::connect(name.as_str()).unwrap();
@@ -1562,6 +1566,7 @@ fn kill_sender_while_receiving(delay: Duration) {
     assert!(e.to_string().contains(name.as_str()), "{e}");
 }
 
+#[cfg(unix)]
 fn kill_receiver_while_sending(delay: Duration) {
     let name = TestName::new("aa-kill-rx");
     let mut child = spawn(ENTRY, "idle-receiver", &[name.as_str()]);
@@ -1574,6 +1579,7 @@ fn kill_receiver_while_sending(delay: Duration) {
     assert!(e.is_disconnected(), "{e}");
 }
 
+#[cfg(unix)]
 fn kill_publisher_while_subscribing(delay: Duration) {
     let name = TestName::new("aa-kill-pub");
     let mut child = spawn(ENTRY, "idle-publisher", &[name.as_str()]);
@@ -1592,6 +1598,7 @@ fn kill_publisher_while_subscribing(delay: Duration) {
     assert!(run(BOUND, "the stream", next(&mut sub)).is_none());
 }
 
+#[cfg(unix)]
 fn kill_server_while_calling(delay: Duration) {
     let name = TestName::new("aa-kill-srv");
     let mut child = spawn(ENTRY, "stalled-server", &[name.as_str()]);
@@ -1609,6 +1616,7 @@ fn kill_server_while_calling(delay: Duration) {
     assert!(e.is_disconnected(), "{e}");
 }
 
+#[cfg(unix)]
 fn kill_holder_while_locking(delay: Duration) {
     let name = TestName::new("aa-kill-mx");
     let mutex = Mutex::create(name.as_str(), 7u64).unwrap();
