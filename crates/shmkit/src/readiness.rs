@@ -336,6 +336,23 @@ pub(crate) fn poll_op<O: Watched + ?Sized, T>(
     }
 }
 
+/// [`poll_op`] with the wait an object keeps in itself between polls (its
+/// `poll_*` methods and streams): `wait_of` names that field. The wait is
+/// moved out for the call, since `try_op` needs the whole object.
+pub(crate) fn poll_kept<O: Watched, T>(
+    obj: &mut O,
+    wait_of: fn(&mut O) -> &mut AsyncWait,
+    cx: &mut Context<'_>,
+    op: &'static str,
+    spin_first: bool,
+    try_op: impl FnMut(&mut O) -> Result<T>,
+) -> Poll<Result<T>> {
+    let mut wait = std::mem::take(wait_of(obj));
+    let polled = poll_op(&mut wait, obj, cx, op, spin_first, try_op);
+    *wait_of(obj) = wait;
+    polled
+}
+
 /// Tries `try_op` for the object's spin time (a fresh wait only); the result
 /// if it stopped blocking meanwhile.
 fn spin<O: Watched + ?Sized, T>(

@@ -219,9 +219,6 @@ pub struct Subscriber {
     /// The wait of `poll_recv_with` and the stream, kept between polls.
     /// Declared first: it points into `mem` and must go before it.
     waiting: AsyncWait,
-    /// When an async receive first found nothing (the publisher's death is
-    /// looked for every CHECK_EVERY after that).
-    empty_since: Option<Instant>,
     /// When `try_recv` last looked whether the publisher lives.
     last_check: Instant,
     /// A wait set found the publisher gone: the next `try_recv` looks at once.
@@ -269,7 +266,6 @@ impl Subscriber {
         };
         let mut sub = Subscriber {
             waiting: AsyncWait::default(),
-            empty_since: None,
             last_check: Instant::now(),
             check_now: std::sync::atomic::AtomicBool::new(false),
             mem,
@@ -382,7 +378,7 @@ impl Subscriber {
             // try_recv polled in a loop must not look at the publisher every
             // time; it does every CHECK_EVERY (at once after a wait set saw it
             // gone), as a blocking receive does while it sleeps.
-            let forced = self.check_now.swap(false, SeqCst);
+            let forced = self.check_now.load(Relaxed) && self.check_now.swap(false, SeqCst);
             if !forced && self.last_check.elapsed() < CHECK_EVERY {
                 return Err(deadline.expired(mem.name(), "receive"));
             }
@@ -572,9 +568,7 @@ impl Subscriber {
     /// dropping the future before it completes skips nothing; the next call
     /// gets the message this one would have.
     pub fn recv_async(&mut self) -> impl std::future::Future<Output = Result<Vec<u8>>> + Send + '_ {
-        OpFuture::new(self, "receive", |sub: &mut &mut Subscriber| {
-            sub.try_recv_noticing_death(|b| b.to_vec())
-        })
+        OpFuture::new(self, "receive", |sub: &mut &mut Subscriber| sub.try_recv())
     }
 
     /// Polls for the next message and lends it to `f`; `Pending` registers
@@ -594,50 +588,25 @@ impl Subscriber {
         spin_first: bool,
         f: impl FnOnce(&[u8]) -> R,
     ) -> std::task::Poll<Result<R>> {
-        let mut wait = std::mem::take(&mut self.waiting);
         let mut f = Some(f);
-        let polled = crate::readiness::poll_op(&mut wait, self, cx, "receive", spin_first, |sub| {
-            sub.try_recv_noticing_death(|b| (f.take().expect("called once per message"))(b))
-        });
-        self.waiting = wait;
-        polled
+        crate::readiness::poll_kept(
+            self,
+            |o| &mut o.waiting,
+            cx,
+            "receive",
+            spin_first,
+            |sub| {
+                sub.recv_with_until(Deadline::Now, |b| {
+                    (f.take().expect("called once per message"))(b)
+                })
+            },
+        )
     }
 
     /// Gives back the wait a `Pending` [`poll_recv_with`](Self::poll_recv_with)
     /// registered.
     pub fn cancel_poll(&mut self) {
         self.waiting.cancel();
-    }
-
-    /// `try_recv_with`, and once in every CHECK_EVERY of finding nothing, a
-    /// look at whether the publisher died (what a blocking receive does while
-    /// it sleeps).
-    fn try_recv_noticing_death<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
-        let mut f = Some(f);
-        let mut take = |sub: &mut Subscriber| {
-            sub.recv_with_until(Deadline::Now, |b| (f.take().expect("called once"))(b))
-        };
-        match take(self) {
-            Err(e) if e.is_would_block() => {
-                let since = *self.empty_since.get_or_insert_with(Instant::now);
-                if since.elapsed() < CHECK_EVERY {
-                    return Err(e);
-                }
-                self.empty_since = Some(Instant::now());
-                let Some(gone) = publisher_gone(&self.mem, true) else {
-                    return Err(e);
-                };
-                // What it published before it died is still delivered.
-                match take(self) {
-                    Err(again) if again.is_would_block() => Err(gone),
-                    other => other,
-                }
-            }
-            other => {
-                self.empty_since = None;
-                other
-            }
-        }
     }
 }
 

@@ -347,14 +347,16 @@ impl RpcClient {
         call: PendingCall,
         f: impl FnOnce(&[u8]) -> R,
     ) -> std::task::Poll<Result<R>> {
-        let mut wait = std::mem::take(&mut self.waiting);
         let mut since = self.reply_since.take();
         let mut f = Some(f);
-        let polled =
-            crate::readiness::poll_op(&mut wait, self, cx, "receive a reply", false, |c| {
-                c.try_reply_with(call.0, &mut f, &mut since)
-            });
-        self.waiting = wait;
+        let polled = crate::readiness::poll_kept(
+            self,
+            |o| &mut o.waiting,
+            cx,
+            "receive a reply",
+            false,
+            |c| c.try_reply_with(call.0, &mut f, &mut since),
+        );
         if polled.is_pending() {
             self.reply_since = since;
         }

@@ -1,7 +1,7 @@
 //! The receiving end of a queue: reading records, reassembling fragments,
 //! and waiting for data or for the senders to go.
 
-use std::sync::atomic::Ordering::{Acquire, SeqCst};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
 use std::time::{Duration, Instant};
 
 use super::open_queue;
@@ -707,7 +707,8 @@ impl Receiver {
         let mut gone = senders_gone(mem, false).filter(|_| stop);
         if gone.is_none() && matches!(deadline, Deadline::Now) {
             // try_recv polled in a loop must not read /proc every time.
-            let forced = self.check_now.swap(false, SeqCst);
+            // A load first: an empty try_recv in a loop must not write.
+            let forced = self.check_now.load(Relaxed) && self.check_now.swap(false, SeqCst);
             if stop && (forced || self.last_check.elapsed() >= CHECK_EVERY) {
                 self.last_check = Instant::now();
                 gone = senders_gone(mem, true);
@@ -822,13 +823,15 @@ impl Receiver {
         spin_first: bool,
         f: impl FnOnce(&[u8]) -> R,
     ) -> std::task::Poll<Result<R>> {
-        let mut wait = std::mem::take(&mut self.waiting);
         let mut f = Some(f);
-        let polled = crate::readiness::poll_op(&mut wait, self, cx, "receive", spin_first, |rx| {
-            rx.try_recv_with(|b| (f.take().expect("called once per message"))(b))
-        });
-        self.waiting = wait;
-        polled
+        crate::readiness::poll_kept(
+            self,
+            |o| &mut o.waiting,
+            cx,
+            "receive",
+            spin_first,
+            |rx| rx.try_recv_with(|b| (f.take().expect("called once per message"))(b)),
+        )
     }
 
     /// Polls for the next message into `buf`, as [`recv_into`](Self::recv_into)
@@ -840,12 +843,14 @@ impl Receiver {
         cx: &mut std::task::Context<'_>,
         buf: &mut [u8],
     ) -> std::task::Poll<Result<usize>> {
-        let mut wait = std::mem::take(&mut self.waiting);
-        let polled = crate::readiness::poll_op(&mut wait, self, cx, "receive", false, |rx| {
-            rx.try_recv_into(buf)
-        });
-        self.waiting = wait;
-        polled
+        crate::readiness::poll_kept(
+            self,
+            |o| &mut o.waiting,
+            cx,
+            "receive",
+            false,
+            |rx| rx.try_recv_into(buf),
+        )
     }
 
     /// Gives back the wait a `Pending` [`poll_recv_with`](Self::poll_recv_with)

@@ -771,12 +771,14 @@ impl Sender {
         cx: &mut std::task::Context<'_>,
         msg: &[u8],
     ) -> std::task::Poll<Result<()>> {
-        let mut wait = std::mem::take(&mut self.waiting);
-        let polled = crate::readiness::poll_op(&mut wait, self, cx, "send", false, |tx| {
-            tx.try_send_noticing_death(msg)
-        });
-        self.waiting = wait;
-        polled
+        crate::readiness::poll_kept(
+            self,
+            |o| &mut o.waiting,
+            cx,
+            "send",
+            false,
+            |tx| tx.try_send_noticing_death(msg),
+        )
     }
 
     /// Gives back the wait a `Pending` [`poll_send`](Self::poll_send)
