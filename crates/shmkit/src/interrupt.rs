@@ -188,8 +188,11 @@ impl Interrupt {
 
     fn raise(&self) {
         self.flag.store(true, SeqCst);
-        for (_, waker) in self.wakers().iter() {
-            waker.wake_by_ref();
+        // Woken outside the lock: a waker may poll its task at once, and that
+        // task may register or remove its own waker here.
+        let wakers: Vec<Waker> = self.wakers().iter().map(|(_, w)| w.clone()).collect();
+        for waker in wakers {
+            waker.wake();
         }
         let sleepers = self.sleepers();
         for (target, _) in sleepers.entries.iter().flatten() {

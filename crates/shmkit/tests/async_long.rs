@@ -163,3 +163,58 @@ fn poll_style_rpc_calls() {
     }));
     assert!(r.unwrap_err().is_disconnected());
 }
+
+/// A waker that, when the interrupt wakes it, drops another future waiting on
+/// the same object (as an executor cancelling a sibling task may): the
+/// interrupt must not hold its list of wakers while it calls them (that
+/// future's drop takes its waker out of the list: a deadlock before).
+#[test]
+fn an_interrupt_waker_may_drop_a_sibling_future() {
+    use shmkit::sync::Semaphore;
+    use std::pin::Pin;
+    use std::sync::{Arc, Mutex};
+    use std::task::{Wake, Waker};
+
+    type Boxed = Pin<Box<dyn Future<Output = shmkit::Result<()>> + Send>>;
+    struct DropSibling(Mutex<Option<Boxed>>);
+    impl Wake for DropSibling {
+        fn wake(self: Arc<Self>) {
+            self.0.lock().unwrap().take();
+        }
+    }
+
+    let name = TestName::new("al-int-reenter");
+    let sem = Arc::new(Semaphore::create(name.as_str(), 0, 1).unwrap());
+    let stop = sem.interrupter();
+    let wait = |s: &Arc<Semaphore>| -> Boxed {
+        let s = s.clone();
+        Box::pin(async move { s.wait_async().await })
+    };
+    let mut sibling = wait(&sem);
+    let noop = Context::from_waker(std::task::Waker::noop());
+    let mut cx = noop;
+    assert!(sibling.as_mut().poll(&mut cx).is_pending());
+    let dropper = Arc::new(DropSibling(Mutex::new(Some(sibling))));
+    let waker = Waker::from(dropper.clone());
+    let mut first = wait(&sem);
+    assert!(first
+        .as_mut()
+        .poll(&mut Context::from_waker(&waker))
+        .is_pending());
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        stop.interrupt();
+        let _ = done.send(());
+    });
+    if finished.recv_timeout(Duration::from_secs(10)).is_err() {
+        // Dropping `first` would wait for the same lock: leave it.
+        std::mem::forget(first);
+        panic!("interrupting deadlocked in a waker that drops a sibling wait");
+    }
+    assert!(dropper.0.lock().unwrap().is_none(), "the waker ran");
+    let r = first.as_mut().poll(&mut Context::from_waker(&waker));
+    assert!(
+        matches!(r, Poll::Ready(Err(ref e)) if e.is_interrupted()),
+        "{r:?}"
+    );
+}
