@@ -210,17 +210,23 @@ fn new_shard(shards: &mut Vec<Arc<Shard>>) -> Arc<Shard> {
 fn reactor(shard: &Shard) {
     let mut waitv: Vec<FutexWaitv> = Vec::with_capacity(PER_SHARD + 1);
     let mut fired: Vec<Waker> = Vec::new();
+    // The entries behind `waitv`, and the one a FUTEX_WAKE woke last: fired
+    // even if its word is back to the value it waits on (an unlock and a
+    // relock in between: the wake-up was meant for its waiter).
+    let mut ids: Vec<u64> = Vec::with_capacity(PER_SHARD);
+    let mut woken: Option<u64> = None;
     loop {
         let control = shard.control.load(SeqCst);
         let mut next_recheck: Option<Instant> = None;
         waitv.clear();
+        ids.clear();
         {
             let mut table = shard.table();
             let now = Instant::now();
             table.entries.retain_mut(|e| {
                 // SAFETY: an entry's word stays mapped while it is in the table.
                 let word = unsafe { &*(e.word as *const AtomicU32) };
-                let due = e.recheck.is_some_and(|r| r <= now);
+                let due = e.recheck.is_some_and(|r| r <= now) || woken == Some(e.id);
                 if due || word.load(SeqCst) != e.expected {
                     fired.push(e.waker.clone());
                     return false;
@@ -229,25 +235,28 @@ fn reactor(shard: &Shard) {
                     next_recheck = Some(next_recheck.map_or(r, |n| n.min(r)));
                 }
                 waitv.push(FutexWaitv::shared(word, e.expected));
+                ids.push(e.id);
                 true
             });
         }
+        woken = None;
         for waker in fired.drain(..) {
             waker.wake();
         }
         waitv.push(FutexWaitv::private(&shard.control, control));
         shard.sleeping.store(true, SeqCst);
-        if !futex_waitv(&waitv, next_recheck) {
-            if waitv.len() == 1 {
-                // Nothing to watch: no need to look every FALLBACK_NAP; a
-                // new watch unparks this thread (see `watch`), or changed the
-                // control word before it could see `sleeping`.
-                if shard.control.load(SeqCst) == control {
-                    std::thread::park();
-                }
-            } else {
-                std::thread::sleep(FALLBACK_NAP);
+        let mut index = None;
+        if futex_waitv(&waitv, next_recheck, &mut index) {
+            woken = index.and_then(|i| ids.get(i).copied());
+        } else if waitv.len() == 1 {
+            // Nothing to watch: no need to look every FALLBACK_NAP; a new
+            // watch unparks this thread (see `watch`), or changed the control
+            // word before it could see `sleeping`.
+            if shard.control.load(SeqCst) == control {
+                std::thread::park();
             }
+        } else {
+            std::thread::sleep(FALLBACK_NAP);
         }
         shard.sleeping.store(false, SeqCst);
     }
@@ -294,7 +303,7 @@ static NO_WAITV: AtomicBool = AtomicBool::new(false);
 /// passes. `false`: this kernel has no `futex_waitv`, or the call failed in a
 /// way that would repeat (the caller naps instead).
 #[cfg(target_os = "linux")]
-fn futex_waitv(waitv: &[FutexWaitv], until: Option<Instant>) -> bool {
+fn futex_waitv(waitv: &[FutexWaitv], until: Option<Instant>, woken: &mut Option<usize>) -> bool {
     if NO_WAITV.load(SeqCst) {
         return false;
     }
@@ -333,6 +342,7 @@ fn futex_waitv(waitv: &[FutexWaitv], until: Option<Instant>) -> bool {
         )
     };
     if r >= 0 {
+        *woken = Some(r as usize);
         return true;
     }
     match std::io::Error::last_os_error().raw_os_error() {
@@ -349,7 +359,7 @@ fn futex_waitv(waitv: &[FutexWaitv], until: Option<Instant>) -> bool {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn futex_waitv(_waitv: &[FutexWaitv], _until: Option<Instant>) -> bool {
+fn futex_waitv(_waitv: &[FutexWaitv], _until: Option<Instant>, _woken: &mut Option<usize>) -> bool {
     NO_WAITV.store(true, SeqCst);
     false
 }
